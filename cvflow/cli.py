@@ -16,6 +16,7 @@ __all__ = ['COMMANDS', 'usage', 'main']
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("cvflow.config", "main", "show the project home, settings and backend in force"),
     "sample": ("cvflow.sample", "main", "write the synthetic sample video with exact ground truth"),
+    "annotations": ("cvflow.annotations", "main", "check and convert VIA/COCO annotations; write VIA projects for annotators"),
     "run": ("cvflow.pipeline", "main", "run the notebook series end to end with papermill"),
     "infra": ("cvflow.infra", "main", "deploy or remove the Azure environment (ARM template + cloud-init) with the Azure CLI"),
 }

@@ -8,8 +8,14 @@ STAMP := $(VENV)/.cvflow-installed
 # nbdev_test runs every notebook with its fast defaults in a scratch project home, never in your data/.
 TEST_HOME := build/test-home
 NB_WORKERS ?= 1
+# The docs site: Sphinx + myst-nb over a source tree generated from nbs/ and cvflow/ (docs/cvflow_docs.py);
+# notebooks execute with their fast defaults in a scratch home, outputs cached by content in build/docs-cache.
+DOCS_HOME := build/docs-home
+DOCS_SRC := build/docs-src
+DOCS_OUT := docs/_build/html
+SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test venv export check-export check-clean nbtest pytest clean-test
+.PHONY: run test venv export check-export check-clean nbtest pytest clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,3 +56,17 @@ pytest: $(STAMP)
 
 clean-test:
 	rm -rf $(TEST_HOME)
+
+## the docs site: docs/_build/html/index.html (warnings are errors)
+docs: $(STAMP)
+	rm -rf $(DOCS_HOME) && mkdir -p $(DOCS_SRC) $(DOCS_HOME)
+	CVFLOW_DOCS_HOME=$(CURDIR)/$(DOCS_HOME) CVFLOW_DOCS_SRC=$(CURDIR)/$(DOCS_SRC) \
+	  $(BIN)/sphinx-build $(SPHINXOPTS) -b html -c docs -d build/docs-doctrees $(DOCS_SRC) $(DOCS_OUT)
+	@echo "docs: $(DOCS_OUT)/index.html"
+
+# the built site in headless Chromium (skips, saying why, without Chromium/Playwright or a built site)
+docs-test: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_docs_site.py
+
+clean-docs:
+	rm -rf $(DOCS_OUT) docs/_build/jupyter_execute $(DOCS_SRC) build/docs-doctrees build/docs-cache $(DOCS_HOME)

@@ -30,7 +30,7 @@ __all__ = ['SEVERITIES', 'IMAGE_EXTS', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'MIN_PAR
            'validate_coco', 'write_coco', 'detect_format', 'parse_annotations', 'default_images_dir',
            'find_annotation_file', 'read_annotations', 'apply_strict', 'check_annotations', 'report', 'problems_table',
            'show_annotations', 'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator',
-           'PolygonAnnotator', 'main']
+           'PolygonAnnotator', 'main', 'AnnotationNeeded', 'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #36d1f517
 SEVERITIES = ("info", "warning", "error")
@@ -1187,3 +1187,15 @@ def main(argv: list[str] | None = None) -> int:
 # %% ../nbs/02_annotations.ipynb #6378321f
 if __name__ == "__main__" and not getattr(__import__("builtins"), "__IPYTHON__", False):   # `python -m cvflow.annotations`, not a kernel
     sys.exit(main())
+
+# %% ../nbs/02_annotations.ipynb #8c278d15
+class AnnotationNeeded(RuntimeError):
+    "The frames are chosen and the VIA project is written, but no annotated project exists yet."
+
+
+def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int) -> str:
+    "What a person must do to continue the pipeline."
+    return (f"{n_frames} frames are ready to annotate. Open VGG Image Annotator 2 "
+            f"(https://www.robots.ox.ac.uk/~vgg/software/via/via.html), Project → Open project → {via_project}; "
+            f"draw a polygon around every object and pick its class in the `class` dropdown; then Project → Save "
+            f"project and save the file as {annotated}. Then run the pipeline again: it continues from here.")

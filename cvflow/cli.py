@@ -9,19 +9,36 @@ import importlib
 import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'usage', 'main']
+__all__ = ['COMMANDS', 'FLAG_ROUTES', 'usage', 'main']
 
 # %% ../nbs/11_cli.ipynb #967b8f0a
 # command -> (module, function, one-line help); the function takes argv (list of str) and returns an exit code
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("cvflow.config", "main", "show the project home, settings and backend in force"),
     "sample": ("cvflow.sample", "main", "write the synthetic sample video with exact ground truth"),
+    "frames": ("cvflow.frames", "main", "pick the frames worth annotating from videos (scenes, motion, blur, duplicates)"),
     "annotations": ("cvflow.annotations", "main", "check and convert VIA/COCO annotations; write VIA projects for annotators"),
+    "eda": ("cvflow.eda", "main", "class distribution plots, summary and warnings for annotations or a dataset"),
+    "dataset": ("cvflow.dataset", "main", "split annotations leak-free into train/val and write a dataset card"),
+    "train": ("cvflow.train", "main", "train Mask R-CNN (locally, under torchrun, or on Azure ML with --azure)"),
+    "export": ("cvflow.package", "main_export", "write a model package (model.pt, model.json, score.py, requirements.txt)"),
+    "register": ("cvflow.registry", "main_register", "register a model package (local MLflow or Azure ML)"),
+    "models": ("cvflow.registry", "main_models", "list, show, alias or download registered models"),
+    "serve": ("cvflow.deploy", "main_serve", "run a model package as a local web service (azmlinfsrv); --stop stops it"),
+    "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to Azure ML (ACI/AKS)"),
+    "test-service": ("cvflow.client", "main", "test a scoring web service: schema, parity, latency, bad input"),
     "run": ("cvflow.pipeline", "main", "run the notebook series end to end with papermill"),
+    "pipeline": ("cvflow.azure_pipeline", "main", "publish/schedule the pipeline on Azure ML (pip install 'cvflow[azure-pipeline]')"),
     "infra": ("cvflow.infra", "main", "deploy or remove the Azure environment (ARM template + cloud-init) with the Azure CLI"),
 }
 
-# %% ../nbs/11_cli.ipynb #02fc4a47
+# %% ../nbs/11_cli.ipynb #58dde9c5
+# (command, flag) -> (module, function): the flag hands the whole command line to another step's function
+FLAG_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("train", "--azure"): ("cvflow.azureml_v1", "main_train_azure"),
+}
+
+# %% ../nbs/11_cli.ipynb #bc4d2deb
 def usage() -> str:
     "The top-level help text."
     w = max(map(len, COMMANDS))
@@ -47,5 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cvflow: unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     mod, fn, _ = COMMANDS[cmd]
+    for (c, flag), target in FLAG_ROUTES.items():
+        if c == cmd and flag in rest: mod, fn = target
     rc = getattr(importlib.import_module(mod), fn)(rest)
     return int(rc or 0)

@@ -21,8 +21,8 @@ from .config import (ConfigError, atomic_write_json, atomic_write_text, file_has
                            path_hash, read_results)
 
 # %% auto #0
-__all__ = ['Step', 'Pipeline', 'load_pipeline', 'step_fingerprint', 'outputs_hash', 'can_skip', 'write_summary', 'StepFailed',
-           'new_run_id', 'run_pipeline', 'main']
+__all__ = ['Step', 'Pipeline', 'load_pipeline', 'with_videos', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip',
+           'write_summary', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -39,6 +39,7 @@ class Step:
 class Pipeline:
     steps: list[Step]
     source: Path | None = None
+    videos_mode: dict = field(default_factory=dict)   # how `--videos DIR` changes the steps (see below)
 
     def names(self) -> list[str]: return [s.name for s in self.steps]
 
@@ -82,12 +83,55 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
         for k in ("inputs", "outputs"):
             if not isinstance(s.get(k, []), list): raise ConfigError(f"{where}: field `{k}` must be a list of paths")
         steps.append(Step(s["name"], nb, params, [str(p) for p in s.get("inputs", [])], [str(p) for p in s.get("outputs", [])]))
-    return Pipeline(steps, path)
+    vm = data.get("videos_mode") or {}
+    if not isinstance(vm, dict) or set(vm) - {"skip", "parameters", "inputs"}:
+        raise ConfigError(f"pipeline file {path}: `videos_mode` takes `skip`, `parameters` and `inputs`")
+    for name in list(vm.get("skip", [])) + list(vm.get("parameters", {})) + list(vm.get("inputs", {})):
+        if name not in seen: raise ConfigError(f"pipeline file {path}: `videos_mode` names step {name!r}, which is not in `steps`")
+    return Pipeline(steps, path, vm)
 
 # %% ../nbs/10_pipeline.ipynb #bebaf17e
+def _subst(v, videos: str):
+    if isinstance(v, str): return v.replace("{videos}", videos)
+    if isinstance(v, list): return [_subst(x, videos) for x in v]
+    if isinstance(v, dict): return {k: _subst(x, videos) for k, x in v.items()}
+    return v
+
+
+def with_videos(pipeline: Pipeline, videos: str | Path) -> Pipeline:
+    "The pipeline for a folder of the user's own videos, per its `videos_mode`."
+    videos = Path(videos).expanduser().resolve()
+    if not videos.is_dir():
+        raise ConfigError(f"--videos {videos}: not a folder")
+    vm = pipeline.videos_mode
+    if not vm:
+        raise ConfigError(f"pipeline file {pipeline.source} has no `videos_mode`, so it cannot run on your videos")
+    steps = []
+    for st in pipeline.steps:
+        if st.name in vm.get("skip", []): continue
+        params = {**st.parameters, **_subst(vm.get("parameters", {}).get(st.name, {}), str(videos))}
+        inputs = st.inputs + _subst(vm.get("inputs", {}).get(st.name, []), str(videos))
+        steps.append(Step(st.name, st.notebook, params, inputs, st.outputs))
+    return Pipeline(steps, pipeline.source, vm)
+
+# %% ../nbs/10_pipeline.ipynb #14a6c82c
+def quick_hash(path: Path, limit: int = 64 << 20) -> str:
+    "Content hash of a file or folder, except that files over `limit` bytes (videos) count by name, size and mtime."
+    path = Path(path)
+    if not path.exists(): return "missing"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+                                                  and not any(x.startswith(".") for x in p.relative_to(path).parts))
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        part = f"{st.st_size}:{st.st_mtime_ns}" if st.st_size > limit else file_hash(f)
+        h.update(f"{f.relative_to(path) if f != path else f.name}\0{part}\0".encode())
+    return h.hexdigest()
+
+
 def step_fingerprint(step: Step, home: Path) -> tuple[str, dict]:
     "The step's fingerprint and the content hash of each input."
-    inputs = {p: path_hash(home / p) for p in step.inputs}
+    inputs = {p: quick_hash(home / p) for p in step.inputs}
     h = hashlib.sha256()
     h.update(file_hash(step.notebook).encode())
     h.update(json.dumps(step.parameters, sort_keys=True, default=str).encode())
@@ -113,7 +157,7 @@ def can_skip(step: Step, home: Path, state: dict) -> bool:
     outs = outputs_hash(step, home)
     return prev.get("fingerprint") == fp and prev.get("outputs") == outs and "missing" not in outs.values()
 
-# %% ../nbs/10_pipeline.ipynb #f24823de
+# %% ../nbs/10_pipeline.ipynb #fcdcbdb2
 def _fmt(v) -> str:
     import html
     if isinstance(v, float): return f"{v:.4g}"
@@ -161,7 +205,7 @@ figcaption{{font-size:.85em;color:#57606a}}</style></head><body>
 {''.join(sections)}</body></html>"""
     return atomic_write_text(run_dir / "summary.html", doc)
 
-# %% ../nbs/10_pipeline.ipynb #56f32fe8
+# %% ../nbs/10_pipeline.ipynb #f7d4ee7e
 class StepFailed(RuntimeError):
     "A pipeline step failed; the message names the step, notebook, cell and error."
     def __init__(self, step: str, notebook: Path, executed: Path, cell: int | None, ename: str, evalue: str):
@@ -180,6 +224,24 @@ def new_run_id(runs: Path) -> str:
     return rid
 
 
+def _service_ports(home: Path) -> set[int]:
+    "Ports of local scoring services with a PID file in the project home (see 08_deploy)."
+    d = home / "reports" / "service"
+    return {int(p.stem) for p in d.glob("*.pid") if p.stem.isdigit()} if d.is_dir() else set()
+
+
+def _stop_services(ports: set[int], home: Path, log=print) -> None:
+    "Stop the local services this run started (on success, failure or Ctrl-C alike)."
+    if not ports: return
+    from cvflow.deploy import stop_service
+    with _env(CVFLOW_HOME=home):
+        for port in sorted(ports):
+            try:
+                if stop_service(port): log(f"stopped the local service on port {port}")
+            except Exception as e:  # never hide the run's own outcome behind a cleanup error
+                log(f"could not stop the local service on port {port}: {e}")
+
+
 @contextlib.contextmanager
 def _env(**kv):
     old = {k: os.environ.get(k) for k in kv}
@@ -190,7 +252,7 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-# %% ../nbs/10_pipeline.ipynb #fcdcbdb2
+# %% ../nbs/10_pipeline.ipynb #6b78bef5
 def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path | None = None,
                  from_step: str | None = None, only: str | None = None, force: bool = False,
                  progress: bool = True, log=print) -> dict:
@@ -216,6 +278,7 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
                                   "parameters": step.parameters, "inputs": {}, "outputs": {}})
     write = lambda: atomic_write_json(run_dir / "manifest.json", manifest)
     write()
+    services_before = _service_ports(paths.home)
     n = len(todo)
     try:
         for k, i in enumerate(todo, 1):
@@ -237,6 +300,11 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
                     pm.execute_notebook(str(step.notebook), str(executed), parameters=step.parameters,
                                         cwd=str(step.notebook.parent), progress_bar=progress, kernel_name="python3")
             except PapermillExecutionError as e:
+                if e.ename == "AnnotationNeeded":   # a pause for a person, not a failure (see 02_annotations)
+                    rec.update(status="waiting", seconds=round(time.time() - t0, 1), message=e.evalue)
+                    manifest["status"] = "waiting"
+                    log(f"[{k}/{n}] {step.name}: waiting for a person\n\n{e.evalue}\n")
+                    write(); break
                 rec.update(status="failed", seconds=round(time.time() - t0, 1),
                            error={"cell": e.cell_index, "execution_count": e.exec_count, "ename": e.ename, "evalue": e.evalue})
                 state.pop(step.name, None)
@@ -254,7 +322,7 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             atomic_write_json(runs / "state.json", state)
             log(f"[{k}/{n}] {step.name}: done in {rec['seconds']:.1f} s")
             write()
-        manifest["status"] = "done"
+        if manifest["status"] == "running": manifest["status"] = "done"
     except StepFailed:
         manifest["status"] = "failed"; raise
     except KeyboardInterrupt:
@@ -263,12 +331,13 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             if rec["status"] == "running": rec["status"] = "interrupted"
         raise
     finally:
+        _stop_services(_service_ports(paths.home) - services_before, paths.home, log)
         manifest["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         write()
         write_summary(manifest, paths.home)
     return manifest
 
-# %% ../nbs/10_pipeline.ipynb #1bbce3b2
+# %% ../nbs/10_pipeline.ipynb #bfd8cc9e
 def main(argv: list[str] | None = None) -> int:
     "`cvflow run [--config pipeline.yaml] [--from STEP | --only STEP] [--force] [--list]`"
     import argparse
@@ -279,9 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--only", metavar="STEP", help="run only this step")
     ap.add_argument("--force", action="store_true", help="run every step even if unchanged")
     ap.add_argument("--list", action="store_true", help="list the steps and exit")
+    ap.add_argument("--videos", metavar="DIR", help="run on your own videos: up to annotation, then (once annotated) on")
+    ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from")
     a = ap.parse_args(argv)
+    if a.classes and not a.videos: ap.error("--classes goes with --videos")
     try:
         pl = load_pipeline(a.config)
+        if a.videos: pl = with_videos(pl, a.videos)
+        if a.classes:
+            for st in pl.steps:
+                if "classes" in st.parameters: st.parameters["classes"] = a.classes
         if a.list:
             for i, s in enumerate(pl.steps):
                 print(f"{i:2d}  {s.name:22} {s.notebook.name}")
@@ -297,4 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cvflow run: {sum(s['status'] == 'done' for s in m['steps'])} step(s) run, "
           f"{sum(s['status'] == 'skipped' for s in m['steps'])} skipped; executed notebooks and manifest in {run_dir}")
     print(f"summary: {run_dir / 'summary.html'}")
+    if m["status"] == "waiting":
+        print("cvflow run: paused for annotation (see above); run the same command again once it is done")
     return 0

@@ -1,0 +1,60 @@
+"""The package's shape: one module per step, data flowing forward, notebooks as the source."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "cvflow"
+NBS = PKG.parent / "nbs"
+
+
+def _source_notebook(py: Path) -> str | None:
+    m = re.search(r"File to edit: \.\./nbs/(\S+\.ipynb)", py.read_text().split("\n", 5)[2] if py.read_text().count("\n") > 3 else "")
+    return m.group(1) if m else None
+
+
+def _modules() -> dict[str, str]:
+    "module name -> the notebook that exports it"
+    out = {}
+    for py in sorted(PKG.glob("*.py")):
+        if py.name in ("__init__.py", "_modidx.py"):
+            continue
+        nb = _source_notebook(py)
+        assert nb is not None, f"{py} does not say which notebook it is exported from: edit the notebook, not the module"
+        assert (NBS / nb).is_file(), f"{py} names {nb}, which is not in nbs/"
+        out[py.stem] = nb
+    return out
+
+
+def _cvflow_imports(py: Path) -> set[str]:
+    "Every cvflow module imported anywhere in the file (top level or inside functions)."
+    found = set()
+    for node in ast.walk(ast.parse(py.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cvflow"):
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                found.add(parts[1])
+            else:
+                found.update(a.name for a in node.names if not a.name.startswith("__"))
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("cvflow."))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("cvflow."):
+                found.add(node.args[0].value.split(".")[1])
+    return found
+
+
+def test_every_module_comes_from_a_notebook():
+    mods = _modules()
+    assert {"config", "sample", "pipeline", "cli"} <= set(mods)
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_no_module_imports_a_later_step(module):
+    mods = _modules()
+    mine = mods[module]
+    for other in _cvflow_imports(PKG / f"{module}.py") - {module, "_modidx"}:
+        assert other in mods, f"cvflow.{module} imports cvflow.{other}, which does not exist"
+        assert mods[other] <= mine, (f"cvflow.{module} ({mine}) imports cvflow.{other} ({mods[other]}), a later step: "
+                                     "data must flow forward")

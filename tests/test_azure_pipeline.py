@@ -1,0 +1,238 @@
+"""cvflow.azure_pipeline: the Azure ML pipeline plan (offline), the step runner's command line, and — only where
+the optional `cvflow[azure-pipeline]` SDK is installed — the azureml objects built from the plan."""
+import json
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import nbformat
+import pytest
+import yaml
+
+from cvflow.azure_pipeline import (AZURE_PIPELINE_MISSING, azureml_pipeline_available, build_pipeline_plan,
+                                   parse_schedule)
+from cvflow.config import ConfigError, find_repo
+
+REPO = find_repo(Path(__file__).parent)
+
+
+def _notebook(path: Path, params: str = "", code: str = "pass") -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    p = nbformat.v4.new_code_cell(params); p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def _is_within(p: str, folder: str) -> bool:
+    return p == folder or p.startswith(folder.rstrip("/") + "/")
+
+
+# --- the repository's pipeline.yaml -----------------------------------------------------------------------------
+
+def test_plan_of_repository_pipeline():
+    spec = yaml.safe_load((REPO / "pipeline.yaml").read_text())["steps"]
+    plan = build_pipeline_plan(REPO / "pipeline.yaml", "cpu-cluster", schedule="every 1 day")
+    assert [s.name for s in plan.steps] == [s["name"] for s in spec]
+    assert [s.notebook for s in plan.steps] == [s["notebook"] for s in spec]
+    # one pipeline parameter per notebook parameter, in order, named <step>__<key>
+    want = [(f"{s['name']}__{k}", s["name"], k) for s in spec for k in (s.get("parameters") or {})]
+    assert [(p.name, p.step, p.key) for p in plan.parameters] == want
+    for s in spec:
+        for k, v in (s.get("parameters") or {}).items():
+            p = next(p for p in plan.parameters if p.name == f"{s['name']}__{k}")
+            assert p.default == (v if isinstance(v, (str, int, float, bool)) else json.dumps(v)), (p, v)
+    # every declared output is pipeline data of its step
+    assert sorted((l.producer, l.path) for l in plan.links) == sorted((s["name"], o) for s in spec for o in s.get("outputs", []))
+    # every input produced (as itself or inside a folder) by an earlier step is linked to the last such producer;
+    # every other input is a datastore input under the prefix
+    for i, s in enumerate(spec):
+        step = plan.step(s["name"])
+        for inp in s.get("inputs", []):
+            producers = [(e["name"], o) for e in spec[:i] for o in e.get("outputs", []) if _is_within(inp, o)]
+            if producers:
+                name, out = producers[-1]
+                link = next(l for l in plan.links if l.producer == name and l.path == out)
+                assert step.inputs[inp] == link.name and s["name"] in link.consumers
+                assert {"input": link.name} in step.arguments
+            elif not any(_is_within(o, inp) for e in spec[:i] for o in e.get("outputs", [])):
+                d = next(d for d in plan.datastore_inputs if d.path == inp)
+                assert step.inputs[inp] == d.name and d.datastore_path == f"cvflow/home/{inp}"
+                assert {"datastore": d.name} in step.arguments
+    assert plan.schedule["frequency"] == "Day" and plan.schedule["interval"] == 1
+
+
+# --- a toy pipeline with folders, files inside them and a re-written output --------------------------------------
+
+@pytest.fixture
+def toy(tmp_path) -> Path:
+    for n in ("a", "b", "c", "d"):
+        _notebook(tmp_path / "nbs" / f"{n}.ipynb")
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"steps": [
+        {"name": "extract", "notebook": "nbs/a.ipynb", "parameters": {"every": 5, "videos": ["x.mp4"], "limit": None},
+         "inputs": ["data/raw/videos"], "outputs": ["data/interim/frames"]},
+        {"name": "label", "notebook": "nbs/b.ipynb", "parameters": {"strict": True},
+         "inputs": ["data/interim/frames/index.json", "data/raw/labels.json"], "outputs": ["data/interim/frames", "data/processed/ds"]},
+        {"name": "train", "notebook": "nbs/c.ipynb", "parameters": {"lr": 0.01, "preset": "cpu-small"},
+         "inputs": ["data/processed/ds", "data/interim/frames"], "outputs": ["models/m"]},
+        {"name": "serve", "notebook": "nbs/d.ipynb", "inputs": ["cvflow.yaml"]}]}, sort_keys=False))
+    return tmp_path / "pipeline.yaml"
+
+
+def test_toy_plan_steps_parameters_links(toy):
+    plan = build_pipeline_plan(toy, "gpu", name="shapes", experiment="exp", datastore_prefix="/proj/home/")
+    assert [s.name for s in plan.steps] == ["extract", "label", "train", "serve"]
+    assert [(p.name, p.kind, p.default) for p in plan.parameters] == [
+        ("extract__every", "int", 5), ("extract__videos", "json", '["x.mp4"]'), ("extract__limit", "json", "null"),
+        ("label__strict", "bool", True), ("train__lr", "float", 0.01), ("train__preset", "str", "cpu-small")]
+    links = {l.name: l for l in plan.links}
+    # label reads a file inside extract's folder: the whole folder is linked and placed at its own path
+    assert plan.step("label").inputs == {"data/interim/frames/index.json": "extract__data_interim_frames",
+                                         "data/raw/labels.json": "raw__data_raw_labels_json"}
+    args = plan.step("label").arguments
+    i = args.index({"input": "extract__data_interim_frames"})
+    assert args[i - 2:i + 1] == ["--input", "data/interim/frames", {"input": "extract__data_interim_frames"}]
+    # label re-writes data/interim/frames: train reads label's version, not extract's
+    assert plan.step("train").inputs == {"data/processed/ds": "label__data_processed_ds",
+                                         "data/interim/frames": "label__data_interim_frames"}
+    assert links["extract__data_interim_frames"].consumers == ["label"]
+    assert links["label__data_interim_frames"].consumers == ["train"]
+    assert links["train__models_m"].consumers == []
+    assert links["train__models_m"].destination == "proj/home/pipeline-runs/{run-id}/train/models/m"
+    assert [(d.path, d.datastore_path, d.consumers) for d in plan.datastore_inputs] == [
+        ("data/raw/videos", "proj/home/data/raw/videos", ["extract"]),
+        ("data/raw/labels.json", "proj/home/data/raw/labels.json", ["label"]),
+        ("cvflow.yaml", "proj/home/cvflow.yaml", ["serve"])]
+    # data dependencies order extract -> label -> train; serve reads no data of train: order-only edge
+    assert [s.run_after for s in plan.steps] == [[], [], [], ["train"]]
+    assert (plan.name, plan.experiment, plan.compute, plan.schedule) == ("shapes", "exp", "gpu", None)
+    # each pipeline parameter appears in its step's arguments exactly once, after `--param KEY`
+    for p in plan.parameters:
+        args = plan.step(p.step).arguments
+        i = args.index({"param": p.name})
+        assert args[i - 2:i] == ["--param", p.key] and args.count({"param": p.name}) == 1
+    # the runner gets the parameters' defaults (types) as JSON
+    args = plan.step("extract").arguments
+    assert json.loads(args[args.index("--params-json") + 1]) == {"every": 5, "videos": ["x.mp4"], "limit": None}
+
+
+def test_toy_plan_errors(toy):
+    with pytest.raises(ConfigError, match="step 'nope' is not in the pipeline"):
+        build_pipeline_plan(toy, "gpu", skip=["nope"])
+    with pytest.raises(ConfigError, match="every step is skipped"):
+        build_pipeline_plan(toy, "gpu", skip=["extract", "label", "train", "serve"])
+    with pytest.raises(ConfigError, match="schedule 'nightly'"):
+        build_pipeline_plan(toy, "gpu", schedule="nightly")
+    spec = yaml.safe_load(toy.read_text())
+    spec["steps"][3]["inputs"] = ["/etc/passwd"]
+    toy.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="'/etc/passwd' must be relative to the project home"):
+        build_pipeline_plan(toy, "gpu")
+
+
+# --- schedules ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,freq,n", [("every 1 day", "Day", 1), ("every 3 days", "Day", 3), ("every 15 minutes", "Minute", 15),
+                                         ("every hour", "Hour", 1), ("EVERY 2 WEEKS", "Week", 2), ("every 1 month", "Month", 1)])
+def test_parse_schedule(text, freq, n):
+    assert parse_schedule(text) == {"frequency": freq, "interval": n}
+
+
+@pytest.mark.parametrize("text", ["daily", "every day at 3", "every 1.5 days", "every 0 hours", "every 2 fortnights", "", "each 1 day"])
+def test_parse_schedule_rejects(text):
+    with pytest.raises(ConfigError, match="schedule"):
+        parse_schedule(text)
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cvflow.azure_pipeline", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_dry_run_prints_the_plan(toy):
+    r = _cli("publish", "--compute", "gpu", "--config", str(toy), "--schedule", "every 6 hours", "--skip", "serve", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert [s["name"] for s in plan["steps"]] == ["extract", "label", "train"]
+    assert plan["schedule"] == {"name": "cvflow-schedule", "text": "every 6 hours", "frequency": "Hour", "interval": 6}
+    assert "step 'serve' is skipped" in r.stderr
+    r = _cli("publish", "--compute", "gpu", "--config", str(toy), "--schedule", "whenever", "--dry-run")
+    assert r.returncode == 2 and "cvflow pipeline: schedule 'whenever'" in r.stderr
+    r = _cli("publish", "--config", str(toy), "--dry-run")
+    assert r.returncode == 2 and "--compute" in r.stderr
+
+
+@pytest.mark.skipif(azureml_pipeline_available(), reason="checks the message shown when the SDK is missing")
+def test_publish_without_sdk_says_what_to_install(toy):
+    r = _cli("publish", "--compute", "gpu", "--config", str(toy))
+    assert r.returncode == 2 and "pip install 'cvflow[azure-pipeline]'" in r.stderr
+
+
+def test_run_step_cli(tmp_path):
+    "What one Azure ML step executes: inputs at mount points, typed parameter overrides, outputs copied out."
+    _notebook(tmp_path / "nbs" / "step.ipynb", "n = 1\nnames = []\nflag = False",
+              "from cvflow.config import get_paths, atomic_write_text\np = get_paths()\n"
+              "src = p.resolve('data/in/frames/f.txt').read_text()\n"
+              "atomic_write_text(p.resolve('data/out/r.txt'), f'{src}|{n * 2}|{names}|{flag}|{type(n).__name__}')")
+    mount = tmp_path / "mnt"; (mount / "frames").mkdir(parents=True); (mount / "frames" / "f.txt").write_text("hello")
+    out = tmp_path / "upload"
+    r = _cli("run-step", "--notebook", str(tmp_path / "nbs" / "step.ipynb"),
+             "--params-json", json.dumps({"n": 1, "names": [], "flag": False}),
+             "--param", "n", "21", "--param", "names", '["a"]', "--param", "flag", "True",
+             "--input", "data/in/frames", str(mount), "--output", "data/out", str(out),
+             "--executed", str(tmp_path / "outputs" / "step.ipynb"), "--home", str(tmp_path / "home"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "out" / "r.txt").read_text() == "hello|42|['a']|True|int"
+    assert (tmp_path / "outputs" / "step.ipynb").is_file()
+    assert (mount / "frames" / "f.txt").read_text() == "hello" and sorted(p.name for p in mount.rglob("*")) == ["f.txt", "frames"]
+    r = _cli("run-step", "--notebook", str(tmp_path / "nbs" / "step.ipynb"), "--params-json", '{"n": 1}',
+             "--param", "n", "many", cwd=tmp_path)
+    assert r.returncode == 1 and "parameter 'n': 'many' is not a valid int" in r.stderr
+    r = _cli("run-step", "--notebook", str(tmp_path / "nbs" / "step.ipynb"),
+             "--input", "data/in/frames", str(tmp_path / "not-mounted"), cwd=tmp_path)
+    assert r.returncode == 1 and "not-mounted does not exist" in r.stderr
+
+
+# --- the azureml objects (only with the optional SDK) -------------------------------------------------------------
+
+def test_azureml_objects_from_plan(toy, tmp_path):
+    if not azureml_pipeline_available():
+        pytest.skip(f"to_azureml/build_steps need the optional SDK: {AZURE_PIPELINE_MISSING}")
+    from azureml.data import OutputFileDatasetConfig
+    from azureml.data.azure_storage_datastore import AzureBlobDatastore
+    from azureml.data.data_reference import DataReference
+    from azureml.pipeline.core import PipelineParameter
+    from azureml.pipeline.core.schedule import ScheduleRecurrence
+    from cvflow.azure_pipeline import RUNNER_SCRIPT, build_steps, stage_pipeline_source
+    plan = build_pipeline_plan(toy, "gpu-cluster", schedule="every 2 days")
+    ds = AzureBlobDatastore(None, "workspaceblobstore", "container", "account")   # no workspace needed
+    b = build_steps(plan, stage_pipeline_source(plan, tmp_path / "src"), ds)
+    steps = b["steps"]
+    assert list(steps) == ["extract", "label", "train", "serve"]
+    assert {n: p.default_value for n, p in b["parameters"].items()} == {p.name: p.default for p in plan.parameters}
+    assert all(isinstance(p, PipelineParameter) for p in b["parameters"].values())
+    for s in plan.steps:
+        st = steps[s.name]
+        assert (st._script_name, st._compute_target, st._allow_reuse) == (RUNNER_SCRIPT, "gpu-cluster", True)
+        assert len(st._arguments) == len(s.arguments)
+        for built, planned in zip(st._arguments, s.arguments):
+            if isinstance(planned, str): assert built == planned
+            elif "param" in planned: assert built is b["parameters"][planned["param"]]
+            elif "output" in planned: assert built == f"DatasetOutputConfig:{planned['output']}"  # the SDK's placeholder
+            elif "datastore" in planned: assert built is b["datastore_inputs"][planned["datastore"]]
+            else: assert built == f"DatasetConsumptionConfig:{planned['input']}"  # mounted in the consumer
+        assert sorted(o.name for o in st._outputs) == sorted(s.outputs.values())
+        assert all(isinstance(o, OutputFileDatasetConfig) for o in st._outputs)
+        ins = {getattr(i, "data_reference_name", None) or i.name for i in st._inputs}
+        assert ins == set(s.inputs.values()), (s.name, ins)
+        assert [x.name for x in st.run_after_steps] == s.run_after
+    assert isinstance(b["datastore_inputs"]["raw__cvflow_yaml"], DataReference)
+    assert b["datastore_inputs"]["raw__cvflow_yaml"].path_on_datastore == "cvflow/home/cvflow.yaml"
+    assert b["outputs"]["train__models_m"].destination[1] == "cvflow/home/pipeline-runs/{run-id}/train/models/m"
+    assert b["runconfig"].docker.shm_size == "16g"
+    rec = ScheduleRecurrence(frequency=plan.schedule["frequency"], interval=plan.schedule["interval"])
+    rec.validate()
+    assert (rec.frequency, rec.interval) == ("Day", 2)

@@ -1,8 +1,8 @@
 """Benchmark of video scoring (cvflow.scoring.score_video) — not a test.
 
 The question: does decoding, drawing and encoding hide behind the model? Measured in one run on the same frames:
-  * model-only fps: the package's predictor on the scored frames, pre-decoded into memory (RGB arrays), in batches
-    of `--batch` — the ceiling;
+  * model-only fps: the package's predictor on the scored frames, pre-decoded into memory (RGB arrays), called
+    batch by batch (`--batch` frames per call, as score_video calls it) — the ceiling;
   * video scoring fps: `score_video` end to end (threaded decode -> batched inference + tracking -> threaded
     overlay drawing and libx264 encoding of every frame, JSON lines, tracks CSV), counted in scored frames per second.
 Ratio = video scoring fps / model-only fps; goal >= 0.9. Each is measured `--repeat` times, interleaved, after one
@@ -64,12 +64,15 @@ def main(argv=None) -> int:
                     "(an untrained model fills every slot; the mask head's cost grows with them)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the default synthetic video")
     ap.add_argument("--score-threshold", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, help="torch intra-op threads for both measurements (default: torch's). On a "
+                    "shared 2-core machine 2 threads ran 2-3x slower than 1 (OpenMP threads fighting other processes)")
     ap.add_argument("--workdir")
     a = ap.parse_args(argv)
     import torch
     from cvflow.package import load_package
     from cvflow.sample import make_sample
     from cvflow.scoring import score_video
+    if a.threads: torch.set_num_threads(a.threads)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="cvflow-bench-score-"))
     pkg = Path(a.package) if a.package else tiny_package(work / "tiny", a.min_size, a.detections)
     video = Path(a.video) if a.video else make_sample(work / "sample", seconds=a.seconds, fps=15, width=640, height=360,
@@ -87,14 +90,27 @@ def main(argv=None) -> int:
         if pred.device.type == "cuda": torch.cuda.synchronize()
 
     model_fps, video_fps, details = [], [], []
-    for r in range(a.repeat):
+    def model_only():
         sync(); t = time.perf_counter()
-        n_inst = sum(len(o["instances"]) for o in pred.predict(frames, score_threshold=a.score_threshold))
-        sync(); model_fps.append(len(frames) / (time.perf_counter() - t))
+        n = 0
+        for i in range(0, len(frames), a.batch):    # batch by batch, as score_video calls it
+            n += sum(len(o["instances"]) for o in pred.predict(frames[i:i + a.batch], score_threshold=a.score_threshold))
+        sync()
+        return len(frames) / (time.perf_counter() - t), n
+
+    def video_scoring(r):
         t = time.perf_counter()
         res = score_video(pred, video, work / f"out{r}", every=a.every, batch=a.batch, score_threshold=a.score_threshold,
                           max_frames=a.frames, progress=False)
-        sync(); wall = time.perf_counter() - t
+        sync()
+        return res, time.perf_counter() - t
+
+    for r in range(a.repeat):   # interleaved, the order alternating so drifting load favours neither
+        if r % 2 == 0:
+            (mf, n_inst), (res, wall) = model_only(), video_scoring(r)
+        else:
+            (res, wall), (mf, n_inst) = video_scoring(r), model_only()
+        model_fps.append(mf)
         assert res.n_scored == len(frames), (res.n_scored, len(frames))
         video_fps.append(res.n_scored / wall)
         details.append({"wall_s": round(wall, 3), "model_s": round(res.model_seconds, 3),

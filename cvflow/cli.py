@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("cvflow.deploy", "main_serve", "run a model package as a local web service (azmlinfsrv); --stop stops it"),
     "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to Azure ML (ACI/AKS)"),
     "test-service": ("cvflow.client", "main", "test a scoring web service: schema, parity, latency, bad input"),
+    "score": ("cvflow.scoring", "main_score", "score a folder of images: COCO results (+ overlays), resumable"),
+    "score-video": ("cvflow.scoring", "main_score_video", "score a video: overlay video, per-frame JSON, tracks and counts"),
     "run": ("cvflow.pipeline", "main", "run the notebook series end to end with papermill"),
     "pipeline": ("cvflow.azure_pipeline", "main", "publish/schedule the pipeline on Azure ML (pip install 'cvflow[azure-pipeline]')"),
     "infra": ("cvflow.infra", "main", "deploy or remove the Azure environment (ARM template + cloud-init) with the Azure CLI"),

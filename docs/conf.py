@@ -50,7 +50,9 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
 nb_output_stderr = "remove"  # progress bars and library chatter on stderr stay out of the pages
-# ipywidgets need their JavaScript from a CDN to come alive; the site keeps their text fallback.
+# ipywidgets need their JavaScript from a CDN to come alive: the site loads nothing from outside and keeps
+# their text fallback (the figures the notebooks also draw show the same).
+nb_ipywidgets_js = {}
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),
                               ("html", "application/vnd.jupyter.widget-state+json", None)]
 

@@ -1,0 +1,98 @@
+"""The whole production pipeline, end to end, with tiny parameters: `pipeline.yaml`'s own steps and notebooks,
+the real local scoring service included; then a second run that skips everything, and a forced failure."""
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cvflow.config import path_hash
+from cvflow.pipeline import StepFailed, load_pipeline, run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+# per step: the production parameters replaced by tiny ones (same notebooks, same data flow)
+TINY = {
+    "sample": {"seconds": 6.0, "fps": 10, "width": 320, "height": 192},
+    "frames": {"budget": 10, "workers": 1, "show": False},
+    "eda": {"min_instances": 2},
+    "dataset": {"val": 0.3},
+    "view_dataset": {"n_images": 4},
+    "train": {"epochs": 1, "max_steps": 2, "eval_every": 0, "batch_size": 2, "min_size": 128, "max_size": 160},
+    "deploy": {"score_threshold": 0.0},
+    "test_service": {"max_images": 2, "concurrency": 1, "duration": 3.0, "max_requests": 6, "score_threshold": 0.0},
+    "score_video": {"max_frames": 6, "batch": 2},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_pipeline(dest: Path, port: int) -> Path:
+    "pipeline.yaml with tiny parameters and a free port, notebooks still the repository's."
+    y = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    for st in y["steps"]:
+        st["notebook"] = str(REPO / st["notebook"])
+        st["parameters"] = {**st.get("parameters", {}), **TINY.get(st["name"], {})}
+        if "port" in st["parameters"]:
+            st["parameters"]["port"] = port
+    dest.write_text(yaml.safe_dump(y))
+    return dest
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_then_skip_then_failure(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("CVFLOW_HOME", str(home))
+    port = _free_port()
+    cfg = tiny_pipeline(tmp_path / "pipeline.yaml", port)
+    names = load_pipeline(cfg).names()
+    assert names[:3] == ["config", "sample", "frames"] and "test_service" in names
+
+    m = run_pipeline(cfg, home=home, progress=False)
+    assert [s["status"] for s in m["steps"]] == ["done"] * len(names), [(s["name"], s["status"]) for s in m["steps"]]
+    run_dir = home / "reports" / "runs" / m["run_id"]
+    saved = json.loads((run_dir / "manifest.json").read_text())
+    assert saved["status"] == "done" and [s["name"] for s in saved["steps"]] == names
+    for s in saved["steps"]:
+        assert Path(s["executed"]).is_file(), s["name"]
+        assert all(h != "missing" for h in s["outputs"].values()), (s["name"], s["outputs"])
+    # the artefacts each step promises
+    assert (home / "data/raw/sample/sample.mp4").is_file()
+    assert (home / "data/interim/frames/frames.csv").is_file()
+    coco = json.loads((home / "data/interim/annotations/instances.json").read_text())
+    assert coco["images"] and coco["annotations"]
+    card = json.loads((home / "data/processed/cvflow/dataset_card.json").read_text())
+    assert card  # written by the dataset step
+    assert (home / "models/cvflow-maskrcnn/package/model.json").is_file()
+    report = json.loads((home / "reports/service_test/report.json").read_text())
+    assert report["passed"] and report["bad_input"]["n"] >= 20
+    # the summary page shows every step's results, and the service the run started is stopped
+    summary = (run_dir / "summary.html").read_text()
+    for step in ("sample", "frames", "annotations", "dataset", "train", "export", "register", "test_service"):
+        assert f"<h2>{step}</h2>" in summary, step
+    assert not list((home / "reports" / "service").glob("*.pid")), "the run left a service running"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on port {port}"
+
+    # a second run: nothing changed, everything skipped
+    m2 = run_pipeline(cfg, home=home, progress=False)
+    assert {s["status"] for s in m2["steps"]} == {"skipped"}, [(s["name"], s["status"]) for s in m2["steps"]]
+
+    # a forced failure in one step: it names the notebook and cell, and earlier outputs stay as they were
+    before = {p: path_hash(home / p) for p in ("data/interim/annotations/instances.json", "data/processed/cvflow")}
+    pl = load_pipeline(cfg)
+    pl.steps[pl.index("dataset")].parameters["coco_files"] = "data/interim/annotations/missing.json"
+    with pytest.raises(StepFailed) as e:
+        run_pipeline(pl, home=home, progress=False)
+    assert e.value.step == "dataset" and e.value.cell is not None
+    assert "04_dataset_prep.ipynb" in str(e.value) and "missing.json" in str(e.value)
+    assert {p: path_hash(home / p) for p in before} == before
+    failed = sorted(p for p in (home / "reports" / "runs").iterdir() if p.is_dir())[-1]
+    man = json.loads((failed / "manifest.json").read_text())
+    assert man["status"] == "failed"
+    assert [s["status"] for s in man["steps"]][:6] == ["skipped"] * 5 + ["failed"]

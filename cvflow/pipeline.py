@@ -331,6 +331,8 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             if rec["status"] == "running": rec["status"] = "interrupted"
         raise
     finally:
+        for rec in manifest["steps"]:   # after a failure, a pause or Ctrl-C the rest did not run
+            if rec["status"] == "pending": rec["status"] = "not run"
         _stop_services(_service_ports(paths.home) - services_before, paths.home, log)
         manifest["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         write()

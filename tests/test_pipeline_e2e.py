@@ -96,3 +96,33 @@ def test_pipeline_end_to_end_then_skip_then_failure(tmp_path, monkeypatch):
     man = json.loads((failed / "manifest.json").read_text())
     assert man["status"] == "failed"
     assert [s["status"] for s in man["steps"]][:6] == ["skipped"] * 5 + ["failed"]
+
+
+def test_own_videos_pause_at_annotation_with_instructions(tmp_path, monkeypatch, shared_data):
+    "`cvflow run --videos DIR`: frames from the user's videos, then a pause that says which file to annotate."
+    from cvflow.pipeline import main, with_videos
+    home = tmp_path / "home"
+    monkeypatch.setenv("CVFLOW_HOME", str(home))
+    videos = tmp_path / "my-videos"
+    videos.mkdir()
+    (videos / "bottles.mp4").symlink_to(shared_data / "videos/intel_sample_videos/bottle-detection.mp4")
+    cfg = tiny_pipeline(tmp_path / "pipeline.yaml", _free_port())
+    pl = with_videos(load_pipeline(cfg), videos)
+    assert "sample" not in pl.names() and pl.steps[pl.index("frames")].parameters["videos"] == [str(videos.resolve())]
+    pl.steps = pl.steps[:pl.index("annotations") + 2]  # config, frames, annotations, eda: enough to see the pause
+    m = run_pipeline(pl, home=home, progress=False)
+    assert m["status"] == "waiting", [(s["name"], s["status"]) for s in m["steps"]]
+    st = {s["name"]: s for s in m["steps"]}
+    assert st["frames"]["status"] == "done" and st["annotations"]["status"] == "waiting" and st["eda"]["status"] == "not run"
+    msg = st["annotations"]["message"]
+    assert "via_project.json" in msg and "via_annotated.json" in msg and "Save" in msg
+    assert (home / "data/interim/annotations/via_project.json").is_file()
+    assert not (home / "data/interim/annotations/via_annotated.json").exists()  # nobody annotated: nothing simulated
+    assert any((home / "data/interim/frames/frames").glob("bottles_*.jpg"))
+    # the same command again: frames unchanged (skipped), still waiting for the person
+    m2 = run_pipeline(pl, home=home, progress=False)
+    st2 = {s["name"]: s["status"] for s in m2["steps"]}
+    assert m2["status"] == "waiting" and st2["frames"] == "skipped" and st2["annotations"] == "waiting"
+    # the CLI says so and exits 0
+    rc = main(["--config", str(cfg), "--videos", str(videos), "--classes", "bottle", "--only", "config"])
+    assert rc == 0

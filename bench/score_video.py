@@ -29,16 +29,9 @@ from pathlib import Path
 
 
 def tiny_package(d: Path, min_size: int, detections: int) -> Path:
-    import torch
-    from cvflow.model import build_model, model_config
-    from cvflow.package import export_package
-    torch.manual_seed(0)
-    m = build_model("cpu-small", 4, min_size=min_size, max_size=int(min_size * 16 / 9) + 1, box_detections_per_img=detections)
-    (d / "checkpoints").mkdir(parents=True, exist_ok=True)
-    torch.save({"model": m.state_dict(), "step": 0, "epoch": 0, "metrics": {},
-                "config": {"preset": "cpu-small", "classes": ["disc", "square", "triangle"], "category_ids": [1, 2, 3],
-                           "num_classes": 4, "model": model_config(m), "data": ""}}, d / "checkpoints" / "last.pt")
-    return export_package(d, quiet=True)
+    "An untrained cpu-small package (deploy's demo package) at a 16:9 input size."
+    from cvflow.deploy import demo_package
+    return demo_package(d / "package", min_size=min_size, max_size=int(min_size * 16 / 9) + 1, max_detections=detections)
 
 
 def predecode(video: Path, n: int, every: int) -> list:

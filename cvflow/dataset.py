@@ -247,8 +247,9 @@ def _resolve_images_dir(ann_path: Path, images: str | Path | None) -> Path:
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with PILImage.open(path) as im: return im.size
+    "Size as displayed (EXIF orientation applied, as VIA and `cvflow.annotations` measure it), or None if unreadable."
+    from cvflow.annotations import image_size
+    try: return image_size(path)
     except (OSError, ValueError): return None
 
 
@@ -430,7 +431,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     def read_image(self, i: int) -> tv_tensors.Image:
         p = self.image_path(i)
-        try: img = decode_image(str(p), mode=ImageReadMode.RGB)
+        try: img = decode_image(str(p), mode=ImageReadMode.RGB, apply_exif_orientation=True)  # as annotated
         except (RuntimeError, OSError) as e: raise RuntimeError(f"cannot read image {p}: {e}") from None
         h, w = self.get_height_and_width(i)
         if tuple(img.shape[-2:]) != (h, w):

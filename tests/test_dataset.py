@@ -372,3 +372,24 @@ def test_frame_manifest_beside_the_images_groups_opaque_names(tmp_path):
     assert card["counts"]["train"]["groups"] + card["counts"]["val"]["groups"] == len(set(scene.values()))
     with pytest.raises(ValueError, match="needs the frame manifest"):
         write_dataset(src, out=tmp_path / "ds3", group_by="scene", progress=False)
+
+
+def test_exif_rotated_photo_is_read_as_displayed(tmp_path):
+    "A phone photo stored landscape with EXIF orientation 6 is annotated (in VIA, in a browser) as portrait."
+    import json
+    from PIL import Image
+    from cvflow.dataset import CocoInstanceDataset
+    stored = Image.new("RGB", (40, 20), (200, 0, 0))          # pixels: 40 wide, 20 high
+    exif = Image.Exif(); exif[0x0112] = 6                      # "rotate 90° clockwise to display"
+    (tmp_path / "images").mkdir()
+    stored.save(tmp_path / "images" / "phone_000001.jpg", exif=exif)
+    poly = [2.0, 2.0, 17.0, 2.0, 17.0, 37.0, 2.0, 37.0]        # drawn on the displayed 20 x 40 image
+    coco = {"images": [{"id": 1, "file_name": "phone_000001.jpg", "width": 20, "height": 40}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [poly], "area": 525.0,
+                             "bbox": [2.0, 2.0, 15.0, 35.0], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    ds = CocoInstanceDataset(tmp_path / "ann.json", tmp_path / "images")
+    img, target = ds[0]
+    assert tuple(img.shape) == (3, 40, 20)
+    assert tuple(target["masks"].shape) == (1, 40, 20)

@@ -1,88 +1,115 @@
-"""Benchmark: how good does `cpu-small` get on the synthetic shapes within a demo budget on this CPU?
+"""Benchmark: how good does `cpu-small` get on the synthetic sample within the demo budget on this machine?
 
-Trains `cpu-small` from scratch (no pretrained weights exist here) on freshly rendered synthetic images
-(`cvflow.sample.make_sample_images`, 320x240, discs/squares/triangles) for a wall-clock budget, then prints
-COCO bbox and segm AP / AP50 on held-out synthetic images rendered with another seed. Goal: segm AP50 >= 0.5.
-Floor measured before this module existed: a naive from-scratch ResNet-18 FPN Mask R-CNN at 160 px, batch 8,
-SGD 0.02 with 100-step warm-up, 122 steps in 12 minutes, reached segm AP50 0.33 / bbox AP50 0.35 on 100
-held-out images.
+Runs the pipeline's own recipe, read from `pipeline.yaml` (sample video, frame reduction, the ground truth as
+annotator, a leak-free split, training with the `train` step's parameters), then scores the final model
+(`model.pt`, the best checkpoint's weights) on held-out frames of scenes never seen in training, rendered as
+the `sample` step renders them. Goal: held-out segm AP50 >= 0.5.
 
-The step budget is calibrated: a few steps are timed first, then `max_steps` is set so the cosine schedule ends
-inside the budget (and `max_minutes` caps the wall time if the machine slows down).
-Usage: python bench/quality.py [--minutes 12] [--train-images 600] [--heldout 100] [--work DIR]
+Baseline, measured in the same run unless `--no-baseline`: the recipe before it was tuned (motion-segment frame
+choice, SGD at the default learning rate, horizontal flips only, same steps and input size). The issue's floor,
+measured before cvflow existed: a naive from-scratch ResNet-18 FPN Mask R-CNN, 122 steps in 12 minutes, reached
+segm AP50 0.33 on 100 held-out synthetic images.
+
+Usage: .venv/bin/python bench/quality.py [--max-steps N] [--no-baseline] [--work DIR] [--pipeline pipeline.yaml]
 """
 import argparse
-import contextlib
-import io
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from pycocotools.coco import COCO
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def main():
+def step_params(pipeline: dict, name: str) -> dict:
+    return next(s for s in pipeline["steps"] if s["name"] == name).get("parameters", {})
+
+
+def prepare(home: Path, sample_p: dict, frames_p: dict, dataset_p: dict, tag: str) -> Path:
+    "Sample video -> frames -> simulated annotation -> dataset, as the pipeline's steps do; returns the dataset folder."
+    from cvflow import sample
+    from cvflow.annotations import check_annotations, list_frames, simulate_annotator, write_coco
+    from cvflow.dataset import write_dataset
+    from cvflow.frames import FrameOptions, reduce_videos
+    video = sample.ensure_sample(home / "raw", seconds=sample_p["seconds"], fps=sample_p["fps"], width=sample_p["width"],
+                                 height=sample_p["height"], seed=sample_p["seed"], progress=False)
+    opts = FrameOptions(budget=frames_p.get("budget"), every_seconds=frames_p.get("every_seconds"), min_gap=frames_p.get("min_gap", 0.0))
+    res = reduce_videos([video], home / f"frames-{tag}", opts, workers=int(frames_p.get("workers", 1)), progress=False)
+    via = home / f"annotations-{tag}" / "via_annotated.json"
+    via.parent.mkdir(parents=True, exist_ok=True)
+    simulate_annotator(home / "raw" / "ground_truth.json", res.file_list, via, classes=list(sample.CLASSES))
+    folder, _ = list_frames(res.file_list)
+    write_coco(check_annotations(via, folder, classes=list(sample.CLASSES)), home / f"annotations-{tag}" / "instances.json")
+    return write_dataset(home / f"annotations-{tag}" / "instances.json", folder, out=home / f"data-{tag}", name=tag,
+                         val=dataset_p.get("val", 0.2), group_by=dataset_p.get("group_by", "scene"),
+                         seed=dataset_p.get("seed", 0), progress=False)
+
+
+def train_and_score(home: Path, data: Path, train_p: dict, heldout: Path, tag: str) -> dict:
+    from cvflow.evaluate import evaluate_file
+    from cvflow.model import model_from_checkpoint
+    from cvflow.train import train
+    aug = train_p.get("augment", {})
+    cfg = dict(data=str(data), out=str(home / f"run-{tag}"), preset=train_p["preset"], epochs=train_p["epochs"],
+               max_steps=train_p["max_steps"], eval_every=train_p["eval_every"], batch_size=train_p["batch_size"],
+               optimizer=train_p.get("optimizer", "sgd"), lr=train_p.get("lr", 0.0),
+               model={"min_size": train_p["min_size"], "max_size": train_p["max_size"]},
+               warmup_steps=min(100, max(train_p["max_steps"] // 4, 1)), tracking="none", sample_images=0,
+               progress=False, **aug)
+    t = time.time()
+    res = train(cfg)
+    seconds = time.time() - t
+    model, conf = model_from_checkpoint(home / f"run-{tag}" / "model.pt")
+    m = evaluate_file(model, heldout, conf["classes"], mask_thresh=conf["model"]["mask_thresh"], progress=False)
+    card = json.loads((data / "dataset_card.json").read_text())["counts"]
+    return {"recipe": tag, "train images": card["train"]["images"], "steps": res["step"], "best step": res.get("best_step"),
+            "train seconds": round(seconds), "s/step": round(seconds / max(res["step"], 1), 2),
+            **{f"held-out {k}/{x}": round(m[k][x], 3) for k in ("bbox", "segm") for x in ("AP", "AP50", "AP75")}}
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=12.0)
-    ap.add_argument("--train-images", type=int, default=600)
-    ap.add_argument("--heldout", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=160, help="model min_size (shorter side)")
-    ap.add_argument("--optimizer", default="sgd")
-    ap.add_argument("--lr", type=float, default=0.02)
-    ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--pipeline", default=str(REPO / "pipeline.yaml"))
+    ap.add_argument("--max-steps", type=int, help="override the train step's max_steps")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the untuned recipe")
+    ap.add_argument("--work", help="working folder (default: a temporary one)")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="cvflow-quality-"))
     os.environ["CVFLOW_HOME"] = str(work)
-    from cvflow.dataset import CocoInstanceDataset, collate_fn, write_dataset
-    from cvflow.evaluate import evaluate
-    from cvflow.model import build_model, model_from_checkpoint
+    import torch
     from cvflow.sample import make_sample_images
-    from cvflow.train import TrainConfig, make_optimizer, to_device, train, train_step, DistInfo
-
-    t0 = time.time()
-    src = make_sample_images(work / "train-src", n=a.train_images, seed=1, width=320, height=240)
-    data = write_dataset(src, out=work / "data", name="shapes", val=0.02, progress=False)
-    held = make_sample_images(work / "heldout", n=a.heldout, seed=20_261_123, width=320, height=240)
-    model_over = {"min_size": a.size, "max_size": a.size * 2}
-    print(f"data ready in {time.time() - t0:.0f} s: {work}")
-
-    # calibrate seconds per step on a real batch
-    ds = CocoInstanceDataset(data / "train.json")
-    m = build_model("cpu-small", 4, **model_over); m.train()
-    cfg = TrainConfig(batch_size=a.batch, optimizer=a.optimizer, lr=a.lr, warmup_steps=0)
-    opt = make_optimizer(cfg, m); sc = torch.amp.GradScaler("cuda", enabled=False)
-    imgs, tgts = to_device(*collate_fn([ds[i] for i in range(a.batch)]), "cpu")
-    times = []
-    for s in range(3):
-        t = time.time(); train_step(m, opt, sc, imgs, tgts, cfg, DistInfo(), s, False); times.append(time.time() - t)
-    sps = min(times[1:])
-    steps = max(10, int(a.minutes * 60 * 0.85 / sps))
-    print(f"calibration: {sps:.2f} s/step -> {steps} steps in {a.minutes} min")
-    del m, opt
-
-    cfg = dict(data=str(data), out=str(work / "run"), preset="cpu-small", model=model_over, max_steps=steps,
-               epochs=10_000, batch_size=a.batch, optimizer=a.optimizer, lr=a.lr,
-               warmup_steps=min(100, steps // 5), eval_every=10_000_000, eval_max_images=8, tracking="none",
-               max_minutes=a.minutes * 1.15, sample_images=4, num_workers=1, progress=False)
-    t1 = time.time()
-    res = train(cfg)
-    train_s = time.time() - t1
-    ck = work / "run" / "checkpoints" / "last.pt"
-    model, conf = model_from_checkpoint(ck)
-    hds = CocoInstanceDataset(held)
-    loader = torch.utils.data.DataLoader(hds, batch_size=4, collate_fn=collate_fn)
-    metrics = evaluate(model, loader, hds.coco, progress=False)
-    out = {"steps": res["step"], "planned_steps": steps, "train_seconds": round(train_s), "batch": a.batch,
-           "min_size": a.size, "optimizer": a.optimizer, "lr": a.lr, "train_images": a.train_images,
-           "heldout_images": a.heldout,
-           **{f"{t}/{k}": round(metrics[t][k], 4) for t in ("bbox", "segm") for k in ("AP", "AP50", "AP75")}}
-    print(json.dumps(out, indent=1))
-    print(f"segm AP50 {out['segm/AP50']:.3f} (goal >= 0.5; floor 0.33) after {res['step']} steps in {train_s / 60:.1f} min")
+    pl = yaml.safe_load(Path(a.pipeline).read_text())
+    sample_p, frames_p = step_params(pl, "sample"), step_params(pl, "frames")
+    dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
+    if a.max_steps: train_p["max_steps"] = a.max_steps
+    heldout_dir = work / "heldout"
+    if not (heldout_dir / "instances.json").is_file():
+        make_sample_images(heldout_dir, n=sample_p.get("heldout_images", 80), seed=sample_p["seed"] + 1_000_003,
+                           width=sample_p["width"], height=sample_p["height"])
+    print(f"work folder {work}; torch threads {torch.get_num_threads()}; held-out: {sample_p.get('heldout_images', 80)} frames")
+    rows = []
+    rows.append(train_and_score(work, prepare(work, sample_p, frames_p, dataset_p, "pipeline"), train_p,
+                                heldout_dir / "instances.json", "pipeline"))
+    print(json.dumps(rows[-1]))
+    if not a.no_baseline:
+        base_frames = {**frames_p, "every_seconds": None, "budget": 120}
+        base_train = {**train_p, "optimizer": "sgd", "lr": 0.0, "augment": {"hflip": 0.5, "color": 0.0, "scale": [1.0, 1.0]}}
+        rows.append(train_and_score(work, prepare(work, sample_p, base_frames, dataset_p, "untuned"), base_train,
+                                    heldout_dir / "instances.json", "untuned"))
+        print(json.dumps(rows[-1]))
+    p = rows[0]["held-out segm/AP50"]
+    print(f"\nheld-out segm AP50 {p:.3f} (goal >= 0.5; floor 0.33) with the pipeline's recipe: {rows[0]['train images']} "
+          f"training images, {rows[0]['steps']} steps in {rows[0]['train seconds'] / 60:.1f} min")
+    if len(rows) > 1:
+        b = rows[1]["held-out segm/AP50"]
+        print(f"untuned recipe: {b:.3f} ({rows[1]['train images']} training images, {rows[1]['steps']} steps); "
+              f"ratio pipeline / untuned = {p / b:.2f}" if b > 0 else f"untuned recipe: {b:.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,8 +21,8 @@ from .config import (ConfigError, atomic_write_json, atomic_write_text, file_has
                            path_hash, read_results)
 
 # %% auto #0
-__all__ = ['Step', 'Pipeline', 'load_pipeline', 'with_videos', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip',
-           'write_summary', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
+__all__ = ['HEADLINES', 'Step', 'Pipeline', 'load_pipeline', 'with_videos', 'quick_hash', 'step_fingerprint', 'outputs_hash',
+           'can_skip', 'write_summary', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -158,6 +158,21 @@ def can_skip(step: Step, home: Path, state: dict) -> bool:
     return prev.get("fingerprint") == fp and prev.get("outputs") == outs and "missing" not in outs.values()
 
 # %% ../nbs/10_pipeline.ipynb #fcdcbdb2
+HEADLINES = [  # (step, key in its recorded results, label on the page)
+    ("frames", "frames kept", "frames kept for annotation"),
+    ("annotations", "instances", "annotated instances"),
+    ("dataset", "train_images", "training images"),
+    ("dataset", "val_images", "validation images"),
+    ("train", "held-out segm/AP50", "mask AP50 on held-out frames (never trained on)"),
+    ("train", "held-out segm/AP", "mask AP (0.50:0.95) on held-out frames"),
+    ("train", "val segm/AP50", "mask AP50 on the validation split"),
+    ("register", "uri", "registered model"),
+    ("test_service", "latency ms (p50, p95, p99)", "service latency, ms (p50, p95, p99)"),
+    ("test_service", "bad-input suite", "service bad-input suite"),
+    ("score_video", "fps", "video scoring, frames per second"),
+]
+
+
 def _fmt(v) -> str:
     import html
     if isinstance(v, float): return f"{v:.4g}"
@@ -175,6 +190,11 @@ def write_summary(manifest: dict, home: str | Path | None = None) -> Path:
     badge = {"done": "#1a7f37", "skipped": "#57606a", "failed": "#cf222e", "not run": "#8c959f",
              "interrupted": "#bf8700", "pending": "#8c959f", "running": "#0969da"}
     rows, sections = [], []
+    shown = {s["name"] for s in manifest["steps"] if s["status"] in ("done", "skipped")}
+    glance = "".join(f'<tr><th>{html.escape(label)}</th><td>{_fmt(results[st]["results"][key])}</td>'
+                     f'<td><a href="#{html.escape(st)}">{html.escape(st)}</a></td></tr>'
+                     for st, key, label in HEADLINES if st in shown and key in results.get(st, {}).get("results", {}))
+    total = sum(float(s.get("seconds") or 0) for s in manifest["steps"])
     for i, s in enumerate(manifest["steps"]):
         ex = s.get("executed")
         link = f'<a href="{html.escape(os.path.relpath(ex, run_dir))}">{html.escape(Path(ex).name)}</a>' if ex else ""
@@ -192,7 +212,7 @@ def write_summary(manifest: dict, home: str | Path | None = None) -> Path:
                 fig_dir.mkdir(parents=True, exist_ok=True); shutil.copyfile(src, fig_dir / name)
                 imgs.append(f'<figure><img src="figures/{html.escape(name)}" alt="{html.escape(title)}">'
                             f'<figcaption>{html.escape(title)}</figcaption></figure>')
-        sections.append(f'<section><h2>{html.escape(s["name"])}</h2><table class="kv">{body}</table>{"".join(imgs)}</section>')
+        sections.append(f'<section><h2 id="{html.escape(s["name"])}">{html.escape(s["name"])}</h2><table class="kv">{body}</table>{"".join(imgs)}</section>')
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>cvflow run {html.escape(manifest['run_id'])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2328}}
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top}}
@@ -201,11 +221,14 @@ figcaption{{font-size:.85em;color:#57606a}}</style></head><body>
 <h1>cvflow run {html.escape(manifest['run_id'])}: {html.escape(manifest['status'])}</h1>
 <p>started {html.escape(manifest['started'])}, finished {html.escape(str(manifest.get('finished', '')))}; project home
 <code>{html.escape(manifest['home'])}</code>; pipeline <code>{html.escape(str(manifest.get('pipeline')))}</code></p>
-<table><tr><th>#</th><th>step</th><th>status</th><th>seconds</th><th>executed notebook</th></tr>{''.join(rows)}</table>
+{f'<h2>At a glance</h2><table class="kv">{glance}</table>' if glance else ''}
+<h2>Steps</h2>
+<table><tr><th>#</th><th>step</th><th>status</th><th>seconds</th><th>executed notebook</th></tr>{''.join(rows)}
+<tr><td></td><th>total</th><td></td><th>{total:.0f}</th><td></td></tr></table>
 {''.join(sections)}</body></html>"""
     return atomic_write_text(run_dir / "summary.html", doc)
 
-# %% ../nbs/10_pipeline.ipynb #f7d4ee7e
+# %% ../nbs/10_pipeline.ipynb #6b78bef5
 class StepFailed(RuntimeError):
     "A pipeline step failed; the message names the step, notebook, cell and error."
     def __init__(self, step: str, notebook: Path, executed: Path, cell: int | None, ename: str, evalue: str):
@@ -252,7 +275,7 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-# %% ../nbs/10_pipeline.ipynb #6b78bef5
+# %% ../nbs/10_pipeline.ipynb #1bbce3b2
 def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path | None = None,
                  from_step: str | None = None, only: str | None = None, force: bool = False,
                  progress: bool = True, log=print) -> dict:
@@ -339,7 +362,7 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
         write_summary(manifest, paths.home)
     return manifest
 
-# %% ../nbs/10_pipeline.ipynb #bfd8cc9e
+# %% ../nbs/10_pipeline.ipynb #6f610820
 def main(argv: list[str] | None = None) -> int:
     "`cvflow run [--config pipeline.yaml] [--from STEP | --only STEP] [--force] [--list]`"
     import argparse

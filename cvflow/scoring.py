@@ -32,8 +32,8 @@ from .viz import class_color, draw_instances
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay', 'decode_masks',
-           'list_images', 'read_rgb', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes', 'box_iou',
-           'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker',
+           'mask_boxes', 'list_images', 'read_rgb', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes',
+           'box_iou', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker',
            'track_detections', 'VideoScoreResult', 'score_video', 'plot_counts', 'main_score', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
@@ -79,7 +79,7 @@ def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], m
     if masks is None:
         masks = decode_masks(instances, h, w)
     img = draw_instances(torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1), None, masks, labels, classes,
-                         alpha=alpha)
+                         alpha=alpha, extents=mask_boxes(instances))
     track_ids = track_ids if track_ids is not None else [r.get("track_id") for r in instances]
     names = [f"{r['class_name']}{'' if t is None else f' #{t}'} {r['score']:.2f}" for r, t in zip(instances, track_ids)]
     if _FONT is None:
@@ -96,7 +96,14 @@ def decode_masks(instances: list[dict], h: int, w: int) -> torch.Tensor:
     if not instances:
         return torch.zeros((0, h, w), dtype=torch.bool)
     m = mask_utils.decode([r["mask"] for r in instances])   # H x W x N uint8, Fortran order
-    return torch.from_numpy(np.ascontiguousarray(m.transpose(2, 0, 1))).bool()
+    return torch.from_numpy(m.transpose(2, 1, 0)).transpose(1, 2).view(torch.bool)   # a view: no copy of N frames
+
+
+def mask_boxes(instances: list[dict]) -> list[tuple[int, int, int, int] | None]:
+    "Each RLE mask's pixel extent `(x0, y0, x1, y1)` (exclusive ends; None when empty), read from the RLE without decoding."
+    if not instances: return []
+    b = mask_utils.toBbox([r["mask"] for r in instances]).astype(int)   # x, y, w, h
+    return [None if w == 0 or h == 0 else (x, y, x + w, y + h) for x, y, w, h in b.tolist()]
 
 # %% ../nbs/09a_score_video.ipynb #1e11c368
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

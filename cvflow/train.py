@@ -31,14 +31,15 @@ from tqdm.auto import tqdm
 
 import cvflow
 from .config import ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
-from .dataset import CocoInstanceDataset, collate_fn
-from .evaluate import evaluate, flat_metrics, predict, to_float_image
-from .model import build_model, load_checkpoint, model_config
+from .dataset import CocoInstanceDataset, collate_fn, train_transforms
+from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
+from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
 from .tracking import NullTracker, start_run
+from .viz import draw_instances
 
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state', 'set_rng_state', 'aspect_groups',
-           'GroupedBatchSampler', 'SeededSamples', 'train_transforms', 'lr_factor', 'make_optimizer', 'make_scheduler',
+           'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor', 'make_optimizer', 'make_scheduler',
            'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint', 'NonFiniteLossError', 'drop_crowd',
            'to_device', 'train_step', 'draw_predictions', 'run_config', 'check_classes', 'check_resume', 'train',
            'main']
@@ -67,7 +68,11 @@ class TrainConfig:
     clip_grad_norm: float = 10.0   # 0: off
     amp: bool = True               # mixed precision (CUDA only)
     channels_last: bool = True     # (CUDA only)
-    hflip: float = 0.5             # horizontal-flip probability (training augmentation)
+    hflip: float = 0.5             # training augmentation: horizontal-flip probability,
+    vflip: float = 0.0             # vertical-flip probability (0 for scenes with an up, e.g. street video),
+    color: float = 0.2             # colour jitter (brightness, contrast, saturation ± this),
+    scale: list = field(default_factory=lambda: [0.8, 1.25])  # zoom range and
+    degrees: float = 0.0           # rotation range ± (a random affine; 0 and [1, 1] turn it off)
     group_aspect_ratio: bool = True
     eval_every: int = 0            # steps between evaluations; 0: at each epoch end
     eval_max_images: int = 0       # 0: the whole val set
@@ -95,6 +100,12 @@ class TrainConfig:
             if int(getattr(self, k)) < 1: raise ConfigError(f"train setting `{k}`: {getattr(self, k)!r} must be >= 1")
         if not isinstance(self.model, dict):
             raise ConfigError(f"train setting `model`: expected a mapping of preset overrides, got {self.model!r}")
+        for k in ("hflip", "vflip"):
+            if not 0 <= float(getattr(self, k)) <= 1: raise ConfigError(f"train setting `{k}`: {getattr(self, k)!r} is not a probability in 0..1")
+        sc = list(self.scale) if isinstance(self.scale, (list, tuple)) else []
+        if len(sc) != 2 or not 0 < float(sc[0]) <= float(sc[1]):
+            raise ConfigError(f"train setting `scale`: {self.scale!r} is not a zoom range [low, high] with 0 < low <= high")
+        self.scale = [float(v) for v in sc]
 
 
 DEFAULT_LR = {"sgd": 0.02 / 16, "adamw": 1e-4 / 16}  # per image; x batch size x processes
@@ -189,11 +200,12 @@ class SeededSamples(Dataset):
             return self.ds[i]
 
 
-def train_transforms(cfg: TrainConfig):
-    "The training augmentation for `cfg` (None when there is none)."
-    return v2.RandomHorizontalFlip(cfg.hflip) if cfg.hflip > 0 else None
+def augmentation(cfg: TrainConfig):
+    "The training augmentation for `cfg` (04's `train_transforms`; None when every part is off)."
+    if not (cfg.hflip or cfg.vflip or cfg.color or cfg.degrees or tuple(cfg.scale) != (1.0, 1.0)): return None
+    return train_transforms(cfg.hflip, cfg.vflip, cfg.color, tuple(cfg.scale), cfg.degrees)
 
-# %% ../nbs/06d_training.ipynb #4cc43ee6
+# %% ../nbs/06d_training.ipynb #7cd66511
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     "The learning-rate multiplier at optimizer step `step` of `total`."
     warm = min(cfg.warmup_steps, max(total - 1, 0))
@@ -221,7 +233,7 @@ def make_scheduler(opt: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> 
     "Per-step LambdaLR following `lr_factor`."
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
 
-# %% ../nbs/06d_training.ipynb #3e743504
+# %% ../nbs/06d_training.ipynb #94e93b3a
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -260,7 +272,7 @@ def _broadcast_flag(flag: bool, di: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0]); dist.broadcast(t, 0)
     return bool(t.item())
 
-# %% ../nbs/06d_training.ipynb #5e909fb6
+# %% ../nbs/06d_training.ipynb #964a6cf1
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     "Write `state` to `path` atomically (removing stale temporary files of earlier interrupted saves)."
     path = Path(path)
@@ -270,7 +282,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
         torch.save(state, tmp)
     return path
 
-# %% ../nbs/06d_training.ipynb #043ba3a6
+# %% ../nbs/06d_training.ipynb #a2973346
 def link_checkpoint(src: Path, dst: Path) -> Path:
     "Make `dst` the same file as `src` (hard link, else copy), atomically."
     with atomic_path(dst) as tmp:
@@ -279,7 +291,7 @@ def link_checkpoint(src: Path, dst: Path) -> Path:
         except OSError: shutil.copy2(src, tmp)
     return Path(dst)
 
-# %% ../nbs/06d_training.ipynb #cec8d130
+# %% ../nbs/06d_training.ipynb #0b49aa9e
 class NonFiniteLossError(FloatingPointError):
     "The training loss became NaN or infinite; the message names the batch's image ids."
 
@@ -325,32 +337,27 @@ def train_step(model, optimizer, scaler, images, targets, cfg: TrainConfig, di: 
     scaler.update()
     return {**{k: float(v) for k, v in zip(names, vals[:-1])}, "loss": float(vals[-1])}
 
-# %% ../nbs/06d_training.ipynb #bf503641
+# %% ../nbs/06d_training.ipynb #a5f50057
 def draw_predictions(model, ds, indices: list[int], device: str, classes: list[str], score_thresh: float = 0.5,
                      mask_thresh: float = 0.5):
     "A matplotlib figure of `ds[i]` images with the model's instances scoring at least `score_thresh`."
     import matplotlib.pyplot as plt
-    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
     n = len(indices)
     fig, axes = plt.subplots(1, max(n, 1), figsize=(4 * max(n, 1), 3.4), squeeze=False)
     for ax, i in zip(axes[0], indices):
         img, _ = ds[i]
         (p,) = predict(model, [img], device)
         keep = p["scores"] >= score_thresh
-        canvas = torch.as_tensor(img).clone()
-        if keep.any():
-            masks = p["masks"][keep, 0] >= mask_thresh
-            canvas = draw_segmentation_masks(canvas, masks, alpha=0.45)
-            names = [f"{classes[int(l) - 1] if 0 < int(l) <= len(classes) else int(l)} {s:.2f}"
-                     for l, s in zip(p["labels"][keep], p["scores"][keep])]
-            canvas = draw_bounding_boxes(canvas, p["boxes"][keep], labels=names, colors="yellow")
+        canvas = draw_instances(img, p["boxes"], p["masks"], p["labels"], classes, scores=p["scores"],
+                                score_threshold=score_thresh, mask_threshold=mask_thresh)
         ax.imshow(canvas.permute(1, 2, 0).numpy()); ax.set_axis_off()
         ax.set_title(f"image {ds.ids[i]}: {int(keep.sum())} instance(s)", fontsize=9)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06d_training.ipynb #4166ba73
-_RESUME_KEYS = ("preset", "model", "batch_size", "optimizer", "seed", "weights", "hflip", "group_aspect_ratio")
+# %% ../nbs/06d_training.ipynb #d2f860dd
+_RESUME_KEYS = ("preset", "model", "batch_size", "optimizer", "seed", "weights", "hflip", "vflip", "color", "scale",
+                "degrees", "group_aspect_ratio")
 
 
 def run_config(cfg: TrainConfig, ds: CocoInstanceDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
@@ -379,7 +386,7 @@ def check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
         raise ConfigError(f"--resume from {path}: setting(s) {', '.join(f'{k} ({old.get(k)!r} -> {getattr(cfg, k)!r})' for k in diff)} "
                           "differ from the checkpoint's; start a new run folder or restore them")
 
-# %% ../nbs/06d_training.ipynb #28fb6e34
+# %% ../nbs/06d_training.ipynb #d93e21fd
 def _loader(ds, cfg: TrainConfig, di: DistInfo, epoch: int, start: int, groups, workers: int) -> DataLoader:
     "The batches of `epoch` from batch `start` on (the sampler's position after a resume)."
     sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
@@ -414,7 +421,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     data_dir, out = paths.resolve(cfg.data), paths.resolve(cfg.out)
     if not (data_dir / "train.json").is_file():
         raise ConfigError(f"dataset {data_dir}: train.json is missing (prepare it with `cvflow dataset`)")
-    train_ds = CocoInstanceDataset(data_dir / "train.json", data_dir / "images", transforms=train_transforms(cfg))
+    train_ds = CocoInstanceDataset(data_dir / "train.json", data_dir / "images", transforms=augmentation(cfg))
     check_classes(train_ds, data_dir / "train.json")
     val_ds = CocoInstanceDataset(data_dir / "val.json", data_dir / "images") if (data_dir / "val.json").is_file() else None
     if val_ds is not None and len(val_ds) == 0: val_ds = None
@@ -562,7 +569,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if di.world > 1: dist.barrier()
     return result
 
-# %% ../nbs/06d_training.ipynb #98a67bf0
+# %% ../nbs/06d_training.ipynb #02d5c348
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN on a prepared dataset "
                                  "(also under torchrun for multi-process / multi-GPU training).")
@@ -609,6 +616,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cvflow train: {state} after {res['step']}/{res['total_steps']} steps in {res['seconds']} s; {best}; run folder {res['out']}")
     return 0
 
-# %% ../nbs/06d_training.ipynb #02d5c348
+# %% ../nbs/06d_training.ipynb #2c129745
 if __name__ == "__main__" and "__file__" in globals():  # python -m cvflow.train (torchrun), not a notebook kernel
     sys.exit(main())

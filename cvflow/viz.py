@@ -11,14 +11,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torchvision.utils import draw_bounding_boxes
 
 from .config import atomic_path, get_paths, record_results
 from .dataset import CocoInstanceDataset, train_transforms
 
 # %% auto #0
-__all__ = ['PALETTE', 'class_color', 'as_image_tensor', 'draw_instances', 'item_sample', 'draw_item', 'plot_grid', 'save_grid',
-           'DatasetBrowser']
+__all__ = ['PALETTE', 'class_color', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances', 'item_sample',
+           'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -54,9 +54,40 @@ def as_image_tensor(image) -> torch.Tensor:
     return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t
 
 
+def mask_extents(masks: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
+    "Each bool mask's pixel extent `(x0, y0, x1, y1)` (exclusive ends), None for an empty mask."
+    rows, cols = masks.any(2), masks.any(1)              # [N, H], [N, W]
+    out = []
+    for r, c in zip(rows, cols):
+        ys, xs = r.nonzero(), c.nonzero()
+        out.append((int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1) if len(ys) else None)
+    return out
+
+
+def blend_masks(image: torch.Tensor, masks: torch.Tensor, colors: Sequence[tuple[int, int, int]], alpha: float = 0.45,
+                extents: Sequence | None = None) -> torch.Tensor:
+    "Masks (bool [N, H, W]) blended into `image` (uint8 [3, H, W]) in `colors`, later masks on top; only masked pixels change."
+    out = image.clone()
+    if not len(masks): return out
+    extents = mask_extents(masks) if extents is None else extents   # (x0, y0, x1, y1): where each mask can be non-zero
+    top = torch.zeros(masks.shape[-2:], dtype=torch.int32)        # 1-based index of the mask on top at each pixel
+    for i, e in enumerate(extents):
+        if e is None: continue
+        x0, y0, x1, y1 = e
+        top[y0:y1, x0:x1][masks[i, y0:y1, x0:x1]] = i + 1
+    for i, e in enumerate(extents):                                 # each pixel is blended once, with the mask on top
+        if e is None: continue
+        x0, y0, x1, y1 = e
+        mine = top[y0:y1, x0:x1] == i + 1
+        crop = out[:, y0:y1, x0:x1]
+        color = torch.tensor(colors[i], dtype=torch.float32)[:, None]
+        crop[:, mine] = (image[:, y0:y1, x0:x1][:, mine] * (1 - alpha) + color * alpha).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
 def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence[str] = (), scores=None,
                    score_threshold: float = 0.0, mask_threshold: float = 0.5, alpha: float = 0.45, width: int | None = None,
-                   font_size: int | None = None) -> torch.Tensor:
+                   font_size: int | None = None, extents: Sequence | None = None) -> torch.Tensor:
     "Draw masks, boxes and `class` / `class 0.93` labels onto `image` in each class's colour; returns uint8 [3, H, W]."
     img = as_image_tensor(image)
     H, W = img.shape[-2:]
@@ -73,7 +104,8 @@ def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence
         if m.ndim == 4: m = m[:, 0]
         m = (m > mask_threshold) if m.is_floating_point() else m.bool()
         if tuple(m.shape[-2:]) != (H, W): raise ValueError(f"masks of size {tuple(m.shape[-2:])} on an image of size {(H, W)}")
-        img = draw_segmentation_masks(img, m[keep], alpha=alpha, colors=colors)
+        ex = None if extents is None else [e for e, k in zip(extents, keep.tolist()) if k]   # known mask extents (RLE boxes)
+        img = blend_masks(img, m if bool(keep.all()) else m[keep], colors, alpha, ex)
     if boxes is not None and len(boxes):
         b = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu().reshape(-1, 4)[keep]
         names = [classes[l - 1] if 0 < l <= len(classes) else f"class {l}" for l in labels[keep].tolist()]
@@ -83,7 +115,7 @@ def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence
                                   font=font, font_size=size, label_colors="white", fill_labels=True)
     return img
 
-# %% ../nbs/05_view_dataset.ipynb #5cf25d89
+# %% ../nbs/05_view_dataset.ipynb #777652e9
 def item_sample(ds: CocoInstanceDataset, i: int, augment: Callable | None = None):
     "`(image, target)` of item `i`, through `augment` (a transforms.v2 callable) if given."
     image, target = ds.read_image(i), ds.target(i)
@@ -140,7 +172,7 @@ def save_grid(ds: CocoInstanceDataset, path: str | Path, **kw) -> Path:
     plt.close(fig)
     return Path(path)
 
-# %% ../nbs/05_view_dataset.ipynb #56ffc5ce
+# %% ../nbs/05_view_dataset.ipynb #d9c9732b
 class DatasetBrowser:
     "Page through a `CocoInstanceDataset`: class filter, next/previous, augmentations on or off; headless-renderable."
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # per step: the production parameters replaced by tiny ones (same notebooks, same data flow)
 TINY = {
-    "sample": {"seconds": 6.0, "fps": 10, "width": 320, "height": 192},
+    "sample": {"seconds": 6.0, "fps": 10, "width": 320, "height": 192, "heldout_images": 4},
     "frames": {"budget": 10, "workers": 1, "show": False},
     "eda": {"min_instances": 2},
     "dataset": {"val": 0.3},
@@ -69,12 +69,18 @@ def test_pipeline_end_to_end_then_skip_then_failure(tmp_path, monkeypatch):
     card = json.loads((home / "data/processed/cvflow/dataset_card.json").read_text())
     assert card  # written by the dataset step
     assert (home / "models/cvflow-maskrcnn/package/model.json").is_file()
+    # the final model is scored on the held-out frames of fresh scenes, and the summary says so
+    held = json.loads((home / "models/cvflow-maskrcnn/heldout_metrics.json").read_text())
+    assert held["heldout"].endswith("sample-heldout/instances.json") and 0 <= held["segm/AP50"] <= 1
+    train_results = json.loads((home / "reports/results/train.json").read_text())["results"]
+    assert "held-out segm/AP50" in train_results
     report = json.loads((home / "reports/service_test/report.json").read_text())
     assert report["passed"] and report["bad_input"]["n"] >= 20
     # the summary page shows every step's results, and the service the run started is stopped
     summary = (run_dir / "summary.html").read_text()
     for step in ("sample", "frames", "annotations", "dataset", "train", "export", "register", "test_service"):
-        assert f"<h2>{step}</h2>" in summary, step
+        assert f'<h2 id="{step}">{step}</h2>' in summary, step
+    assert "At a glance" in summary and "mask AP50 on held-out frames" in summary and "service bad-input suite" in summary
     assert not list((home / "reports" / "service").glob("*.pid")), "the run left a service running"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on port {port}"
@@ -109,6 +115,10 @@ def test_own_videos_pause_at_annotation_with_instructions(tmp_path, monkeypatch,
     cfg = tiny_pipeline(tmp_path / "pipeline.yaml", _free_port())
     pl = with_videos(load_pipeline(cfg), videos)
     assert "sample" not in pl.names() and pl.steps[pl.index("frames")].parameters["videos"] == [str(videos.resolve())]
+    # the sample's production choices do not apply to real video: motion segments, no sample held-out set,
+    # the training augmentation's safe defaults (no vertical flips or rotations)
+    assert pl.steps[pl.index("frames")].parameters["every_seconds"] is None
+    assert pl.steps[pl.index("train")].parameters["heldout"] is None and pl.steps[pl.index("train")].parameters["augment"] == {}
     pl.steps = pl.steps[:pl.index("annotations") + 2]  # config, frames, annotations, eda: enough to see the pause
     m = run_pipeline(pl, home=home, progress=False)
     assert m["status"] == "waiting", [(s["name"], s["status"]) for s in m["steps"]]

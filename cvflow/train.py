@@ -26,7 +26,6 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 import cvflow

@@ -50,21 +50,14 @@ def prepare(home: Path, sample_p: dict, frames_p: dict, dataset_p: dict, tag: st
 
 
 def train_and_score(home: Path, data: Path, train_p: dict, heldout: Path, tag: str) -> dict:
-    from cvflow.evaluate import evaluate_file
-    from cvflow.model import model_from_checkpoint
-    from cvflow.train import train
-    aug = train_p.get("augment", {})
-    cfg = dict(data=str(data), out=str(home / f"run-{tag}"), preset=train_p["preset"], epochs=train_p["epochs"],
-               max_steps=train_p["max_steps"], eval_every=train_p["eval_every"], batch_size=train_p["batch_size"],
-               optimizer=train_p.get("optimizer", "sgd"), lr=train_p.get("lr", 0.0),
-               model={"min_size": train_p["min_size"], "max_size": train_p["max_size"]},
-               warmup_steps=min(100, max(train_p["max_steps"] // 4, 1)), tracking="none", sample_images=0,
-               progress=False, **aug)
+    "Train as the pipeline's train step does with `train_p` (its parameters) and score the run on `heldout`."
+    from cvflow.train import score_heldout, step_config, train
+    params = {k: v for k, v in train_p.items() if k not in ("data", "out", "heldout", "tracking")}
+    cfg = step_config(data, home / f"run-{tag}", tracking="none", sample_images=0, progress=False, **params)
     t = time.time()
     res = train(cfg)
     seconds = time.time() - t
-    model, conf = model_from_checkpoint(home / f"run-{tag}" / "model.pt")
-    m = evaluate_file(model, heldout, conf["classes"], mask_thresh=conf["model"]["mask_thresh"], progress=False)
+    m = score_heldout(home / f"run-{tag}", heldout)
     card = json.loads((data / "dataset_card.json").read_text())["counts"]
     return {"recipe": tag, "train images": card["train"]["images"], "steps": res["step"], "best step": res.get("best_step"),
             "train seconds": round(seconds), "s/step": round(seconds / max(res["step"], 1), 2),
@@ -81,15 +74,15 @@ def main() -> int:
     work = Path(a.work or tempfile.mkdtemp(prefix="cvflow-quality-"))
     os.environ["CVFLOW_HOME"] = str(work)
     import torch
-    from cvflow.sample import make_sample_images
+    from cvflow.sample import make_heldout_images
     pl = yaml.safe_load(Path(a.pipeline).read_text())
     sample_p, frames_p = step_params(pl, "sample"), step_params(pl, "frames")
     dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
     if a.max_steps: train_p["max_steps"] = a.max_steps
     heldout_dir = work / "heldout"
     if not (heldout_dir / "instances.json").is_file():
-        make_sample_images(heldout_dir, n=sample_p.get("heldout_images", 80), seed=sample_p["seed"] + 1_000_003,
-                           width=sample_p["width"], height=sample_p["height"])
+        make_heldout_images(heldout_dir, sample_p.get("heldout_images", 80), sample_p["seed"], sample_p["width"],
+                            sample_p["height"])
     print(f"work folder {work}; torch threads {torch.get_num_threads()}; held-out: {sample_p.get('heldout_images', 80)} frames")
     rows = []
     rows.append(train_and_score(work, prepare(work, sample_p, frames_p, dataset_p, "pipeline"), train_p,

@@ -18,7 +18,7 @@ from .config import atomic_dir, atomic_write_json, frame_filename, get_paths, re
 
 # %% auto #0
 __all__ = ['CLASSES', 'shape_polygon', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render', 'make_sample',
-           'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images', 'main']
+           'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images', 'make_heldout_images', 'main']
 
 # %% ../nbs/00a_sample.ipynb #9c2d77bb
 CLASSES = ("disc", "square", "triangle")
@@ -284,6 +284,11 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
     return out_dir / "instances.json"
 
 # %% ../nbs/00a_sample.ipynb #1d29b159
+def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int = 640, height: int = 360) -> Path:
+    "`n` frames of scenes the sample video rendered with `seed` never shows (`make_sample_images`); returns the COCO file."
+    return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height)
+
+# %% ../nbs/00a_sample.ipynb #9a3fdd3d
 def main(argv: list[str] | None = None) -> int:
     "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--force]`"
     import argparse

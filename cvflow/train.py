@@ -37,11 +37,11 @@ from .tracking import NullTracker, start_run
 from .viz import draw_instances
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state', 'set_rng_state', 'aspect_groups',
-           'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor', 'make_optimizer', 'make_scheduler',
-           'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint', 'NonFiniteLossError', 'drop_crowd',
-           'to_device', 'train_step', 'draw_predictions', 'run_config', 'check_classes', 'check_resume', 'train',
-           'main']
+__all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state', 'set_rng_state',
+           'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor', 'make_optimizer',
+           'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
+           'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step', 'draw_predictions', 'run_config',
+           'check_classes', 'check_resume', 'train', 'step_config', 'score_heldout', 'main']
 
 # %% ../nbs/06d_training.ipynb #3eb17bc7
 @dataclass
@@ -569,6 +569,35 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     return result
 
 # %% ../nbs/06d_training.ipynb #02d5c348
+AUGMENT_KEYS = ("hflip", "vflip", "color", "scale", "degrees")
+
+
+def step_config(data, out, preset: str = "cpu-small", weights=None, epochs: int = 1, max_steps: int = 0, batch_size: int = 2,
+                optimizer: str = "sgd", lr: float = 0.0, eval_every: int = 0, min_size: int = 0, max_size: int = 0,
+                device: str = "auto", tracking: str = "auto", experiment: str = "", augment: dict | None = None,
+                **extra) -> TrainConfig:
+    "The `TrainConfig` the training step runs for its parameters (`augment`: augmentation settings; `extra`: other fields)."
+    augment = dict(augment or {})
+    if set(augment) - set(AUGMENT_KEYS):
+        raise ConfigError(f"parameter augment: unknown setting(s) {sorted(set(augment) - set(AUGMENT_KEYS))}; "
+                          f"known: {', '.join(AUGMENT_KEYS)}")
+    model = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v}
+    warmup = min(100, max(int(max_steps) // 4, 1)) if max_steps else 100
+    return TrainConfig(data=str(data), out=str(out), preset=preset, weights=weights, epochs=epochs, max_steps=max_steps,
+                       batch_size=batch_size, optimizer=optimizer, lr=lr, eval_every=eval_every, device=device,
+                       tracking=tracking, experiment=experiment, model=model, warmup_steps=warmup, **augment, **extra)
+
+
+def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    "COCO metrics of a run's final model on a COCO file of frames it never trained on; also written to `heldout_metrics.json`."
+    run_dir = Path(run_dir)
+    model, conf = model_from_checkpoint(run_dir / "model.pt", device=device)
+    metrics = evaluate_file(model, coco_json, conf["classes"], device=device, mask_thresh=conf["model"]["mask_thresh"],
+                            progress=False)
+    atomic_write_json(run_dir / "heldout_metrics.json", {"heldout": str(coco_json), **flat_metrics(metrics)})
+    return metrics
+
+# %% ../nbs/06d_training.ipynb #f30b0feb
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN on a prepared dataset "
                                  "(also under torchrun for multi-process / multi-GPU training).")
@@ -615,6 +644,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cvflow train: {state} after {res['step']}/{res['total_steps']} steps in {res['seconds']} s; {best}; run folder {res['out']}")
     return 0
 
-# %% ../nbs/06d_training.ipynb #2c129745
+# %% ../nbs/06d_training.ipynb #6ec258d0
 if __name__ == "__main__" and "__file__" in globals():  # python -m cvflow.train (torchrun), not a notebook kernel
     sys.exit(main())

@@ -26,10 +26,11 @@ import numpy as np
 from .config import atomic_dir, atomic_path, atomic_write_json, frame_filename, get_paths
 
 # %% auto #0
-__all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'dhash',
-           'hash_distance', 'Candidate', 'VideoScan', 'VideoError', 'open_video', 'small_gray', 'estimate_frames',
-           'scan_video', 'choose_frames', 'save_frames', 'FramesResult', 'expand_videos', 'reduce_videos',
-           'write_manifest', 'read_manifest', 'select_frames', 'main', 'plot_strip', 'plot_timeline', 'frame_browser']
+__all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'content',
+           'object_change', 'dhash', 'hash_distance', 'Candidate', 'VideoScan', 'VideoError', 'open_video',
+           'display_rotation', 'upright', 'small_gray', 'estimate_frames', 'scan_video', 'choose_frames', 'save_frames',
+           'FramesResult', 'progress_bar', 'progress_note', 'expand_videos', 'reduce_videos', 'write_manifest',
+           'read_manifest', 'select_frames', 'main', 'plot_strip', 'plot_timeline', 'save_figures', 'frame_browser']
 
 # %% ../nbs/01_frame_reduction.ipynb #cbb3649e
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -47,6 +48,10 @@ class FrameOptions:
     pixel_change: float = 0.08         # a thumbnail pixel counts as changed above this difference (0-1)
     blur_ratio: float = 0.5            # sharpness below this fraction of the scene's p90 = blurred
     blank_std: float = 4.0             # grey std below this = a blank (black/flat) frame, never kept
+    min_content: float = 0.15          # share of the picture with detail below which a frame is "low content" (see `content`)
+    object_motion: float | None = 0.5  # static shots: objects moved by this share of their area starts a segment (None: off)
+    min_object_area: float = 0.003     # ...when the moving things cover at least this share of the picture
+    bg_rate: float = 0.03              # how fast the scene's background model follows the picture, per decoded frame
     dup_distance: float = 0.05         # hash distance (fraction of bits) at or below which frames are duplicates
     jpeg_quality: int = 95
     skip_nonref: bool = True          # decode only reference frames (I/P) when scanning: B-frames are never candidates
@@ -64,6 +69,12 @@ class FrameOptions:
             raise ValueError(f"score_width must be at least 32 pixels, got {self.score_width!r}")
         if not 0 < float(self.blur_ratio) < 1:
             raise ValueError(f"blur_ratio must be between 0 and 1, got {self.blur_ratio!r}")
+        if not 0 <= float(self.min_content) < 1:
+            raise ValueError(f"min_content must be in [0, 1), got {self.min_content!r}")
+        if self.object_motion is not None and not 0 < float(self.object_motion) <= 1:
+            raise ValueError(f"object_motion must be in (0, 1] or None, got {self.object_motion!r}")
+        if not 0 < float(self.bg_rate) <= 1:
+            raise ValueError(f"bg_rate must be in (0, 1], got {self.bg_rate!r}")
         if not 0 < int(self.jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality!r}")
 
@@ -88,6 +99,24 @@ def sharpness(gray: np.ndarray) -> float:
     "Variance of the Laplacian of a grey frame (higher = sharper)."
     _, sd = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
     return float(sd[0, 0]) ** 2
+
+
+def content(gray: np.ndarray, level: float = 6.0, grid: int = 16) -> float:
+    """Share of a grey uint8 frame that shows something, in [0, 1]: the frame is cut into `grid` columns of square
+    cells and a cell counts when its grey levels (after a 4×4 area average, so sensor noise does not count) vary by
+    more than `level` (std, 0-255). Black, flat, blown-out frames score about 0; a timestamp overlay on black a few %."""
+    h, w = gray.shape[:2]
+    rows = max(1, round(grid * h / w))
+    t = cv2.resize(gray, (grid * 4, rows * 4), interpolation=cv2.INTER_AREA).astype(np.float32)
+    sd = t.reshape(rows, 4, grid, 4).std(axis=(1, 3))
+    return float(np.count_nonzero(sd > level)) / sd.size
+
+
+def object_change(fg: np.ndarray, fg0: np.ndarray) -> tuple[float, float]:
+    """`(moved, area)`: the share of the picture where two foreground masks (uint8, 0/255, same shape) differ, and where
+    either is set. `moved ≥ k·area`: the things that differ from the background moved by about `k` of their own size."""
+    moved = cv2.countNonZero(cv2.bitwise_xor(fg, fg0)) / fg.size
+    return moved, cv2.countNonZero(cv2.bitwise_or(fg, fg0)) / fg.size
 
 
 def dhash(gray: np.ndarray, size: int = 16) -> np.ndarray:
@@ -115,9 +144,10 @@ class Candidate:
     rel_sharpness: float           # sharpness / the scene's 90th percentile
     novelty: float                 # fraction of the picture changed since the previous candidate of this video
     score: float                   # the content score the budget is filled by
-    reason: str                    # why its segment started: start, scene cut, motion, interval
+    reason: str                    # why its segment started: start, scene cut, motion, objects moved, interval, low content
     hash: np.ndarray = field(repr=False, default=None)
     key_pts: int | None = None     # PTS of the keyframe before it (where to seek to decode it again)
+    thumb: np.ndarray = field(repr=False, default=None)   # its 64-px grey thumbnail, uint8: tells small moves from duplicates
 
 
 @dataclass
@@ -129,11 +159,13 @@ class VideoScan:
     width: int = 0
     height: int = 0
     codec: str = ""
+    rotation: int = 0              # display rotation (degrees counter-clockwise); width/height are as displayed
     candidates: list = field(default_factory=list)
     timeline: dict = field(default_factory=dict)   # time, change, sharpness (decimated), n_scenes
     n_scenes: int = 0
     error: str | None = None
     warnings: list = field(default_factory=list)
+    low_content: int = 0           # segments whose best frame had almost no content (dark, flat, overlay only): skipped
     seconds: float = 0.0
 
     @property
@@ -206,6 +238,19 @@ _PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj44
                 "yuv411p", "yuv410p", "nv12", "nv21", "gray"}
 
 
+def display_rotation(frame) -> int:
+    """How players turn a decoded PyAV frame for display: 0, 90, 180 or 270 (degrees counter-clockwise), from the
+    display matrix of its stream (a phone video stored sideways). Mirroring in the matrix is ignored."""
+    r = getattr(frame, "rotation", 0) or 0
+    return int(round(r / 90)) % 4 * 90
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    "An `(H, W[, C])` array turned `rotation` degrees counter-clockwise (see `display_rotation`), contiguous."
+    k = int(rotation) // 90 % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
 def small_gray(frame, score_width: int = 320, method: str = "auto") -> np.ndarray:
     "A small uint8 grey image of a decoded PyAV frame, about `score_width` wide (luma plane view or swscale)."
     w, h = frame.width, frame.height
@@ -269,6 +314,9 @@ def scan_video(path: str | Path, options: FrameOptions | None = None,
 class _NoPts(Exception): pass
 
 
+def _u8(th: np.ndarray) -> np.ndarray: return (th * 255 + 0.5).astype(np.uint8)
+
+
 def _decoded(container, stream, pts_log: array | None):
     "Decoded frames of `stream`; with `pts_log`, non-reference frames are skipped and every packet's PTS is logged (sorted)."
     if pts_log is None:
@@ -298,24 +346,28 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
         timeline = _Timeline(o.timeline_points)
         scene, scene_level, scene_cands = -1, _Level(), []
         prev_thumb = seg_thumb = last_cand_thumb = None
-        seg = None      # the current segment: {"reason", "start_t", "best": (sharp, index, t, pts, gray)}
-        n, pending, done = 0, 0, 0   # frames decoded; progress not yet reported; frames reported
+        bg = seg_fg = None  # the scene's background (running average of thumbnails); the foreground mask at the segment start
+        seg = None      # the current segment: {"reason", "window", "min_t", "best": (sharp, index, t, pts, gray, key_pts)}
+        n, done = 0, 0  # frames decoded; frames reported
         pts_log = array("q") if skip_nonref else None   # every packet's PTS: frame index = rank of its PTS
-        blank = [None, 0.0]   # the least blank of the blank segment frames, kept if nothing else is
+        fallback = [None, -1.0]   # the most contentful of the low-content segment frames, kept if nothing else is
+        every, t_first, last_best_t = o.every_seconds, None, -math.inf
 
         def close_segment():
-            nonlocal last_cand_thumb
+            nonlocal last_cand_thumb, last_best_t
             if seg is None or seg["best"] is None: return
             s_val, idx, t, pts, gray, kpts = seg["best"]
-            sd = float(gray.std())
-            if sd < o.blank_std:                                        # black / flat frame: only a last resort
-                if blank[0] is None or sd > blank[1]:
-                    blank[:] = [Candidate(str(path), idx, t, pts, scene, s_val, 1.0, 1.0, 0.0, "blank video", dhash(gray), kpts), sd]
+            last_best_t = t
+            info, mean = content(gray), float(gray.mean())
+            if float(gray.std()) < o.blank_std or info < o.min_content or not 10 <= mean <= 245:
+                res.low_content += 1                                      # dark, flat, blown out, an overlay only
+                if info > fallback[1]:
+                    fallback[:] = [Candidate(str(path), idx, t, pts, scene, s_val, 1.0, 1.0, 0.0, "low content", dhash(gray), kpts, _u8(thumb(gray))), info]
                 return
             th = thumb(gray)
             nov = 1.0 if last_cand_thumb is None else changed_fraction(th, last_cand_thumb, o.pixel_change)
             last_cand_thumb = th
-            scene_cands.append(Candidate(str(path), idx, t, pts, scene, s_val, 0.0, nov, 0.0, seg["reason"], dhash(gray), kpts))
+            scene_cands.append(Candidate(str(path), idx, t, pts, scene, s_val, 0.0, nov, 0.0, seg["reason"], dhash(gray), kpts, _u8(th)))
 
         def close_scene():
             if not scene_cands: return
@@ -328,27 +380,43 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
             scene_cands.clear()
 
         for frame in _decoded(container, stream, pts_log):
-            if n == 0: res.width, res.height = frame.width, frame.height
+            if n == 0:
+                res.rotation = display_rotation(frame)
+                res.width, res.height = (frame.height, frame.width) if res.rotation in (90, 270) else (frame.width, frame.height)
             gray = small_gray(frame, o.score_width)
             if frame.key_frame: key_pts = frame.pts
             t = _frame_time(frame, stream, n)
             th = thumb(gray)
             s_val = sharpness(gray)
             d_prev = 1.0 if prev_thumb is None else change(th, prev_thumb)
+            cut = prev_thumb is None or d_prev >= o.cut_threshold
+            if cut:
+                bg = th.copy(); fg = np.zeros(th.shape, np.uint8)
+            else:                                                          # what differs from the scene's background
+                fg = cv2.compare(cv2.absdiff(th, bg), o.pixel_change, cv2.CMP_GT)
+                cv2.accumulateWeighted(th, bg, o.bg_rate)
             reason = None
-            if prev_thumb is None: reason = "start"
-            elif d_prev >= o.cut_threshold: reason = "scene cut"
-            elif o.every_seconds is not None:
-                if t - seg["start_t"] >= o.every_seconds: reason = "interval"
+            if every is not None:          # fixed windows; a scene cut inside one does not add a frame
+                if t_first is None: t_first = t
+                window = math.floor((t - t_first) / every + 1e-9)
+                if seg is None: reason = "start"
+                elif window != seg["window"]: reason = "interval"
+            elif prev_thumb is None: reason = "start"
+            elif cut: reason = "scene cut"
             elif changed_fraction(th, seg_thumb, o.pixel_change) >= o.motion_threshold: reason = "motion"
+            elif o.object_motion is not None:
+                moved, area = object_change(fg, seg_fg)
+                if area >= o.min_object_area and moved >= o.object_motion * area: reason = "objects moved"
+            if reason is not None: close_segment()
+            if cut:
+                close_scene(); scene += 1; scene_level = _Level()
             if reason is not None:
-                close_segment()
-                if reason in ("start", "scene cut"):
-                    close_scene(); scene += 1; scene_level = _Level()
-                seg = {"reason": reason, "start_t": t, "best": None}
-                seg_thumb = th
+                # every_seconds: a frame only if it is `every` after the previous segment's pick (at most one per `every`)
+                seg = {"reason": reason, "best": None, "window": window if every is not None else None,
+                       "min_t": last_best_t + every - 1e-6 if every is not None else -math.inf}
+                seg_thumb, seg_fg = th, fg
             scene_level.add(s_val)
-            if seg["best"] is None or s_val > seg["best"][0]:
+            if t >= seg["min_t"] and (seg["best"] is None or s_val > seg["best"][0]):
                 seg["best"] = (s_val, n, t, frame.pts, gray, key_pts)
             timeline.add(t, d_prev, s_val)
             prev_thumb = th
@@ -358,7 +426,7 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
                 progress(count - done); done = count
         close_segment(); close_scene()
         if pts_log is not None:                      # frame indices in presentation order, from all packets' PTS
-            for c in res.candidates + [blank[0]] * (blank[0] is not None):
+            for c in res.candidates + [fallback[0]] * (fallback[0] is not None):
                 c.frame_index = bisect.bisect_left(pts_log, c.pts)
             n = len(pts_log)
         if end is not None and n and end - t > max(1.0, 0.05 * res.duration):
@@ -366,17 +434,21 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
                    f"but the container declares {res.duration:.2f} s")
             if not o.allow_partial: raise VideoError(msg + " (allow_partial=True / --allow-partial keeps what decodes)")
             res.warnings.append(msg)
-        if not res.candidates and blank[0] is not None:
-            res.candidates.append(blank[0])
-            res.warnings.append(f"{path}: every frame is blank (grey std < {o.blank_std}); kept the least blank one")
+        if not res.candidates and fallback[0] is not None:
+            res.candidates.append(fallback[0])
+            res.warnings.append(f"{path}: every frame has almost no content (dark, flat, blown out or only an overlay; "
+                                f"content < {o.min_content}); kept the best of them")
         if progress is not None and n > done: progress(n - done)
         res.n_frames, res.n_scenes = n, scene + 1
         res.timeline = timeline.asdict()
 
+
 # %% ../nbs/01_frame_reduction.ipynb #6e112678
 def choose_frames(candidates: list[Candidate], budget: int | None = None, dup_distance: float = 0.05,
-                  min_gap: float = 0.0) -> list[tuple[Candidate, str]]:
-    "Pick up to `budget` candidates: `[(candidate, tier), ...]` with tier 'best of video', 'best of scene' or 'diversity'."
+                  min_gap: float = 0.0, dup_pixels: float = 0.003, pixel_change: float = 0.08) -> list[tuple[Candidate, str]]:
+    """Pick up to `budget` candidates: `[(candidate, tier), ...]` with tier 'best of video', 'best of scene' or 'diversity'.
+    A near-duplicate of a chosen frame (hash within `dup_distance`, and — when both have thumbnails — fewer than
+    `dup_pixels` of the thumbnail changed by more than `pixel_change`) is never chosen."""
     n = len(candidates)
     if n == 0: return []
     budget = n if budget is None else int(budget)
@@ -388,22 +460,30 @@ def choose_frames(candidates: list[Candidate], budget: int | None = None, dup_di
     H = np.stack([c.hash for c in candidates])
     score = np.array([c.score for c in candidates])
     mind = np.ones(n)                         # hash distance to the nearest chosen frame
+    dup = np.zeros(n, bool)                   # a near-duplicate of a chosen frame
     open_ = np.ones(n, bool)                  # not chosen and not ruled out
+    has_thumb = [c.thumb is not None for c in candidates]
     chosen, times = [], {}
 
     def take(i, tier):
         c = candidates[i]; open_[i] = False
-        if mind[i] <= dup_distance: return
+        if dup[i]: return
         if min_gap > 0 and any(abs(c.timestamp - t) < min_gap for t in times.get(c.video, ())): return
         chosen.append((c, tier)); times.setdefault(c.video, []).append(c.timestamp)
-        np.minimum(mind, hash_distance(c.hash, H), out=mind)
+        d = hash_distance(c.hash, H)
+        np.minimum(mind, d, out=mind)
+        level = int(pixel_change * 255)
+        for j in np.flatnonzero((d <= dup_distance) & open_ & ~dup):   # same picture, or the same scene with small things moved?
+            if c.thumb is None or not has_thumb[j] or c.thumb.shape != candidates[j].thumb.shape or \
+                    cv2.countNonZero(cv2.compare(cv2.absdiff(c.thumb, candidates[j].thumb), level, cv2.CMP_GT)) < dup_pixels * c.thumb.size:
+                dup[j] = True
 
     for tier, firsts in (("best of video", best_video), ("best of scene", best_scene)):
         for i in sorted(set(firsts.values()) & set(np.flatnonzero(open_)), key=lambda i: (-score[i], i)):
             if len(chosen) >= budget: break
             take(i, tier)
     while len(chosen) < budget:
-        prio = np.where(open_ & (mind > dup_distance), (0.05 + score) * mind, -1.0)
+        prio = np.where(open_ & ~dup, (0.05 + score) * (mind + 1e-3), -1.0)
         i = int(np.argmax(prio))
         if prio[i] < 0: break
         take(i, "diversity")
@@ -412,7 +492,8 @@ def choose_frames(candidates: list[Candidate], budget: int | None = None, dup_di
 # %% ../nbs/01_frame_reduction.ipynb #2a412357
 def save_frames(video: str | Path, frames: list[tuple], dest: str | Path, quality: int = 95,
                 seek_after: float = 2.0, skip_nonref: bool = False) -> list[str]:
-    "Write frames `[(frame_index, pts, keyframe_pts), ...]` (PTS may be None) of `video` as full-resolution JPEGs in `dest`."
+    """Write frames `[(frame_index, pts, keyframe_pts), ...]` (PTS may be None) of `video` as full-resolution JPEGs in
+    `dest`, upright as players show them (the stream's display rotation applied); returns the file names written."""
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     todo = sorted((int(f[0]), f[1], f[2] if len(f) > 2 else None) for f in frames)
     if not todo: return []
@@ -420,7 +501,9 @@ def save_frames(video: str | Path, frames: list[tuple], dest: str | Path, qualit
 
     def write(frame, idx):
         name = frame_filename(video, idx)
-        frame.to_image().save(dest / name, "JPEG", quality=int(quality))
+        img, rot = frame.to_image(), display_rotation(frame)
+        if rot: img = img.transpose(_PIL_TURN[rot])
+        img.save(dest / name, "JPEG", quality=int(quality))
         names.append(name)
 
     if all(p is not None for _, p, _ in todo):
@@ -433,6 +516,9 @@ def save_frames(video: str | Path, frames: list[tuple], dest: str | Path, qualit
     if len(names) != len(todo):
         raise VideoError(f"{video}: only {len(names)} of the {len(todo)} chosen frames could be decoded again")
     return names
+
+
+_PIL_TURN = {90: 2, 180: 3, 270: 4}   # PIL Image.Transpose.ROTATE_90/180/270 (counter-clockwise)
 
 
 class _SeekFailed(Exception): pass
@@ -492,6 +578,41 @@ class FramesResult:
     def manifest(self) -> Path: return self.out_dir / "frames.csv"
     @property
     def file_list(self) -> Path: return self.out_dir / "frames.txt"
+
+
+def progress_bar(*args, interval: float = 5.0, **kw):
+    """A `tqdm.auto` bar that, when `$CVFLOW_PROGRESS` names a file (`cvflow run` sets it for each step), also appends
+    its text line (count, rate, ETA, postfix) there at most every `interval` seconds and when it closes: `cvflow run`
+    prints those lines on the console while the notebook runs. Same arguments as `tqdm`."""
+    from tqdm.auto import tqdm
+    path = os.environ.get("CVFLOW_PROGRESS")
+    if not path: return tqdm(*args, **kw)
+
+    class _Mirrored(tqdm):
+        _last = 0.0
+        def _mirror(self, force=False):
+            now = time.monotonic()
+            if self.disable or not (force or now - self._last >= interval): return
+            self._last = now
+            d = dict(self.format_dict); d["ncols"] = 0   # no bar graphics: counts, rate, ETA, postfix
+            progress_note(self.format_meter(**d))
+        def update(self, n=1):
+            r = super().update(n); self._mirror(); return r
+        def close(self):
+            if not getattr(self, "_closed_once", False) and not self.disable:
+                self._closed_once = True; self._mirror(force=True)
+            super().close()
+    return _Mirrored(*args, **kw)
+
+
+def progress_note(line: str) -> None:
+    "Append one line to `$CVFLOW_PROGRESS` (see `progress_bar`); does nothing when it is not set."
+    path = os.environ.get("CVFLOW_PROGRESS")
+    if not path: return
+    try:
+        with open(path, "a", encoding="utf-8") as f: f.write(line.replace("\n", " ").replace("\r", " ") + "\n")
+    except OSError:
+        pass
 
 
 def expand_videos(inputs: Iterable[str | Path]) -> list[Path]:
@@ -568,7 +689,6 @@ class _BarQueue:
 def reduce_videos(videos: Iterable[str | Path], out_dir: str | Path, options: FrameOptions | None = None,
                   workers: int = 1, progress: bool = True, **kw) -> FramesResult:
     "Scan `videos` (files or folders), choose frames across them and write `out_dir/frames/`, `frames.csv`, `frames.txt`."
-    from tqdm.auto import tqdm
     o = options or FrameOptions(**kw)
     if options is not None and kw: o = FrameOptions(**{**asdict(options), **kw})
     videos = expand_videos([videos] if isinstance(videos, (str, Path)) else videos)
@@ -580,13 +700,17 @@ def reduce_videos(videos: Iterable[str | Path], out_dir: str | Path, options: Fr
     totals = [estimate_frames(v) for v in videos]
     total = sum(totals) if all(t is not None for t in totals) else None
     scans = {}
-    with tqdm(total=total, unit="frame", desc=f"scanning {len(videos)} video(s)", disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:
+    with progress_bar(total=total, unit="frame", desc=f"scanning {len(videos)} video(s)", disable=not progress,
+                      dynamic_ncols=True, mininterval=0.5) as bar:
         for r in _run_parallel([(str(v), o) for v in videos], _scan_job, workers, bar, with_queue=True):
             if isinstance(r, tuple) and r and r[0] == "__failed__":
                 r = VideoScan(str(r[1][0]), error=f"{r[1][0]}: the worker process failed ({r[2]})")
             scans[r.video] = r
+            progress_note(f"frames: {Path(r.video).name}: " + (f"{r.n_frames} frames decoded in {r.seconds:.1f} s, "
+                          f"{len(r.candidates)} candidate(s)" if r.ok else f"FAILED: {r.error}"))
         scans = [scans[str(v)] for v in videos]
-        chosen = choose_frames([c for s in scans for c in s.candidates], o.budget, o.dup_distance, o.min_gap)
+        chosen = choose_frames([c for s in scans for c in s.candidates], o.budget, o.dup_distance, o.min_gap,
+                               pixel_change=o.pixel_change)
         by_video = {}
         for c, tier in chosen: by_video.setdefault(c.video, []).append((c.frame_index, c.pts, c.key_pts))
         bar.set_description(f"saving {len(chosen)} frame(s)")
@@ -612,17 +736,33 @@ def reduce_videos(videos: Iterable[str | Path], out_dir: str | Path, options: Fr
             keep = {r["file"] for r in rows}
             for f in tmp.iterdir():
                 if f.name not in keep: f.unlink()
+        _few_frames_warnings(scans, rows, o)
         write_manifest(rows, out_dir / "frames.csv")
         with atomic_path(out_dir / "frames.txt") as t:
             t.write_text("".join(r["file"] + "\n" for r in rows))
         atomic_write_json(out_dir / "frames_report.json", {
             "options": asdict(o), "n_frames_kept": len(rows),
             "videos": [{"video": s.video, "ok": s.ok, "error": s.error, "warnings": s.warnings, "frames": s.n_frames,
-                        "duration": s.duration, "width": s.width, "height": s.height, "codec": s.codec,
-                        "scenes": s.n_scenes, "candidates": len(s.candidates),
+                        "duration": s.duration, "width": s.width, "height": s.height, "rotation": s.rotation, "codec": s.codec,
+                        "scenes": s.n_scenes, "candidates": len(s.candidates), "low_content": s.low_content,
                         "kept": sum(r["video"] == s.video for r in rows), "scan_seconds": round(s.seconds, 3)}
                        for s in scans]})
     return FramesResult(out_dir, rows, scans, o)
+
+
+def _few_frames_warnings(scans: list[VideoScan], rows: list[dict], o: FrameOptions) -> None:
+    "When the selection keeps far fewer frames than the budget, say for each video with few candidates why."
+    if o.budget is None or len(rows) >= o.budget / 2: return
+    for s in scans:
+        if not s.ok or not s.duration: continue
+        k = len(s.candidates) - (len(s.candidates) == 1 and s.candidates[0].reason == "low content")
+        if o.every_seconds is not None or k >= max(2, s.duration / 10): continue
+        if s.low_content > k:
+            why = (f"{s.low_content} stretch(es) had almost no content (dark, flat, blown out or only an overlay) and "
+                   f"were skipped; lower min_content if they matter")
+        else:
+            why = "the picture barely changes; lower --motion-threshold or use --every-seconds"
+        s.warnings.append(f"video {s.video}: {k} candidate(s) in {s.duration:.0f} s: {why}")
 
 
 def write_manifest(rows: list[dict], path: str | Path) -> Path:
@@ -650,7 +790,7 @@ def select_frames(video: str | Path, out_dir: str | Path, progress: bool = True,
 
 # %% ../nbs/01_frame_reduction.ipynb #825524c9
 def main(argv: list[str] | None = None) -> int:
-    "`cvflow frames VIDEO... --out DIR [--budget N] [--every-seconds S] [--min-gap S] [--workers N]`."
+    "`cvflow frames VIDEO... --out DIR [--budget N] [--every-seconds S] [--min-gap S] [--workers N]`; 0 ok, 1 a video failed, 2 bad arguments."
     import argparse
     d = FrameOptions()
     ap = argparse.ArgumentParser(prog="cvflow frames", description="Pick the frames worth annotating from videos "
@@ -658,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("videos", nargs="+", help="video files, or folders searched recursively for videos")
     ap.add_argument("--out", required=True, help="output folder: frames/, frames.csv, frames.txt, frames_report.json")
     ap.add_argument("--budget", type=int, default=300, help="frames to keep over all videos (default 300; 0 = every candidate)")
-    ap.add_argument("--every-seconds", type=float, default=None, help="at most one frame per S seconds instead of motion segments")
+    ap.add_argument("--every-seconds", type=float, default=None, help="at most one frame in any S seconds (kept frames are at least S apart), instead of by content")
     ap.add_argument("--min-gap", type=float, default=d.min_gap, help="minimum seconds between kept frames of one video")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
     ap.add_argument("--score-width", type=int, default=d.score_width, help="width of the grey frame scores use")
@@ -669,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=int, default=d.jpeg_quality, help="JPEG quality")
     ap.add_argument("--allow-partial", action="store_true", help="keep the frames of truncated files instead of failing them")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--no-figures", action="store_true", help="do not draw strip.png and timelines/*.png")
     a = ap.parse_args(argv)
     try:
         opts = FrameOptions(budget=a.budget or None, every_seconds=a.every_seconds, min_gap=a.min_gap,
@@ -681,6 +822,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for s in res.scans:
         for w in s.warnings: print(f"warning: {w}", file=sys.stderr)
+    if not a.no_figures and res.rows:
+        figs = save_figures(res)
+        print(f"figures: {len(figs)} in {res.out_dir} (strip.png, timelines/)")
     n_ok = sum(s.ok for s in res.scans)
     print(f"{len(res.rows)} frames from {n_ok} of {len(res.scans)} video(s) -> {res.frames_dir} "
           f"(manifest {res.manifest}, list {res.file_list})")
@@ -730,6 +874,26 @@ def plot_timeline(scan: VideoScan, rows: list[dict] | None = None, options: Fram
                  f"{len(scan.candidates)} candidates, {len(kept)} kept", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def save_figures(result: FramesResult, out_dir: str | Path | None = None, dpi: int = 100) -> list[Path]:
+    """Draw the strip of kept frames (`strip.png`) and one timeline per readable video (`timelines/<stem>.png`) into
+    `out_dir` (default: the result's folder); returns the files written. Needs no display (matplotlib Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    import matplotlib.pyplot as plt
+    out = Path(out_dir or result.out_dir)
+    (out / "timelines").mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, dest):
+        FigureCanvasAgg(fig)
+        with atomic_path(dest) as tmp: fig.savefig(tmp, format="png", dpi=dpi)
+        plt.close(fig); written.append(dest)
+
+    if result.rows: save(plot_strip(result), out / "strip.png")
+    for s in result.scans:
+        if s.ok and len(s.timeline.get("time", ())): save(plot_timeline(s, result.rows, result.options), out / "timelines" / f"{Path(s.video).stem}.png")
+    return written
 
 
 def frame_browser(result: FramesResult, width: int = 480):

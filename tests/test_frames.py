@@ -194,3 +194,171 @@ def test_every_seconds_and_rerun_replaces_frames(shared_data, tmp_path):
     assert len(read_manifest(res2.manifest)) == 1
     assert len(list((tmp_path / "frames").iterdir())) == 1             # the old run's frames are gone
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+# --- issue #18: real videos' kinds, rebuilt as small generated videos ---------------------------------------------
+
+def write_video(path, frames, fps=10, rotation=None, codec="libx264"):
+    "Encode RGB uint8 frames `(H, W, 3)` with PyAV; `rotation`: display matrix, degrees counter-clockwise (as PyAV reads it)."
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": "12"}
+        if rotation is not None: s.set_display_rotation(rotation)
+        for a in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")): c.mux(p)
+        for p in s.encode(): c.mux(p)
+    return path
+
+
+def displayed(stored, mp4):
+    """What a player shows: `stored` mapped through the MP4 track header matrix of `mp4`, read from the file bytes
+    (ISO/IEC 14496-12 'tkhd': x' = a·x + c·y, y' = b·x + d·y, 16.16 fixed point) — independent of PyAV and cvflow."""
+    import struct
+    b = Path(mp4).read_bytes(); i = b.index(b"tkhd")
+    assert b[i + 4] == 0                                    # version 0 header: the matrix is 40 bytes after the flags
+    a, bb, _, c, d, _, _, _, _ = struct.unpack(">9i", b[i + 44:i + 80])
+    h, w = stored.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    xp, yp = (a * xs + c * ys) // 65536, (bb * xs + d * ys) // 65536
+    out = np.zeros((np.ptp(yp) + 1, np.ptp(xp) + 1) + stored.shape[2:], stored.dtype)
+    out[yp - yp.min(), xp - xp.min()] = stored[ys, xs]
+    return out
+
+
+def _pattern(h, w, seed=0):
+    "A textured, asymmetric RGB picture: smooth noise, a bright block top left, a red bar along the bottom."
+    import cv2
+    rng = np.random.default_rng(seed)
+    a = cv2.resize(rng.integers(40, 200, (max(2, h // 8), max(2, w // 8), 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    a[: h // 3, : w // 4] = 250
+    a[-h // 6:, w // 3:] = (220, 30, 30)
+    return a
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_phone_rotation_saved_upright(tmp_path, rotation):
+    "A 96x64 video with a display matrix is scanned, reported and saved as players show it (pixels compared)."
+    stored = _pattern(64, 96)
+    video = write_video(tmp_path / f"phone{rotation}.mp4", [stored] * 8, rotation=rotation)
+    want = displayed(stored, video).astype(np.float32)
+    assert want.shape[:2] == ((96, 64) if rotation in (90, 270) else (64, 96))
+    res = select_frames(video, tmp_path / "out", progress=False, budget=1)
+    rows = read_manifest(res.manifest)
+    assert len(rows) == 1
+    got = np.asarray(Image.open(res.frames_dir / rows[0]["file"]).convert("RGB"), np.float32)
+    assert got.shape == want.shape
+    err = np.abs(got - want).mean()
+    assert err < 6, err
+    for k in (1, 2, 3):                                    # and clearly not any other turn of the picture
+        other = np.rot90(want, k)
+        if other.shape == got.shape: assert np.abs(got - other).mean() > 5 * err + 10
+    s = res.scans[0]
+    assert (s.width, s.height, s.rotation) == (want.shape[1], want.shape[0], rotation)
+    rep = json.loads((tmp_path / "out" / "frames_report.json").read_text())["videos"][0]
+    assert (rep["width"], rep["height"], rep["rotation"]) == (want.shape[1], want.shape[0], rotation)
+
+
+def test_real_rotated_video_saved_upright(shared_data, tmp_path):
+    "fire2.mp4 is stored upside down with a 180° display matrix: its frames come out turned back."
+    video = shared_data / "videos" / "moviepy_media" / "fire2.mp4"
+    res = select_frames(video, tmp_path / "out", progress=False, budget=3)
+    assert res.scans[0].rotation == 180
+    rows = read_manifest(res.manifest)
+    ref, _ = decoded_frames(video, {r["frame_index"] for r in rows})
+    for r in rows:
+        got = np.asarray(Image.open(res.frames_dir / r["file"]).convert("RGB"), np.float32)
+        want = np.rot90(ref[r["frame_index"]], 2).astype(np.float32)
+        assert np.abs(got - want).mean() < 4.0 < np.abs(got - ref[r["frame_index"]]).mean()
+
+
+def _static_shot(seconds, fps, moving, h=96, w=160, seed=1):
+    "A fixed camera: a textured background; `moving(t)` gives `(x, y)` of a small dark thing (8x12 px, 0.6 % of the picture) or None."
+    bg = _pattern(h, w, seed)
+    for i in range(int(seconds * fps)):
+        a = bg.copy()
+        xy = moving(i / fps)
+        if xy is not None:
+            x, y = map(int, xy); a[y:y + 12, max(0, x):max(0, x + 8)] = 15
+        yield a
+
+
+def test_static_camera_small_movement_makes_candidates(tmp_path):
+    "80 s of a fixed camera: a small thing crosses during 0-20 s, another one back during 60-80 s, nothing moves in between."
+    def moving(t):
+        if t < 20: return -8 + t * 8.4, 50          # crosses the 160 px in 20 s
+        if t >= 60: return 160 - (t - 60) * 8.4, 20  # the way back, higher up
+        return None
+    video = write_video(tmp_path / "street.mp4", _static_shot(80, 5, moving), fps=5)
+    scan = scan_video(video)
+    assert scan.ok and scan.n_scenes == 1
+    t = np.array([c.timestamp for c in scan.candidates])
+    crossing = ((t < 20) | (t >= 60)).sum()
+    quiet = ((t >= 21) & (t < 60)).sum()
+    assert crossing >= 10 and quiet <= 1, t                     # candidates where things move, not where nothing does
+    assert sum(c.reason == "objects moved" for c in scan.candidates) >= 8
+    # the frame-to-frame / segment-start measures alone see nothing: the background is what finds it
+    old = scan_video(video, FrameOptions(object_motion=None))
+    assert len(old.candidates) <= 2
+    # a selection with a budget keeps frames of both crossings
+    res = select_frames(video, tmp_path / "out", progress=False, budget=10)
+    kept = [r["timestamp"] for r in read_manifest(res.manifest)]
+    assert any(k < 20 for k in kept) and any(k >= 60 for k in kept)
+
+
+def test_static_camera_nothing_moving_warns(tmp_path, capsys):
+    video = write_video(tmp_path / "parking.mp4", _static_shot(80, 2, lambda t: None), fps=2)
+    assert main([str(video), "--out", str(tmp_path / "out"), "--budget", "20", "--no-progress", "--no-figures"]) == 0
+    err = capsys.readouterr().err
+    assert f"video {video}: 1 candidate(s) in 80 s: the picture barely changes; lower --motion-threshold or use --every-seconds" in err
+    rep = json.loads((tmp_path / "out" / "frames_report.json").read_text())["videos"][0]
+    assert rep["candidates"] == 1 and "barely changes" in rep["warnings"][0]
+
+
+def test_dark_frame_with_timestamp_never_chosen(tmp_path):
+    "A webcam: 3 s of black with a burned-in clock, then 5 s of a lit room with the same clock; the black is never kept."
+    import cv2
+    room = _pattern(120, 160, seed=4)
+    frames = []
+    for i in range(80):
+        a = np.full((120, 160, 3), 4, np.uint8) if i < 30 else room.copy()
+        cv2.putText(a, f"2024-05-01 06:00:{i // 10:02d}", (4, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1)
+        frames.append(a)
+    video = write_video(tmp_path / "webcam.mp4", frames, fps=10)
+    scan = scan_video(video)
+    assert scan.n_scenes == 2                     # the light going on is a scene cut: the dark stretch is a scene of its own
+    assert scan.low_content >= 1 and all(c.timestamp >= 3.0 for c in scan.candidates)
+    for budget in (1, 2, 5, None):
+        res = select_frames(video, tmp_path / f"out{budget}", progress=False, budget=budget)
+        rows = read_manifest(res.manifest)
+        assert rows and all(r["timestamp"] >= 3.0 for r in rows), rows
+    rep = json.loads((tmp_path / "outNone" / "frames_report.json").read_text())["videos"][0]
+    assert rep["low_content"] == scan.low_content >= 1
+    # a video of nothing but the dark stretch still yields its best frame, with a warning saying why
+    only_dark = write_video(tmp_path / "night.mp4", frames[:30], fps=10)
+    s = scan_video(only_dark)
+    assert len(s.candidates) == 1 and s.candidates[0].reason == "low content" and "almost no content" in s.warnings[0]
+
+
+@pytest.mark.parametrize("every", [2.0, 0.5])
+def test_every_seconds_at_most_one_frame_per_interval(sample, tmp_path, every):
+    "`--every-seconds S` promises at most one frame per S seconds: kept frames are at least S apart, scene cuts included."
+    video, gt = sample
+    assert len(gt["scene_starts"]) >= 3                  # cuts inside intervals are what used to add a second frame
+    for skip in (True, False):
+        res = select_frames(video, tmp_path / f"o{skip}", progress=False, every_seconds=every, dup_distance=0.0, skip_nonref=skip)
+        t = np.array(sorted(r["timestamp"] for r in read_manifest(res.manifest)))
+        assert len(t) >= 0.4 * 24 / every
+        assert np.diff(t).min() >= every - 1e-6, np.diff(t).min()
+        assert len(np.unique(np.floor(t / every + 1e-9))) == len(t)   # and at most one in each fixed window
+
+
+def test_cli_writes_strip_and_every_timeline(sample, tmp_path):
+    video, _ = sample
+    other = write_video(tmp_path / "second.mp4", _static_shot(4, 5, lambda t: (t * 30, 40)), fps=5)
+    assert main([str(video), str(other), "--out", str(tmp_path / "out"), "--budget", "6", "--no-progress", "--workers", "1"]) == 0
+    out = tmp_path / "out"
+    for f in (out / "strip.png", out / "timelines" / f"{video.stem}.png", out / "timelines" / "second.png"):
+        with Image.open(f) as im: assert im.format == "PNG" and im.width > 300

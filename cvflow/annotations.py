@@ -20,17 +20,19 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import atomic_write_json, get_paths, parse_frame_filename
+from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, is_image_file, read_image
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'IMAGE_EXTS', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'MIN_PART_AREA', 'CLASS_NAMES', 'Problem', 'Instance',
-           'ImageRecord', 'Annotations', 'AnnotationError', 'image_size', 'load_image', 'unsafe_filename',
-           'ellipse_points', 'shape_to_points', 'via3_shape', 'clean_polygon', 'attribute_value',
-           'detect_class_attribute', 'RawImage', 'resolve_image', 'build_annotations', 'via_raw_images',
-           'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images', 'instance_mask', 'from_coco', 'to_coco',
-           'validate_coco', 'write_coco', 'detect_format', 'parse_annotations', 'default_images_dir',
-           'find_annotation_file', 'read_annotations', 'apply_strict', 'check_annotations', 'report', 'problems_table',
-           'show_annotations', 'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator',
-           'PolygonAnnotator', 'main', 'AnnotationNeeded', 'annotation_instructions']
+__all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'Problem', 'Instance', 'ImageRecord',
+           'Annotations', 'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points', 'shape_to_points',
+           'via3_shape', 'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults',
+           'class_attribute_candidates', 'detect_class_attribute', 'RawImage', 'frame_manifest', 'resolve_image',
+           'build_annotations', 'via_raw_images', 'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images',
+           'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco', 'is_labelme', 'labelme_shape',
+           'labelme_raw_images', 'detect_format', 'parse_annotations', 'default_images_dir', 'find_annotation_file',
+           'read_annotations', 'apply_strict', 'check_annotations', 'report', 'problems_table', 'show_annotations',
+           'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator', 'PolygonAnnotator', 'main',
+           'AnnotationNeeded', 'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #36d1f517
 SEVERITIES = ("info", "warning", "error")
@@ -106,35 +108,18 @@ class AnnotationError(ValueError):
     "An annotation file that cannot be read at all (or a strict check that failed); the message names file and field."
 
 # %% ../nbs/02_annotations.ipynb #f52aebe3
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_SWAP_ORIENTATIONS = (5, 6, 7, 8)   # EXIF orientations that rotate by 90 degrees
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    "`(width, height)` of an image as displayed (EXIF orientation applied), reading only the file header."
-    from PIL import Image
-    with Image.open(path) as im:
-        w, h = im.size
-        try: orient = im.getexif().get(0x0112, 1)
-        except Exception: orient = 1
-    return (h, w) if orient in _SWAP_ORIENTATIONS else (w, h)
-
-
-def load_image(path: str | Path):
-    "The image as displayed (EXIF orientation applied), RGB, as a PIL image."
-    from PIL import Image, ImageOps
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
 def unsafe_filename(name: str) -> str | None:
-    "Why an annotated file name must not be followed (path component, `..`, absolute, URL), or None if it is a plain name."
+    "Why an annotated file name must not be followed (absolute, `..`, a URL: outside the images folder), or None if it is safe."
     if not name or not name.strip(): return "empty file name"
     if "://" in name: return "a URL, not a file in the images folder"
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name): return "an absolute path"
     if ".." in re.split(r"[\\/]", name): return "contains '..'"
-    if "/" in name or "\\" in name: return "has a path component"
     return None
+
+
+def image_path(images_dir: Path, name: str) -> Path:
+    "The file `name` (a plain name or a relative path with `/` or `\\`) under `images_dir`."
+    return images_dir.joinpath(*[p for p in re.split(r"[\\/]", name) if p not in ("", ".")])
 
 # %% ../nbs/02_annotations.ipynb #ba861b44
 ELLIPSE_POINTS = 32
@@ -197,7 +182,12 @@ def _dedupe_consecutive(pts: np.ndarray) -> np.ndarray:
     return pts
 
 
-MIN_PART_AREA = 1.0   # px²: slivers left by repairing a self-intersection are dropped below this
+def polygon_mask_area(pts: np.ndarray, width: int | None = None, height: int | None = None) -> int:
+    "Pixels of the even-odd fill of one polygon (pycocotools' rasterisation, as written to COCO) in a `width`x`height` image."
+    from pycocotools import mask as mu
+    w = width or int(math.ceil(pts[:, 0].max())) + 1
+    h = height or int(math.ceil(pts[:, 1].max())) + 1
+    return int(mu.area(mu.frPyObjects([pts.ravel().tolist()], h, w))[0])
 
 
 def clean_polygon(points, width: int | None = None, height: int | None = None) -> tuple[list[np.ndarray], list[tuple[str, str, str, Any]]]:
@@ -225,21 +215,20 @@ def clean_polygon(points, width: int | None = None, height: int | None = None) -
         return [pts], issues
     if poly is None or Polygon(pts).convex_hull.area <= 0:
         return [], issues + [("error", "zero-area", "polygon has zero area (collinear or outside the image); region dropped", 0.0)]
-    fixed = make_valid(poly)   # a bow tie's signed areas cancel, so validity is repaired before judging the area
+    fixed = make_valid(poly)   # GEOS' linework repair: the even-odd faces of the outline (a bow tie's signed areas cancel)
     parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon")]
     parts = [q for g in parts for q in getattr(g, "geoms", [g]) if q.area > 0]
-    slivers = [q for q in parts if q.area < MIN_PART_AREA]
-    parts = [q for q in parts if q.area >= MIN_PART_AREA]
-    out = [np.asarray(q.exterior.coords, dtype=float)[:-1] for q in parts]
-    if not out:
-        return [], issues + [("error", "zero-area", "polygon has no area left after repair; region dropped", 0.0)]
-    issues.append(("warning", "self-intersection", f"self-intersecting polygon repaired into {len(out)} part(s) "
-                   f"(area {sum(q.area for q in parts) + sum(q.area for q in slivers):.1f})"
-                   + (f"; {len(slivers)} sliver(s) under {MIN_PART_AREA} px² dropped" if slivers else ""), len(out)))
-    return out, issues
+    area = polygon_mask_area(pts, width, height)
+    if not parts or area == 0:
+        return [], issues + [("error", "zero-area", "self-intersecting polygon whose even-odd fill has no area; region dropped", 0)]
+    holes = sum(len(q.interiors) for q in parts)
+    issues.append(("warning", "self-intersection", f"self-intersecting outline kept as drawn: its mask is the even-odd fill "
+                   f"VIA shows, {len(parts)} part(s)" + (f" with {holes} hole(s)" if holes else "") + f", {area} px²", len(parts)))
+    return [pts], issues
 
 # %% ../nbs/02_annotations.ipynb #81b2c6ff
-CLASS_NAMES = ("class", "class_name", "label", "category", "object_name", "name", "type")
+# VIA 2's own default region attributes (a new project starts with them): values that say nothing about the object
+VIA_DEFAULT_VALUES = {"name": {"not_defined"}, "type": {"unknown"}, "image_quality": {"good", "frontal", "good_illumination"}}
 
 
 def attribute_value(v) -> str | None:
@@ -253,27 +242,76 @@ def attribute_value(v) -> str | None:
     return s or None
 
 
-def detect_class_attribute(region_attributes: Iterable[dict], preferred: Iterable[str] = ()) -> tuple[str | None, str]:
-    "The attribute holding the class (or None) and why, from all regions' attribute dicts."
-    values: dict[str, list] = defaultdict(list)
+def _has_value(v) -> bool:
+    if isinstance(v, dict): return any(v.values())
+    if isinstance(v, (list, tuple)): return len(v) > 0
+    return v is not None and not isinstance(v, bool) and str(v).strip() != ""
+
+
+def via2_defaults(attributes: dict | None) -> dict[str, set[str]]:
+    "Default values of a VIA 2 project's region attributes (`default_options` ticked, text `default_value`)."
+    out = {}
+    for name, a in ((attributes or {}).get("region") or {}).items():
+        if not isinstance(a, dict): continue
+        d = {str(k) for k, on in (a.get("default_options") or {}).items() if on}
+        if str(a.get("default_value") or "").strip(): d.add(str(a["default_value"]).strip())
+        out[name] = d
+    return out
+
+
+def class_attribute_candidates(region_attributes: Iterable[dict], defaults: dict[str, set[str]] | None = None
+                               ) -> tuple[dict[str, Counter], dict[str, str], int]:
+    """`(candidates, excluded, n_regions)`: attribute -> Counter of class values for every attribute that could be the
+    class (see above), attribute -> why not for the others. `defaults` (attribute -> default values) come from the
+    project; attributes it does not define fall back to VIA 2's built-in defaults (`VIA_DEFAULT_VALUES`)."""
+    defaults = {**VIA_DEFAULT_VALUES, **(defaults or {})}
+    values: dict[str, Counter] = defaultdict(Counter)
+    carried, unusable = Counter(), Counter()
     n = 0
     for ra in region_attributes:
         n += 1
         for k, v in (ra or {}).items():
+            if not _has_value(v): continue
+            carried[k] += 1
             s = attribute_value(v)
-            if s is not None: values[k].append(s)
-    if not values: return None, f"no region attributes in {n} regions"
-    preferred = list(preferred)
-    cands = []
-    for k, vs in values.items():
-        d = len(set(vs))
-        if d <= 50 and (d == 1 or d <= 0.5 * len(vs) or (d == 2 and len(vs) > 2)):
-            cands.append(((k in preferred), k.lower() in CLASS_NAMES, len(vs), k))
-    if not cands:
-        desc = ", ".join(f"{k!r} has {len(set(v))} distinct values in {len(v)} regions" for k, v in values.items())
-        return None, f"no attribute looks like a class ({desc})"
-    best = max(cands)[3]
-    return best, f"attribute {best!r}: {len(set(values[best]))} distinct values on {len(values[best])} of {n} regions"
+            if s is None: unusable[k] += 1
+            else: values[k][s] += 1
+    cands, excluded = {}, {}
+    for k in carried:
+        vs, m = values[k], carried[k]
+        d = len(vs)
+        if unusable[k]: excluded[k] = f"{unusable[k]} of its {m} regions have several values (a checkbox with more than one tick)"
+        elif m < 0.5 * n: excluded[k] = f"on {m} of {n} regions only"
+        elif set(vs) <= defaults.get(k, set()): excluded[k] = f"holds only VIA's default value {', '.join(sorted(vs))!r}"
+        elif not (d <= 50 and (d == 1 or d <= 0.5 * m or (d == 2 and m > 2))):
+            excluded[k] = f"{d} distinct values on {m} regions (free text, not a label)"
+        else: cands[k] = vs
+    return cands, excluded, n
+
+
+def _counts(vs: Counter, k: int = 6) -> str:
+    top = ", ".join(f"{v!r}: {c}" for v, c in vs.most_common(k))
+    return "{" + top + (f", ... {len(vs) - k} more" if len(vs) > k else "") + "}"
+
+
+def detect_class_attribute(region_attributes: Iterable[dict], declared: Iterable[str] = (),
+                           defaults: dict[str, set[str]] | None = None) -> tuple[str | None, str]:
+    """The attribute holding the class (or None: no attribute could be) and why, from all regions' attribute dicts.
+    `declared`: attributes the project itself names as its label (cvflow's own projects). Raises `AnnotationError`
+    listing every candidate with its value counts when more than one could be the class."""
+    cands, excluded, n = class_attribute_candidates(region_attributes, defaults)
+    if len(cands) > 1:
+        decl = [k for k in declared if k in cands]
+        if len(decl) == 1:
+            return decl[0], f"attribute {decl[0]!r} (the project's region label): {_counts(cands[decl[0]])}"
+        lines = "; ".join(f"{k!r} on {sum(v.values())} regions {_counts(v)}" for k, v in cands.items())
+        raise AnnotationError(f"{len(cands)} region attributes could be the class: {lines}. Choose one with "
+                              f"--class-attribute NAME (class_attribute= in Python)")
+    if len(cands) == 1:
+        k, vs = next(iter(cands.items()))
+        return k, f"attribute {k!r}: {len(vs)} distinct value(s) on {sum(vs.values())} of {n} regions {_counts(vs)}"
+    if not excluded: return None, f"no region attributes in {n} regions"
+    return None, "no attribute looks like a class (" + "; ".join(f"{k!r} {why}" for k, why in excluded.items()) + ")"
 
 # %% ../nbs/02_annotations.ipynb #4f34f677
 @dataclass
@@ -286,6 +324,8 @@ class RawImage:
     key: str | None = None
     video: str | None = None
     frame_index: int | None = None
+    width: int | None = None      # recorded by the file itself (VIA-like `width`/`height`, labelme), used without images
+    height: int | None = None
 
 
 def _problem(probs, sev, kind, msg, file=None, image=None, region=None, fld=None, value=None):
@@ -295,6 +335,18 @@ def _problem(probs, sev, kind, msg, file=None, image=None, region=None, fld=None
 def _int_or_none(v):
     try: return int(v)
     except (TypeError, ValueError): return None
+
+
+def frame_manifest(images_dir: Path | None) -> dict[str, tuple[str, int | None]]:
+    """File name -> `(video stem, frame index)` from the frame step's `frames.csv` beside the images (in the folder or
+    its parent, as `cvflow frames` writes `OUT/frames/` and `OUT/frames.csv`); empty when there is none. The source
+    video of an image is a fact from there (or from the file itself), never a guess from its name."""
+    if images_dir is None: return {}
+    f = next((d / "frames.csv" for d in (images_dir, images_dir.parent) if (d / "frames.csv").is_file()), None)
+    if f is None: return {}
+    with open(f, newline="", encoding="utf-8") as fh: rows = list(csv.DictReader(fh))
+    return {Path(r["file"]).name: (Path(r["video"]).stem, _int_or_none(r.get("frame_index")))
+            for r in rows if r.get("file") and r.get("video")}
 
 
 def _image_files_by_size(images_dir: Path) -> dict[int, list[str]]:
@@ -316,8 +368,10 @@ def resolve_image(raw: RawImage, images_dir: Path | None, probs: list, file=None
     if image_sizes is not None and name in image_sizes:
         w, h = image_sizes[name]
         return name, int(w), int(h)
-    if images_dir is None: return name, None, None
-    path = images_dir / name
+    if images_dir is None:   # no image files: the size the file itself records (VIA-like width/height), if any
+        return name, _int_or_none(raw.width), _int_or_none(raw.height)
+    path = image_path(images_dir, name)
+    name = path.relative_to(images_dir).as_posix()   # sub-folders with '/' whatever the annotation tool wrote
     if not path.is_file():
         size = _int_or_none(raw.via_size)
         cands = [c for c in (by_size or {}).get(size, []) if c not in (taken or set())] if size and size > 0 else []
@@ -329,9 +383,10 @@ def resolve_image(raw: RawImage, images_dir: Path | None, probs: list, file=None
             _problem(probs, "error", "missing-image", f"image file not found in {images_dir}; its {len(raw.regions)} "
                      f"region(s)/annotation(s) dropped", file, name, None, "filename", name)
             return None
-    try: w, h = image_size(path)
-    except Exception as e:
-        _problem(probs, "error", "unreadable-image", f"cannot read image header ({e}); dropped", file, name, None, "filename", name)
+    try: w, h = check_image(path, name)
+    except ImageReadError as e:
+        _problem(probs, "error", "unreadable-image", f"cannot decode the image ({str(e).removeprefix(name + ': ')}); its "
+                 f"{len(raw.regions)} region(s)/annotation(s) dropped", file, name, None, "filename", name)
         return None
     size = _int_or_none(raw.via_size)
     if size is not None and size > 0:
@@ -348,7 +403,8 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
                       class_attribute: str | None = None, classes: list[str] | None = None,
                       default_class: str = "object", keep_empty: bool = True, image_sizes: dict | None = None,
                       dropdown: dict[str, list[str]] | None = None, fmt: str | None = None,
-                      problems: list | None = None) -> Annotations:
+                      problems: list | None = None, declared: Iterable[str] = (),
+                      defaults: dict[str, set[str]] | None = None) -> Annotations:
     "The model from raw VIA image entries: classes chosen, files found, shapes cleaned, every decision reported."
     probs = list(problems or [])
     images_dir = Path(images_dir) if images_dir is not None else None
@@ -357,21 +413,24 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
     dropdown = dropdown or {}
     all_attrs = [ra for r in raws for _, _, ra in r.regions]
     if class_attribute is None:
-        class_attribute, why = detect_class_attribute(all_attrs, preferred=list(dropdown))
-        if class_attribute is None and dropdown:   # a project with a class dropdown (possibly nothing drawn yet)
+        try: class_attribute, why = detect_class_attribute(all_attrs, declared, defaults)
+        except AnnotationError as e: raise AnnotationError(f"{file or 'annotations'}: {e}") from None
+        if class_attribute is None and dropdown and not any(ra for ra in all_attrs):   # a project with a class dropdown (possibly nothing drawn yet)
             class_attribute = next(iter(dropdown))
             why = f"the project's option attribute {class_attribute!r}"
             if all_attrs: _problem(probs, "info", "class-attribute", f"class taken from {why}", file, None, None, "class_attribute", class_attribute)
         elif class_attribute is None and all_attrs:
             any_attr = any(ra for ra in all_attrs)
             _problem(probs, "warning" if any_attr else "info", "default-class",
-                     f"{why}; every region gets class {default_class!r} (pass class_attribute= to choose one)",
+                     f"{why}; every region gets class {default_class!r} (choose one with --class-attribute NAME, "
+                     f"class_attribute= in Python)",
                      file, None, None, "class_attribute", None)
         elif class_attribute is not None:
             _problem(probs, "info", "class-attribute", f"class taken from {why}", file, None, None, "class_attribute", class_attribute)
     known = list(classes) if classes else None
     order = list(known or dropdown.get(class_attribute, []) or [])
     by_size = _image_files_by_size(images_dir) if images_dir is not None else {}
+    frames = frame_manifest(images_dir)
     taken = {r.file_name for r in raws}
     images: list[ImageRecord] = []
     index: dict[str, ImageRecord] = {}
@@ -383,8 +442,8 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
         taken.add(name)
         rec = ImageRecord(name, w, h, raw.video, raw.frame_index, [], dict(raw.file_attributes or {}))
         if name != raw.file_name: rec.attributes["annotated_filename"] = raw.file_name
-        if raw.frame_index is None and raw.video is None and (pf := parse_frame_filename(name)):
-            rec.video, rec.frame_index = pf
+        if raw.frame_index is None and raw.video is None and name in frames:
+            rec.video, rec.frame_index = frames[name]
         overshoot = 0.0
         for ridx, shape, ra in raw.regions:
             ra = dict(ra or {})
@@ -411,11 +470,20 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
                                 float(max(-pts[:, 1].min(), pts[:, 1].max() - h)) / h)
             parts, issues = clean_polygon(pts, w, h)
             for sev, kind, msg, val in issues:
-                _problem(probs, sev, kind, msg, file, name, ridx, "points", val)
+                _problem(probs, sev, kind, msg, file, name, ridx, "parts" if kind == "self-intersection" else "points", val)
             if not parts: continue
             if cls not in order: order.append(cls)
             attrs = {k: v for k, v in ra.items() if k != class_attribute}
             rec.instances.append(Instance(cls, parts, attrs, region=ridx))
+        if fmt == "labelme":   # shapes sharing a group_id and a label are one object of several parts
+            merged: dict[tuple, Instance] = {}
+            keep = []
+            for inst in rec.instances:
+                g = inst.attributes.get("group_id")
+                first = inst if g is None else merged.setdefault((inst.class_name, g), inst)
+                if first is inst: keep.append(inst)
+                else: first.polygons = first.polygons + inst.polygons
+            rec.instances = keep
         if overshoot > 0.10:
             both = any(p.kind == "size-mismatch" and p.image == name for p in probs)
             _problem(probs, "error" if both else "warning", "image-mismatch", f"polygons reach {overshoot:.0%} beyond the "
@@ -432,6 +500,12 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
             continue
         index[name] = rec
         images.append(rec)
+    used = {i.class_name for rec in images for i in rec.instances}
+    unused = [c for c in dropdown.get(class_attribute, []) if c not in used and not (known and c in known)]
+    if unused and used:   # options offered but never picked: reported, not made into empty categories
+        order = [c for c in order if c not in unused]
+        _problem(probs, "info", "unused-option", f"{len(unused)} option(s) of {class_attribute!r} never used: "
+                 f"{unused}; not made into categories", file, None, None, class_attribute, unused)
     kept = []
     for rec in images:
         if not rec.instances:
@@ -450,20 +524,22 @@ def _instance_key(inst: Instance):
 # %% ../nbs/02_annotations.ipynb #ce31c885
 def _via_regions(regions, probs, file, name) -> list:
     if regions is None or regions == "": return []
-    if isinstance(regions, dict):
+    if isinstance(regions, dict):   # VIA 1.x: keyed "0", "1", ...; problems name the region by its key
         items = sorted(regions.items(), key=lambda kv: (_int_or_none(kv[0]) is None, _int_or_none(kv[0]) or 0, kv[0]))
-        regions = [v for _, v in items]
-    if not isinstance(regions, list):
-        _problem(probs, "error", "bad-regions", f"regions is a {type(regions).__name__}, not a list or dict; image skipped",
-                 file, name, None, "regions", str(regions)[:40])
-        return []
-    out = []
-    for i, r in enumerate(regions):
-        if not isinstance(r, dict):
-            _problem(probs, "error", "bad-region", "region is not an object; skipped", file, name, i, "region", str(r)[:40])
-            continue
-        out.append((i, r.get("shape_attributes") or {}, r.get("region_attributes") or {}))
-    return out
+    else:
+        items = list(enumerate(regions)) if isinstance(regions, list) else None
+    if items is not None:
+        out = []
+        for k, r in items:
+            k = _int_or_none(k) if _int_or_none(k) is not None else k
+            if not isinstance(r, dict):
+                _problem(probs, "error", "bad-region", "region is not an object; skipped", file, name, k, "region", str(r)[:40])
+                continue
+            out.append((k, r.get("shape_attributes") or {}, r.get("region_attributes") or {}))
+        return out
+    _problem(probs, "error", "bad-regions", f"regions is a {type(regions).__name__}, not a list or dict; image skipped",
+             file, name, None, "regions", str(regions)[:40])
+    return []
 
 
 def via_raw_images(meta: dict, probs: list, file=None) -> list[RawImage]:
@@ -475,7 +551,8 @@ def via_raw_images(meta: dict, probs: list, file=None) -> list[RawImage]:
             continue
         name = e.get("filename") or key
         raws.append(RawImage(str(name), e.get("size"), _via_regions(e.get("regions"), probs, file, name),
-                             e.get("file_attributes") or {}, key))
+                             e.get("file_attributes") or {}, key, width=_int_or_none(e.get("width")),
+                             height=_int_or_none(e.get("height"))))
     return raws
 
 
@@ -559,6 +636,13 @@ def via3_raw_images(d: dict, probs: list, file=None) -> tuple[list[RawImage], di
 _COCO_ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd", "attributes"}
 
 
+def _coco_id(v):
+    "A COCO id as written by any tool: integers and integer strings ('7', as VIA's COCO export writes) are the same id."
+    if isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v): return int(v)
+    if isinstance(v, float) and v.is_integer(): return int(v)
+    return v
+
+
 def _rle_for(seg, h: int, w: int):
     from pycocotools import mask as mu
     if isinstance(seg, list):
@@ -587,25 +671,39 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
         if not isinstance(d.get(k), list):
             raise AnnotationError(f"{file or 'COCO'}: '{k}' missing or not a list")
     images_dir = Path(images_dir) if images_dir is not None else None
-    cats = {}
-    for c in sorted(d["categories"], key=lambda c: c.get("id", 0)):
-        cats[c["id"]] = str(c.get("name", c["id"]))
-    cat_ids = {n: i for i, n in cats.items()}
+    frames = frame_manifest(images_dir)
+    for k in ("images", "annotations", "categories"):
+        bad = next((x for x in d[k] if not isinstance(x, dict)), None) if d[k] else None
+        if bad is not None: raise AnnotationError(f"{file or 'COCO'}: an entry of '{k}' is not an object: {str(bad)[:40]}")
+    if any(isinstance(x.get(f), str) for k, f in (("images", "id"), ("annotations", "image_id"), ("categories", "id"),
+                                                   ("annotations", "category_id")) for x in d[k]):
+        _problem(probs, "info", "string-ids", "ids written as strings (as VIA's COCO export does); '7' and 7 are read as "
+                 "the same id", file, None, None, "id", None)
+    cats, background = {}, {}
+    for c in sorted(d["categories"], key=lambda c: str(_coco_id(c.get("id")))):
+        cid, name = _coco_id(c.get("id")), str(c.get("name", c.get("id")))
+        if name.strip("_").lower() in ("background", "ignore") and (name.startswith("_") or cid == 0):
+            background[cid] = name   # labelme2coco's `_background_` (id 0) / `__ignore__`: not an object class
+            _problem(probs, "info", "background-category", f"category {name!r} (id {c.get('id')!r}) is the background, "
+                     "not an object class: not a category", file, None, None, "categories.name", name)
+            continue
+        cats[cid] = name
+    cat_ids = {n: i for i, n in cats.items() if isinstance(i, int) and i >= 1}   # ids kept when written back (0 is background)
     known = list(classes) if classes else None
     recs: dict[Any, ImageRecord] = {}
     names, dropped = set(), set()
-    per_image = Counter(a.get("image_id") for a in d["annotations"])
+    per_image = Counter(_coco_id(a.get("image_id")) for a in d["annotations"])
     for im in d["images"]:
         name = str(im.get("file_name", ""))
-        raw = RawImage(name, None, [None] * per_image[im.get("id")], {}, str(im.get("id")))
+        raw = RawImage(name, None, [None] * per_image[_coco_id(im.get("id"))], {}, str(im.get("id")))
         if name in names:
             _problem(probs, "warning", "duplicate-image", "file_name appears in more than one COCO image; later one ignored, its annotations moved", file, name, None, "id", im.get("id"))
-            recs[im.get("id")] = next(r for r in recs.values() if r.file_name == name)
+            recs[_coco_id(im.get("id"))] = next(r for r in recs.values() if r.file_name == name)
             continue
         res = resolve_image(raw, images_dir, probs, file, set(), {}, None) if images_dir is not None or unsafe_filename(name) else (name, None, None)
         if res is None:
-            dropped.add(im.get("id")); continue
-        _, w, h = res
+            dropped.add(_coco_id(im.get("id"))); continue
+        name, w, h = res
         jw, jh = _int_or_none(im.get("width")), _int_or_none(im.get("height"))
         if w is not None and (jw, jh) != (w, h):
             _problem(probs, "warning", "size-mismatch", f"COCO says {jw}x{jh}, the file is {w}x{h}: it may not be the "
@@ -613,20 +711,27 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
         w, h = (w, h) if w is not None else (jw, jh)
         extra = {k: v for k, v in im.items() if k not in ("id", "file_name", "width", "height", "video", "frame_index")}
         rec = ImageRecord(name, w, h, im.get("video"), _int_or_none(im.get("frame_index")), [], extra)
-        if rec.video is None and (pf := parse_frame_filename(name)): rec.video, rec.frame_index = pf
-        recs[im.get("id")] = rec
+        if rec.video is None and name in frames: rec.video, rec.frame_index = frames[name]
+        recs[_coco_id(im.get("id"))] = rec
         names.add(name)
     for a in d["annotations"]:
-        aid, rec = a.get("id"), recs.get(a.get("image_id"))
-        if rec is None and a.get("image_id") in dropped: continue   # counted in the image's own problem
+        aid, iid = a.get("id"), _coco_id(a.get("image_id"))
+        rec = recs.get(iid)
+        if rec is None and iid in dropped: continue   # counted in the image's own problem
         if rec is None:
-            _problem(probs, "error", "unknown-image", f"annotation {aid} refers to image_id {a.get('image_id')} which is "
+            _problem(probs, "error", "unknown-image", f"annotation {aid!r} refers to image_id {a.get('image_id')!r} which is "
                      "not in 'images' (or was dropped); skipped", file, None, aid, "image_id", a.get("image_id"))
             continue
-        cls = cats.get(a.get("category_id"))
+        cid = _coco_id(a.get("category_id"))
+        if cid in background:
+            _problem(probs, "warning", "background-annotation", f"annotation {aid!r} has category_id {a.get('category_id')!r}, "
+                     f"the background category {background[cid]!r}; skipped", file, rec.file_name, aid, "category_id", a.get("category_id"))
+            continue
+        cls = cats.get(cid)
         if cls is None or (known is not None and cls not in known):
-            _problem(probs, "error", "unknown-class", f"annotation {aid}: category {a.get('category_id')} ({cls}) is not "
-                     "a known category; skipped", file, rec.file_name, aid, "category_id", a.get("category_id"))
+            _problem(probs, "error", "unknown-class", f"annotation {aid!r}: category_id {a.get('category_id')!r} "
+                     + (f"({cls!r}) is not one of the classes {known}" if cls else f"is not in 'categories' {sorted(map(str, cats))}")
+                     + "; skipped", file, rec.file_name, aid, "category_id", a.get("category_id"))
             continue
         attrs = dict(a.get("attributes") or {}) | {k: v for k, v in a.items() if k not in _COCO_ANN_KEYS}
         seg, crowd = a.get("segmentation"), bool(a.get("iscrowd", 0))
@@ -645,11 +750,28 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
             if not bb:
                 _problem(probs, "error", "no-segmentation", f"annotation {aid} has neither segmentation nor bbox; skipped", file, rec.file_name, aid, "segmentation", seg)
                 continue
-            x, y, bw, bh = map(float, bb)
+            try: x, y, bw, bh = map(float, bb)
+            except (TypeError, ValueError):
+                _problem(probs, "error", "bad-bbox", f"annotation {aid!r}: bbox {bb!r} is not [x, y, width, height]; skipped",
+                         file, rec.file_name, aid, "bbox", bb)
+                continue
             seg = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
             _problem(probs, "warning", "bbox-only", f"annotation {aid} has no segmentation; its bbox used as a rectangle", file, rec.file_name, aid, "bbox", bb)
+        if not isinstance(seg, list) or not all(isinstance(p, (list, int, float)) for p in seg):
+            _problem(probs, "error", "bad-segmentation", f"annotation {aid!r}: segmentation is neither polygons nor RLE "
+                     f"({str(seg)[:40]}); skipped", file, rec.file_name, aid, "segmentation", str(seg)[:40])
+            continue
+        if seg and all(isinstance(v, (int, float)) for v in seg):   # one flat polygon, not a list of polygons
+            _problem(probs, "warning", "flat-segmentation", f"annotation {aid!r}: segmentation is a flat list of "
+                     f"{len(seg)} numbers, not a list of polygons; read as one polygon", file, rec.file_name, aid,
+                     "segmentation", f"[{', '.join(map(str, seg[:4]))}, ...]")
+            seg = [seg]
         parts = []
         for part in seg:
+            if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
+                _problem(probs, "error", "bad-coordinates", f"annotation {aid!r}: a polygon of segmentation is not a list "
+                         f"of numbers ({str(part)[:40]}); part dropped", file, rec.file_name, aid, "segmentation", str(part)[:40])
+                continue
             got, issues = clean_polygon(np.asarray(part, float).reshape(-1, 2) if len(part) % 2 == 0 else np.zeros((0, 2)), rec.width, rec.height)
             if len(part) % 2: issues = [("error", "bad-coordinates", f"odd number of coordinates ({len(part)}); part dropped", len(part))]
             for sev, kind, msg, val in issues:
@@ -683,6 +805,8 @@ def to_coco(ann: Annotations, category_ids: dict[str, int] | None = None) -> dic
         if im.width is None or im.height is None:
             raise AnnotationError(f"{ann.source or 'annotations'}: image {im.file_name!r} has no size; read it with images_dir")
         entry = {"id": iid, "file_name": im.file_name, "width": int(im.width), "height": int(im.height)}
+        entry |= {k: v for k, v in im.attributes.items() if k not in entry and k not in ("video", "frame_index")
+                  and isinstance(v, (str, int, float, bool, type(None)))}   # e.g. a source_video field other tools keep
         if im.video is not None: entry["video"] = im.video
         if im.frame_index is not None: entry["frame_index"] = int(im.frame_index)
         images.append(entry)
@@ -740,10 +864,54 @@ def write_coco(ann: Annotations, path: str | Path, category_ids: dict[str, int] 
     atomic_write_json(path, d, indent=None)
     return d
 
+# %% ../nbs/02_annotations.ipynb #7caf0756
+def is_labelme(obj) -> bool:
+    "Whether `obj` (a loaded JSON) is a labelme file: `shapes` and `imagePath`."
+    return isinstance(obj, dict) and isinstance(obj.get("shapes"), list) and "imagePath" in obj
+
+
+def labelme_shape(s: dict) -> dict:
+    "A labelme shape as VIA 2 `shape_attributes` (rectangle -> rect, circle -> circle, line/linestrip -> open polyline)."
+    pts = np.asarray(s.get("points") or [], dtype=float).reshape(-1, 2)
+    kind = str(s.get("shape_type") or "polygon")
+    if kind == "rectangle" and len(pts) == 2:
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        return {"name": "rect", "x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+    if kind == "circle" and len(pts) == 2:
+        return {"name": "circle", "cx": pts[0, 0], "cy": pts[0, 1], "r": float(np.hypot(*(pts[1] - pts[0])))}
+    if kind == "polygon": return {"name": "polygon", "all_points_x": pts[:, 0].tolist(), "all_points_y": pts[:, 1].tolist()}
+    if kind in ("line", "linestrip"): return {"name": "polyline", "all_points_x": pts[:, 0].tolist(), "all_points_y": pts[:, 1].tolist()}
+    if kind == "point": return {"name": "point", "cx": pts[0, 0] if len(pts) else None, "cy": pts[0, 1] if len(pts) else None}
+    return {"name": f"labelme {kind}"}
+
+
+def labelme_raw_images(files: list[tuple[Path | None, dict]], probs: list) -> list[RawImage]:
+    "Raw image entries from labelme files `(path, loaded JSON)`: one per file, the class in region attribute `label`."
+    raws = []
+    for path, d in files:
+        name = str(d.get("imagePath") or "").replace("\\", "/")
+        if unsafe_filename(name) and Path(name).name:
+            _problem(probs, "info", "image-path", f"imagePath {name!r} leaves the images folder; looked up as "
+                     f"{Path(name).name!r} there", path, Path(name).name, None, "imagePath", name)
+            name = Path(name).name
+        regions = []
+        for k, s in enumerate(d.get("shapes") or []):
+            if not isinstance(s, dict):
+                _problem(probs, "error", "bad-region", "shape is not an object; skipped", path, name, k, "shapes", str(s)[:40])
+                continue
+            ra = {"label": s.get("label")}
+            if s.get("group_id") is not None: ra["group_id"] = s["group_id"]
+            regions.append((k, labelme_shape(s), ra))
+        raws.append(RawImage(name, None, regions, dict(d.get("flags") or {}), str(path) if path else name,
+                             width=_int_or_none(d.get("imageWidth")), height=_int_or_none(d.get("imageHeight"))))
+    return raws
+
 # %% ../nbs/02_annotations.ipynb #3625ead8
 def detect_format(obj) -> str:
-    "'coco', 'via2-project', 'via3-project', 'via-export' (VIA 1/2, dict or list regions) or 'via-csv' (for text)."
+    "'coco', 'via2-project', 'via3-project', 'via-export' (VIA 1/2, dict or list regions), 'labelme' (one file, or a list of `(path, dict)`) or 'via-csv' (for text)."
     if isinstance(obj, str): return "via-csv"
+    if isinstance(obj, list) and obj and all(isinstance(x, tuple) and is_labelme(x[1]) for x in obj): return "labelme"
+    if is_labelme(obj): return "labelme"
     if not isinstance(obj, dict): raise AnnotationError(f"annotations must be a JSON object, got {type(obj).__name__}")
     if "annotations" in obj and "images" in obj: return "coco"
     if "_via_img_metadata" in obj: return "via2-project"
@@ -760,16 +928,20 @@ def parse_annotations(obj, *, file=None, images_dir: str | Path | None = None, c
     if fmt == "coco":
         return from_coco(obj, file=file, images_dir=images_dir, classes=classes, keep_empty=keep_empty)
     probs: list[Problem] = []
-    dropdown = {}
-    if fmt == "via-csv": raws = via_csv_raw_images(obj, probs, file)
+    dropdown, defaults, declared = {}, None, []
+    if fmt == "labelme": raws = labelme_raw_images(obj if isinstance(obj, list) else [(file, obj)], probs)
+    elif fmt == "via-csv": raws = via_csv_raw_images(obj, probs, file)
     elif fmt == "via2-project":
         raws = via_raw_images(obj["_via_img_metadata"] or {}, probs, file)
         dropdown = via2_dropdowns(obj.get("_via_attributes"))
+        defaults = via2_defaults(obj.get("_via_attributes"))
+        label = (((obj.get("_via_settings") or {}).get("ui") or {}).get("image") or {}).get("region_label")
+        declared = [label] if isinstance(label, str) and not label.startswith("__") else []
     elif fmt == "via3-project": raws, dropdown = via3_raw_images(obj, probs, file)
     else: raws = via_raw_images(obj, probs, file)
     return build_annotations(raws, file=file, images_dir=images_dir, class_attribute=class_attribute, classes=classes,
                              default_class=default_class, keep_empty=keep_empty, image_sizes=image_sizes,
-                             dropdown=dropdown, fmt=fmt, problems=probs)
+                             dropdown=dropdown, fmt=fmt, problems=probs, declared=declared, defaults=defaults)
 
 
 def default_images_dir(obj, path: Path) -> Path:
@@ -789,12 +961,13 @@ def default_images_dir(obj, path: Path) -> Path:
 
 
 def find_annotation_file(path: str | Path) -> Path:
-    "The annotation file itself, or the single one in a folder (`via_region_data.json` preferred, as VIA exports are named)."
+    "The annotation file itself, the single one in a folder (`via_region_data.json` preferred, as VIA exports are named), or the folder of several JSON files (labelme)."
     path = Path(path)
     if path.is_file(): return path
     if not path.is_dir(): raise AnnotationError(f"{path}: annotation file not found")
     if (path / "via_region_data.json").is_file(): return path / "via_region_data.json"
     cands = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".csv"))
+    if len(cands) > 1 and all(p.suffix.lower() == ".json" for p in cands): return path   # labelme: one file per image
     if len(cands) != 1:
         raise AnnotationError(f"{path}: a folder with {len(cands)} .json/.csv files ({[c.name for c in cands][:5]}); name the file")
     return cands[0]
@@ -805,6 +978,21 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
                      strict: bool = False) -> Annotations:
     "Read a VIA (1, 2, 3, CSV) or COCO file (or the one in a folder) against its images folder (default: the file's folder; False: none); never modifies it."
     path = find_annotation_file(path)
+    if path.is_dir():   # one labelme JSON per image
+        obj = []
+        for p in sorted(path.glob("*.json")):
+            try: d = json.loads(p.read_text(encoding="utf-8-sig"))
+            except json.JSONDecodeError as e: raise AnnotationError(f"{p}: not valid JSON ({e})") from None
+            if not is_labelme(d):
+                raise AnnotationError(f"{path}: a folder of {len(list(path.glob('*.json')))} JSON files is read as labelme "
+                                      f"files, but {p.name} is not one (no 'shapes'/'imagePath'); name the annotation file")
+            obj.append((p, d))
+        if images_dir is None: images_dir = path
+        elif images_dir is False: images_dir = None
+        ann = parse_annotations(obj, file=path, images_dir=images_dir, class_attribute=class_attribute, classes=classes,
+                                default_class=default_class, keep_empty=keep_empty)
+        if strict: apply_strict(ann, raise_on_error=True)
+        return ann
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".csv": obj = text
     else:
@@ -868,7 +1056,7 @@ def show_annotations(ann: Annotations, images_dir: str | Path, max_images: int =
     used = [c for c in ann.classes if c in shown] + sorted(shown - set(ann.classes))
     for ax, im in zip(axes.ravel(), ims):
         path = Path(images_dir) / im.file_name
-        if path.is_file(): ax.imshow(load_image(path))
+        if path.is_file(): ax.imshow(read_image(path))
         for inst in im.instances:
             c = colours(used.index(inst.class_name) % 10)
             parts = inst.polygons or (_mask_polygons(instance_mask(inst, im.height, im.width)) if inst.rle is not None else [])
@@ -1106,7 +1294,8 @@ class PolygonAnnotator:
         canvas = self._ui["canvas"]
         if new_image:
             path = self.images_dir / self.file_name
-            im = load_image(path) if path.is_file() else None
+            from PIL import Image
+            im = Image.fromarray(read_image(path)) if path.is_file() else None
             if im is not None:
                 s = min(1.0, self.max_width / im.width)
                 self._ui["scale"] = s
@@ -1134,9 +1323,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cvflow annotations", description="Read, check and convert VIA/COCO annotations.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     def common(p):
-        p.add_argument("--images", help="images folder (default: the annotation file's folder)")
+        p.add_argument("--images", help="images folder (default: the annotation file's folder); relative paths are relative to the current directory")
         p.add_argument("--no-images", action="store_true", help="do not look for image files (COCO sizes from the file)")
-        p.add_argument("--class-attribute", help="region attribute holding the class (default: detected)")
+        p.add_argument("--class-attribute", help="VIA region attribute holding the class (default: decided from the data; "
+                       "when several attributes could be the class, cvflow lists them and asks for this flag)")
         p.add_argument("--classes", help="known classes, comma separated (others are reported)")
         p.add_argument("--default-class", default="object", help="class of regions in files without class attributes")
         p.add_argument("--drop-empty", action="store_true", help="drop images without instances (default: keep as negatives)")
@@ -1163,7 +1353,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "check":
             if a.json: print(json.dumps([asdict(p) for p in ann.problems], indent=1, default=str))
             else: print(report(ann, max_lines=None if a.all else 200))
-            return 1 if a.strict and ann.errors else 0
+            return 1 if ann.errors else 0   # errors reported (with --strict: warnings too) -> non-zero, as linters do
         if not ann.images:
             print(report(ann, max_lines=20), file=sys.stderr)
             print(f"cvflow annotations: {src}: no images with usable annotations; nothing to convert", file=sys.stderr)

@@ -23,14 +23,15 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from .config import atomic_dir, file_hash, get_paths, parse_frame_filename, record_results
+from .config import atomic_dir, file_hash, get_paths, path_hash, record_results
+from .images import ImageReadError, image_size, read_image
 
 # %% auto #0
-__all__ = ['load_coco', 'coco_api', 'group_of', 'image_groups', 'read_manifest', 'group_hash', 'GroupSplit', 'split_groups',
-           'coco_group_stats', 'split_coco', 'read_source', 'merge_sources', 'write_dataset',
+__all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'load_coco', 'coco_api', 'group_of', 'image_groups', 'read_manifest',
+           'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups', 'coco_group_stats',
+           'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder', 'write_dataset',
            'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn', 'train_transforms', 'main']
 
 # %% ../nbs/04_dataset_prep.ipynb #353ab0ad
@@ -74,15 +75,15 @@ def group_of(file_name: str, group_by: str = "video", manifest: dict | None = No
             return str(manifest.get(file_name, manifest.get(base)))
         for k in ("video", "source_video"):
             if image and image.get(k): return Path(str(image[k])).stem
-        parsed = parse_frame_filename(base)
-        return parsed[0] if parsed else None
+        return None
+    if group_by == "image": return None
     if group_by.startswith("pattern:"):
         rx = re.compile(group_by[len("pattern:"):])
         m = rx.search(file_name)
         if not m: return None
         if "group" in rx.groupindex: return m["group"]
         return m.group(1) if rx.groups else m.group(0)
-    raise ValueError(f"group_by {group_by!r} is not 'video', 'scene' or 'pattern:REGEX'")
+    raise ValueError(f"group_by {group_by!r} is not 'video', 'scene', 'image' or 'pattern:REGEX'")
 
 
 def image_groups(images: list[dict], group_by: str = "video", manifest: dict | None = None,
@@ -127,6 +128,30 @@ def read_manifest(path: str | Path, by: str = "video") -> dict[str, str]:
         if "scene" not in rows[0]: raise ValueError(f"frame manifest {path}: group_by 'scene' needs a `scene` column")
         return {Path(str(r[fk])).name: f"{Path(str(r[vk])).stem}#scene{r['scene']}" for r in rows}
     return {Path(str(r[fk])).name: Path(str(r[vk])).stem for r in rows}
+
+
+def describe_groups(groups: dict[Any, str], group_by: str = "video") -> str:
+    "One line on the groups found: how many, their sizes, and how many images are their own group for lack of facts."
+    sizes = Counter(groups.values())
+    shared = sorted((n for g, n in sizes.items() if not g.startswith("image:")), reverse=True)
+    alone = sum(n for g, n in sizes.items() if g.startswith("image:"))
+    s = f"{len(groups)} images in {len(sizes)} groups by {group_by}"
+    if shared: s += f": {len(shared)} known (sizes {', '.join(map(str, shared[:12]))}{', ...' if len(shared) > 12 else ''})"
+    if alone: s += f"; {alone} image(s) with no {group_by if group_by in ('video', 'scene') else 'match'} information, each its own group"
+    return s
+
+
+FRAME_NAME_PATTERN = r"^(.*\D)\d+\.[A-Za-z0-9]+$"   # everything before a file name's last number
+
+
+def suggest_pattern(file_names: Iterable[str]) -> str | None:
+    """`pattern:REGEX` grouping names that look like numbered frames of several sources (`video1image0.jpg`,
+    `cam2_0001.png`), or None when the names give fewer than two such sources (`IMG_0001.jpg` photos are one camera
+    counter, not one video)."""
+    rx = re.compile(FRAME_NAME_PATTERN)
+    heads = Counter(m.group(1) for f in file_names if (m := rx.match(Path(f).name)))
+    several = [h for h, k in heads.items() if k >= 2]
+    return f"pattern:{FRAME_NAME_PATTERN}" if len(several) >= 2 else None
 
 # %% ../nbs/04_dataset_prep.ipynb #3843abf4
 def group_hash(seed: int, name: str) -> float:
@@ -231,36 +256,45 @@ def split_coco(coco: dict, val: float = 0.2, seed: int = 0, group_by: str = "vid
     return _subset(coco, ids["train"]), _subset(coco, ids["val"]), split
 
 # %% ../nbs/04_dataset_prep.ipynb #fd51b9d5
-def read_source(path: str | Path, images_dir: str | Path | None = None) -> tuple[dict, list[str]]:
-    "`(coco, warnings)` from a COCO file, or from a VIA export read by `cvflow.annotations` (its errors and warnings kept)."
-    try: return load_coco(path), []
-    except ValueError as e:
-        if "is not COCO instances JSON" not in str(e): raise
+def read_source(path: str | Path, images_dir: str | Path | None = None, class_attribute: str | None = None
+                ) -> tuple[dict, list[str]]:
+    """`(coco, warnings)` from any annotation file `cvflow annotations` reads (COCO from any tool, VIA 1/2/3, CSV,
+    labelme), checked exactly as `cvflow annotations check` checks it: what it drops (and why) becomes a warning, so
+    that nothing that passes here can crash training. Raises `ValueError` (`AnnotationError`) naming file and field."""
     from cvflow.annotations import read_annotations, to_coco
-    ann = read_annotations(path, images_dir)
-    return to_coco(ann), [f"{Path(path).name}: {p.message}" for p in ann.problems if p.severity != "info"]
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"annotation file {path} does not exist")
+    ann = read_annotations(path, images_dir, class_attribute=class_attribute)
+    warnings = [f"{path.name}: {p}" for p in ann.problems if p.severity != "info"]
+    # an image whose recorded size is not the file's is not the image that was annotated: its masks would be wrong
+    other = {p.image: p.value for p in ann.problems if p.kind == "size-mismatch" and p.field == "width,height"}
+    for im in [im for im in ann.images if im.file_name in other]:
+        warnings.append(f"{path.name}: image {im.file_name!r} is {im.width}x{im.height} on disk but annotated as "
+                        f"{other[im.file_name][0]}x{other[im.file_name][1]} (not the annotated image); left out")
+        ann.images.remove(im)
+    return to_coco(ann), warnings
 
 
 def _resolve_images_dir(ann_path: Path, images: str | Path | None) -> Path:
     if images is not None: return Path(images)
-    return ann_path.parent / "images" if (ann_path.parent / "images").is_dir() else ann_path.parent
+    base = ann_path if ann_path.is_dir() else ann_path.parent   # a folder of labelme files holds its images
+    return base / "images" if (base / "images").is_dir() else base
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
     "Size as displayed (EXIF orientation applied, as VIA and `cvflow.annotations` measure it), or None if unreadable."
-    from cvflow.annotations import image_size
     try: return image_size(path)
-    except (OSError, ValueError): return None
+    except ImageReadError: return None
 
 
 def merge_sources(sources: list[tuple[Path, Path]], classes: list[str] | None = None,
-                  progress: bool = True) -> tuple[dict, dict, dict, list[str]]:
+                  progress: bool = True, class_attribute: str | None = None) -> tuple[dict, dict, dict, list[str]]:
     "Merge `(annotation file, images dir)` pairs: `(coco, image id -> source image path, image id -> sha256, warnings)`."
     from tqdm.auto import tqdm
     warnings: list[str] = []
     loaded = []
     for a, i in sources:
-        c, w = read_source(a, i)
+        c, w = read_source(a, i, class_attribute)
         loaded.append((Path(a), Path(i), c)); warnings += w
     order: list[str] = []
     for _, _, c in loaded:
@@ -285,7 +319,7 @@ def merge_sources(sources: list[tuple[Path, Path]], classes: list[str] | None = 
         for a in c["annotations"]: anns[a["image_id"]].append(a)
         for im in c["images"]:
             bar.update(1)
-            p = img_dir / im["file_name"]
+            p = img_dir.joinpath(*im["file_name"].split("/"))
             if not p.is_file():
                 warnings.append(f"{ann_path.name}: image {im['file_name']!r} not found in {img_dir}; left out"); continue
             size = _image_size(p)
@@ -334,47 +368,144 @@ def _split_counts(coco: dict) -> dict:
             "per_class": {c["name"]: per.get(c["name"], 0) for c in coco["categories"]}}
 
 
-def write_dataset(annotations: str | Path | list, images: str | Path | None = None, out: str | Path | None = None,
+MIN_SIDE_SHARE = 0.25   # a side holding under a quarter of what was asked is "nearly empty"
+
+
+def side_too_small(n_train: int, n_val: int, val: float) -> str | None:
+    "Why a split of `n_train`/`n_val` images for an asked `val` fraction is unusable (an empty or nearly empty side), or None."
+    n = n_train + n_val
+    if val <= 0 or n == 0: return None
+    asked = val * n
+    if n_val == 0: return "val is empty"
+    if n_train == 0: return "train is empty"
+    if asked >= 4 and n_val < MIN_SIDE_SHARE * asked: return f"val holds {n_val} image(s) where {asked:.0f} were asked"
+    if (1 - val) * n >= 4 and n_train < MIN_SIDE_SHARE * (1 - val) * n: return f"train holds only {n_train} image(s)"
+    return None
+
+
+def _split_by_source(coco: dict, sides: dict[str, str], digests: dict) -> tuple[dict, dict, GroupSplit, list[str]]:
+    "The split the user already has: each image on the side of its source; byte-identical copies across sides go to train."
+    side_of = {im["id"]: sides[im["source"]] for im in coco["images"]}
+    by_digest = defaultdict(set)
+    for iid, dg in digests.items(): by_digest[dg].add(iid)
+    leaks = [ids for ids in by_digest.values() if {side_of[i] for i in ids} == {"train", "val"}]
+    for ids in leaks:
+        for i in ids: side_of[i] = "train"
+    warnings = [f"{sum(len(x) for x in leaks)} image(s) are byte-identical copies on both sides of the given split "
+                f"(a leak): kept in train only"] if leaks else []
+    coco = copy.deepcopy(coco)
+    for im in coco["images"]: im["group"] = f"given:{side_of[im['id']]}"
+    ids = {s: {i for i, x in side_of.items() if x == s} for s in ("train", "val")}
+    n = len(coco["images"])
+    achieved = {"images": len(ids["val"]) / n if n else 0.0,
+                "instances": sum(a["image_id"] in ids["val"] for a in coco["annotations"]) / max(1, len(coco["annotations"])),
+                "groups": 0.5}
+    split = GroupSplit({"given:train": "train", "given:val": "val"}, [], achieved["images"], achieved)
+    return _subset(coco, ids["train"]), _subset(coco, ids["val"]), split, warnings
+
+
+def split_from_folder(folder: str | Path) -> dict[str, Path]:
+    "`{'train': annotations, 'val': annotations}` of a folder holding `train/` and `val/` (or `valid/`, `validation/`) exports."
+    from cvflow.annotations import find_annotation_file
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"--split-from {folder}: not a folder")
+    out = {}
+    for side, names in (("train", ("train",)), ("val", ("val", "valid", "validation"))):
+        d = next((folder / s for s in names if (folder / s).is_dir()), None)
+        if d is None: raise ValueError(f"--split-from {folder}: no {'/'.join(names)} sub-folder")
+        out[side] = find_annotation_file(d)
+    return out
+
+
+def _alternatives(coco, digests, val, seed, group_by, man_path, tol) -> list[str]:
+    "The `--group-by` choices that would give both sides images (each one tried here), as command-line flags."
+    out = []
+    tries = []
+    if man_path is not None and group_by != "scene":
+        try: tries.append(("scene", read_manifest(man_path, "scene"), ""))
+        except ValueError: pass
+    pat = suggest_pattern(im["file_name"] for im in coco["images"])
+    if pat and pat != group_by: tries.append((pat, None, ""))
+    if group_by != "image":
+        tries.append(("image", None, " (every image its own group: only for independent photos; frames of one video "
+                                     "on both sides leak)"))
+    for gb, man, note in tries:
+        tr, va, _ = split_coco(coco, val, seed, gb, man, content_keys=digests, tol=tol)
+        if side_too_small(len(tr["images"]), len(va["images"]), val) is None:
+            out.append(f"--group-by '{gb}'{note}" if gb.startswith("pattern:") else f"--group-by {gb}{note}")
+    return out
+
+
+def write_dataset(annotations: str | Path | list | None, images: str | Path | None = None, out: str | Path | None = None,
                   val: float = 0.2, group_by: str = "video", seed: int = 0, classes: list[str] | None = None,
                   manifest: str | Path | dict | None = None, name: str | None = None, tol: float = 0.05,
-                  progress: bool = True) -> Path:
-    "Split COCO `annotations` (one or more files) leak-free and write `out/{train,val}.json`, `images/`, `dataset_card.json`."
-    anns = [Path(a) for a in ([annotations] if isinstance(annotations, (str, Path)) else annotations)]
+                  progress: bool = True, class_attribute: str | None = None,
+                  split_from: str | Path | None = None) -> Path:
+    """Split `annotations` (one or more files of any format `cvflow annotations` reads) leak-free and write
+    `out/{train,val}.json`, `images/`, `dataset_card.json` — all at once or nothing. `split_from`: a folder with
+    `train/` and `val/` exports whose split is kept as it is. Prints the groups found before splitting; refuses
+    (`ValueError`, with the `--group-by` choices that would work) a split that leaves a side empty or nearly empty."""
+    given = None
+    if split_from is not None:
+        given = split_from_folder(split_from)
+        if annotations: raise ValueError("give either annotation files or --split-from, not both")
+        annotations = [given["train"], given["val"]]
+    anns = [Path(a) for a in ([annotations] if isinstance(annotations, (str, Path)) else (annotations or []))]
     if not anns: raise ValueError("no annotation files given")
-    name = name or anns[0].stem
+    name = name or (Path(split_from).name if split_from else anns[0].stem)
     out = Path(out) if out is not None else get_paths().processed / name
-    sources = [(a, _resolve_images_dir(a, images)) for a in anns]
-    coco, src_path, digests, warnings = merge_sources(sources, classes, progress)
+    sources = [(a, _resolve_images_dir(a, images if given is None else None)) for a in anns]
+    coco, src_path, digests, warnings = merge_sources(sources, classes, progress, class_attribute)
+    if not coco["images"]: raise ValueError(f"no usable images in {', '.join(map(str, anns))}: " + "; ".join(warnings[:5]))
     if manifest is None and group_by in ("video", "scene"):   # the frame step's manifest, if the images came from it
         found = [d / "frames.csv" for _, i in sources for d in (i, i.parent) if (d / "frames.csv").is_file()]
         manifest = found[0] if found else None
     if group_by == "scene" and manifest is None:
         raise ValueError("group_by 'scene' needs the frame manifest (frames.csv beside the images, or --manifest)")
     man = read_manifest(manifest, "scene" if group_by == "scene" else "video") if isinstance(manifest, (str, Path)) else manifest
-    train, valc, split = split_coco(coco, val, seed, group_by, man, content_keys=digests, tol=tol)
-    if val > 0 and len(split.side) == 1 and group_by == "video" and next(iter(split.side)).startswith("video:"):
-        warnings.append("all images come from one video: a split by video leaves val empty; if its scenes are unrelated, "
-                        "group_by='scene' (--group-by scene) splits by scene instead")
+    if given is not None:
+        train, valc, split, w = _split_by_source(coco, {str(given["train"]): "train", str(given["val"]): "val"}, digests)
+        warnings += w
+        found_groups = f"the split given by {split_from}: train {len(train['images'])} images, val {len(valc['images'])}"
+    else:
+        groups = image_groups(coco["images"], group_by, man, digests)
+        found_groups = describe_groups(groups, group_by)
+        train, valc, split = split_coco(coco, val, seed, group_by, man, content_keys=digests, tol=tol)
+        why = side_too_small(len(train["images"]), len(valc["images"]), val)
+        if why:
+            alts = _alternatives(coco, digests, val, seed, group_by, manifest if isinstance(manifest, (str, Path)) else None, tol)
+            raise ValueError(f"{why}: {found_groups}, and a group is never split. "
+                             + (f"Try {' or '.join(alts)}" if alts else "Add images from other videos")
+                             + ", keep a split you already have with --split-from DIR, or train without validation with --val 0.")
+        unknown = sum(g.startswith("image:") for g in groups.values())
+        if group_by in ("video", "scene") and unknown:
+            pat = suggest_pattern(im["file_name"] for im in coco["images"])
+            warnings.append(f"{unknown} image(s) have no video information (no frame manifest, no `video` field): each is its "
+                            "own group, so frames of one video may land on both sides"
+                            + (f"; their names look like numbered frames: --group-by '{pat}' groups them" if pat else ""))
+    if progress: print(f"groups: {found_groups}")
     dup = len(coco["images"]) - len(set(digests.values()))
     if dup: warnings.append(f"{dup} image(s) are byte-identical copies of others; copies were kept in one group")
-    if group_by != "video" and all(im["group"].startswith("image:") for im in train["images"] + valc["images"]):
+    if group_by.startswith("pattern:") and all(im["group"].startswith("image:") for im in train["images"] + valc["images"]):
         warnings.append(f"group_by {group_by!r} matched no file name: every image is its own group")
     modes = Counter()
     with atomic_dir(out) as tmp:
-        for im in coco["images"]: modes[_link_or_copy(src_path[im["id"]], tmp / "images" / im["file_name"])] += 1
+        for im in coco["images"]: modes[_link_or_copy(src_path[im["id"]], tmp.joinpath("images", *im["file_name"].split("/")))] += 1
         (tmp / "train.json").write_text(json.dumps(train), encoding="utf-8")
         (tmp / "val.json").write_text(json.dumps(valc), encoding="utf-8")
         card = {"name": name, "classes": [c["name"] for c in coco["categories"]],
                 "categories": coco["categories"], "background_id": 0,
-                "seed": seed, "group_by": group_by, "manifest": str(Path(manifest).resolve()) if isinstance(manifest, (str, Path)) else None,
-                "val_asked": val, "val_achieved": split.achieved,
+                "seed": seed, "group_by": "given" if given else group_by,
+                "manifest": str(Path(manifest).resolve()) if isinstance(manifest, (str, Path)) else None,
+                "groups_found": found_groups,
+                "val_asked": split.asked if given else val, "val_achieved": split.achieved,
                 "counts": {"train": _split_counts(train), "val": _split_counts(valc)},
                 "groups": {"train": split.groups("train"), "val": split.groups("val")},
                 "moved_to_balance": split.moved,
-                "sources": [{"annotations": str(a.resolve()), "sha256": file_hash(a), "images_dir": str(i.resolve())}
+                "sources": [{"annotations": str(a.resolve()), "sha256": path_hash(a), "images_dir": str(i.resolve())}
                             for a, i in sources],
                 "images": {"linked": modes.get("hardlink", 0), "copied": modes.get("copy", 0)},
-                "warnings": warnings + split.warnings}
+                "warnings": warnings + (split.warnings if not given else [])}
         (tmp / "dataset_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
@@ -393,7 +524,8 @@ def masks_to_boxes_exclusive(masks: torch.Tensor) -> torch.Tensor:
 
 
 def mask_areas(masks: torch.Tensor) -> torch.Tensor:
-    "Pixel count of each mask [N, H, W], float32 [N]."
+    "Pixel count of each mask [N, H, W], float32 [N] (N may be 0: an image without objects)."
+    if masks.shape[0] == 0: return torch.zeros(0, dtype=torch.float32)
     a = masks.as_subclass(torch.Tensor).detach().cpu().numpy().reshape(masks.shape[0], -1)
     return torch.from_numpy(np.count_nonzero(a, axis=1).astype(np.float32))
 
@@ -427,12 +559,13 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         return int(im["height"]), int(im["width"])
 
     def image_path(self, i: int) -> Path:
-        return self.images_dir / self.coco.imgs[self.ids[i]]["file_name"]
+        return self.images_dir.joinpath(*self.coco.imgs[self.ids[i]]["file_name"].split("/"))
 
     def read_image(self, i: int) -> tv_tensors.Image:
+        "Item `i`'s image as `cvflow.images.read_image` decodes it (as annotated: EXIF orientation applied), uint8 [3, H, W]."
         p = self.image_path(i)
-        try: img = decode_image(str(p), mode=ImageReadMode.RGB, apply_exif_orientation=True)  # as annotated
-        except (RuntimeError, OSError) as e: raise RuntimeError(f"cannot read image {p}: {e}") from None
+        try: img = torch.from_numpy(read_image(p)).permute(2, 0, 1).contiguous()
+        except ImageReadError as e: raise RuntimeError(f"cannot read image {e}") from None
         h, w = self.get_height_and_width(i)
         if tuple(img.shape[-2:]) != (h, w):
             raise ValueError(f"image {p} is {img.shape[-1]}x{img.shape[-2]} but {self.coco_json} says {w}x{h}")
@@ -493,20 +626,30 @@ def main(argv: list[str] | None = None) -> int:
     "`cvflow dataset ANNOTATIONS... --images DIR --out DIR [--val 0.2] [--group-by video|pattern:REGEX] [--seed S]`."
     ap = argparse.ArgumentParser(prog="cvflow dataset", description="Split COCO annotations leak-free into train/val and "
                                  "write train.json, val.json, images/ and dataset_card.json.")
-    ap.add_argument("annotations", nargs="+", help="COCO instances JSON file(s) (the output of `cvflow annotations`; VIA exports are converted)")
-    ap.add_argument("--images", help="folder of the images (default: beside each annotation file)")
-    ap.add_argument("--out", help="output folder (default: data/processed/<name>)")
+    ap.add_argument("annotations", nargs="*", help="annotation file(s) or folder(s): COCO (any tool), VIA 1/2/3, VIA CSV, "
+                    "labelme (a folder of its JSON files); each is checked as `cvflow annotations check` does")
+    ap.add_argument("--images", help="folder of the images (default: beside each annotation file). Relative paths here "
+                    "are relative to the current directory")
+    ap.add_argument("--out", help="output folder (default: data/processed/<name> in the project home)")
     ap.add_argument("--name", help="dataset name (default: the first annotation file's stem)")
     ap.add_argument("--val", type=float, default=0.2, help="fraction of images for validation (default 0.2)")
-    ap.add_argument("--group-by", default="video", help="'video' (manifest / <video>_<index>.jpg), 'scene' (video and "
-                    "scene from the manifest) or 'pattern:REGEX'")
+    ap.add_argument("--group-by", default="video", help="'video' (from the frame manifest or the images' `video` field; "
+                    "never from file names), 'scene' (video and scene from the manifest), 'image' (every image its own "
+                    "group) or 'pattern:REGEX' (the regex's first group in the file name)")
+    ap.add_argument("--split-from", metavar="DIR", help="keep the split you already have: DIR holds train/ and val/ "
+                    "(or valid/) exports, each with its images (no ANNOTATIONS then)")
+    ap.add_argument("--class-attribute", help="VIA region attribute holding the class (default: decided from the data)")
     ap.add_argument("--manifest", help="frame manifest (JSON or CSV: file name -> video)")
     ap.add_argument("--classes", help="comma-separated class names in id order (default: as in the annotations)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if not a.annotations and not a.split_from:
+        ap.print_usage(); print("cvflow dataset: give annotation files (or folders), or --split-from DIR")
+        return 2
     try:
         o = write_dataset(a.annotations, a.images, a.out, a.val, a.group_by, a.seed,
-                          a.classes.split(",") if a.classes else None, a.manifest, a.name)
+                          a.classes.split(",") if a.classes else None, a.manifest, a.name,
+                          class_attribute=a.class_attribute, split_from=a.split_from)
     except (FileNotFoundError, ValueError, re.error) as e:
         print(f"cvflow dataset: {e}")
         return 2

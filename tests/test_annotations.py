@@ -308,7 +308,7 @@ def test_cli_convert_check_and_project(shared_data, tmp_path, capsys):
     assert validate_coco(d) == []
     roof = shared_data / ROOF_NEW / "val/JSONS.json"
     capsys.readouterr()
-    assert main(["check", str(roof), "--images", str(shared_data / ROOF_NEW / "train")]) == 0
+    assert main(["check", str(roof), "--images", str(shared_data / ROOF_NEW / "train")]) == 1   # missing images: errors
     text = capsys.readouterr().out
     # one line per problem naming file, image, region, field and value
     assert "JSONS.json:24.JPG [filename='24.JPG']" in text

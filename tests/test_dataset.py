@@ -45,11 +45,11 @@ def coco_structures(draw):
     images, anns = [], []
     for v in vids:
         for i in range(draw(st.integers(1, 8))):
-            images.append(f"{v}_{i:06d}.jpg")
-    images += [f"photo ({k}).jpg" for k in range(draw(st.integers(0, 4)))]
+            images.append((f"{v}_{i:06d}.jpg", f"data/raw/{v}.mp4"))      # the source video is a fact of the image
+    images += [(f"photo ({k}).jpg", None) for k in range(draw(st.integers(0, 4)))]
     coco = {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}
-    for iid, fn in enumerate(images, 1):
-        coco["images"].append({"id": iid, "file_name": fn, "width": 10, "height": 10})
+    for iid, (fn, video) in enumerate(images, 1):
+        coco["images"].append({"id": iid, "file_name": fn, "width": 10, "height": 10} | ({"video": video} if video else {}))
         for c in draw(st.lists(st.integers(1, 3), max_size=3)):
             coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": iid, "category_id": c,
                                         "bbox": [0, 0, 2, 2], "area": 4.0, "iscrowd": 0})

@@ -589,11 +589,11 @@ def progress_bar(*args, interval: float = 5.0, **kw):
     if not path: return tqdm(*args, **kw)
 
     class _Mirrored(tqdm):
-        _last = 0.0
+        _last, _last_n = 0.0, None
         def _mirror(self, force=False):
             now = time.monotonic()
-            if self.disable or not (force or now - self._last >= interval): return
-            self._last = now
+            if self.disable or not (force or now - self._last >= interval) or (force and self.n == self._last_n): return
+            self._last, self._last_n = now, self.n
             d = dict(self.format_dict); d["ncols"] = 0   # no bar graphics: counts, rate, ETA, postfix
             progress_note(self.format_meter(**d))
         def update(self, n=1):

@@ -187,10 +187,10 @@ def write_summary(manifest: dict, home: str | Path | None = None) -> Path:
     run_dir = paths.runs / manifest["run_id"]
     results = read_results(paths.home)
     fig_dir = run_dir / "figures"
-    badge = {"done": "#1a7f37", "skipped": "#57606a", "failed": "#cf222e", "not run": "#8c959f",
+    badge = {"done": "#1a7f37", "skipped": "#57606a", "failed": "#cf222e", "not run": "#8c959f", "partial": "#bc4c00",
              "interrupted": "#bf8700", "pending": "#8c959f", "running": "#0969da"}
     rows, sections = [], []
-    shown = {s["name"] for s in manifest["steps"] if s["status"] in ("done", "skipped")}
+    shown = {s["name"] for s in manifest["steps"] if s["status"] in ("done", "skipped", "partial")}
     glance = "".join(f'<tr><th>{html.escape(label)}</th><td>{_fmt(results[st]["results"][key])}</td>'
                      f'<td><a href="#{html.escape(st)}">{html.escape(st)}</a></td></tr>'
                      for st, key, label in HEADLINES if st in shown and key in results.get(st, {}).get("results", {}))
@@ -200,10 +200,11 @@ def write_summary(manifest: dict, home: str | Path | None = None) -> Path:
         link = f'<a href="{html.escape(os.path.relpath(ex, run_dir))}">{html.escape(Path(ex).name)}</a>' if ex else ""
         err = s.get("error")
         err_txt = f'<br><small>cell {err.get("cell")}: {html.escape(str(err.get("ename")))}: {html.escape(str(err.get("evalue"))[:400])}</small>' if err else ""
+        err_txt += "".join(f"<br><small>failed: {html.escape(str(f)[:400])}</small>" for f in s.get("failed", []))
         rows.append(f'<tr><td>{i}</td><td>{html.escape(s["name"])}</td><td><span style="color:{badge.get(s["status"], "#000")}">'
                     f'{html.escape(s["status"])}</span>{err_txt}</td><td>{s.get("seconds", "")}</td><td>{link}</td></tr>')
         r = results.get(s["name"])
-        if not r or s["status"] not in ("done", "skipped"): continue
+        if not r or s["status"] not in ("done", "skipped", "partial"): continue
         body = "".join(f"<tr><th>{_fmt(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in r["results"].items())
         imgs = []
         for title, name in r.get("figures", {}).items():
@@ -229,6 +230,48 @@ figcaption{{font-size:.85em;color:#57606a}}</style></head><body>
     return atomic_write_text(run_dir / "summary.html", doc)
 
 # %% ../nbs/10_pipeline.ipynb #6b78bef5
+def _ipc_kernel_manager():
+    "jupyter_client's kernel manager with IPC (Unix socket) transport instead of unencrypted localhost TCP."
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self): return "ipc" if os.name == "posix" else "tcp"
+    return IpcKernelManager
+
+
+class _Tail:
+    "Print the lines appended to `path` (a step's progress file) from a background thread, each through `log`."
+    def __init__(self, path: Path, log, prefix: str):
+        import threading
+        self.path, self.log, self.prefix, self.pos, self.buf = path, log, prefix, 0, ""
+        self.stop_ = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+    def __enter__(self): self.thread.start(); return self
+    def __exit__(self, *exc):
+        self.stop_.set(); self.thread.join(); self._read()
+    def _run(self):
+        while not self.stop_.wait(0.5): self._read()
+    def _read(self):
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(self.pos); data = f.read(); self.pos = f.tell()
+        except FileNotFoundError:
+            return
+        *lines, self.buf = (self.buf + data).split("\n")
+        for line in lines:
+            if line.strip(): self.log(f"{self.prefix}{line}")
+
+
+def _failed_inputs(step: Step, home: Path, since: float) -> list[str]:
+    "The `failed...` entries of the results the step recorded during this run (see `record_results`)."
+    f = get_paths(home).reports / "results" / f"{step.name}.json"
+    if not f.is_file() or f.stat().st_mtime < since - 1: return []
+    res = json.loads(f.read_text()).get("results", {})
+    return [str(x) for k, v in res.items() if k.lower().startswith("failed") and isinstance(v, list) for x in v]
+
+
 class StepFailed(RuntimeError):
     "A pipeline step failed; the message names the step, notebook, cell and error."
     def __init__(self, step: str, notebook: Path, executed: Path, cell: int | None, ename: str, evalue: str):
@@ -276,10 +319,18 @@ def _env(**kv):
             else: os.environ[k] = v
 
 # %% ../nbs/10_pipeline.ipynb #1bbce3b2
+def _log_failed(name: str, failed: list[str], log, header: bool = True) -> None:
+    if not failed: return
+    if header: log(f"    {name}: {len(failed)} input(s) failed:")
+    for f in failed: log(f"    {name} FAILED: {f}")
+
+
 def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path | None = None,
                  from_step: str | None = None, only: str | None = None, force: bool = False,
                  progress: bool = True, log=print) -> dict:
-    "Run the pipeline's steps with papermill; returns the run manifest (also written to `reports/runs/<id>/manifest.json`)."
+    """Run the pipeline's steps with papermill; returns the run manifest (also written to `reports/runs/<id>/manifest.json`).
+    A step that failed on some inputs has status 'partial' and its `failed` lines; all of them are in
+    `manifest["failed_inputs"]` (step -> lines). `progress`: print each step's progress lines through `log`."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
@@ -309,9 +360,12 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             fp, inputs = step_fingerprint(step, paths.home)
             rec.update(fingerprint=fp, inputs=inputs)
             if i not in forced and can_skip(step, paths.home, state):
-                rec.update(status="skipped", reason="unchanged since run " + state[step.name].get("run_id", "?"),
+                failed = state[step.name].get("failed", [])
+                rec.update(status="partial" if failed else "skipped", failed=failed,
+                           reason="unchanged since run " + state[step.name].get("run_id", "?"),
                            outputs=state[step.name]["outputs"], executed=state[step.name].get("executed"))
                 log(f"[{k}/{n}] {step.name}: skipped (notebook, parameters and inputs unchanged)")
+                _log_failed(step.name, failed, log)
                 write(); continue
             executed = run_dir / f"{i:02d}_{step.notebook.name}"
             rec.update(status="running", executed=str(executed))
@@ -319,9 +373,12 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             log(f"[{k}/{n}] {step.name}: running {step.notebook.name}")
             t0 = time.time()
             try:
-                with _env(CVFLOW_HOME=paths.home):
+                prog = run_dir / f"{i:02d}_{step.name}.progress"
+                with _env(CVFLOW_HOME=paths.home, CVFLOW_PROGRESS=prog), \
+                        (_Tail(prog, log, f"    {step.name} | ") if progress else contextlib.nullcontext()):
                     pm.execute_notebook(str(step.notebook), str(executed), parameters=step.parameters,
-                                        cwd=str(step.notebook.parent), progress_bar=progress, kernel_name="python3")
+                                        cwd=str(step.notebook.parent), progress_bar=False, kernel_name="python3",
+                                        kernel_manager_class=_ipc_kernel_manager())
             except PapermillExecutionError as e:
                 if e.ename == "AnnotationNeeded":   # a pause for a person, not a failure (see 02_annotations)
                     rec.update(status="waiting", seconds=round(time.time() - t0, 1), message=e.evalue)
@@ -340,10 +397,12 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
                            error={"cell": None, "ename": "MissingOutput", "evalue": f"declared outputs not written: {', '.join(missing)}"})
                 raise StepFailed(step.name, step.notebook, executed, None, "MissingOutput",
                                  f"the notebook finished but did not write {', '.join(missing)}")
-            rec.update(status="done", seconds=round(time.time() - t0, 1), outputs=outs)
-            state[step.name] = {"fingerprint": fp, "outputs": outs, "run_id": run_id, "executed": str(executed)}
+            failed = _failed_inputs(step, paths.home, t0)
+            rec.update(status="partial" if failed else "done", seconds=round(time.time() - t0, 1), outputs=outs, failed=failed)
+            state[step.name] = {"fingerprint": fp, "outputs": outs, "run_id": run_id, "executed": str(executed), "failed": failed}
             atomic_write_json(runs / "state.json", state)
-            log(f"[{k}/{n}] {step.name}: done in {rec['seconds']:.1f} s")
+            log(f"[{k}/{n}] {step.name}: done in {rec['seconds']:.1f} s" + (f", but {len(failed)} input(s) failed:" if failed else ""))
+            _log_failed(step.name, failed, log, header=False)
             write()
         if manifest["status"] == "running": manifest["status"] = "done"
     except StepFailed:
@@ -354,6 +413,7 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
             if rec["status"] == "running": rec["status"] = "interrupted"
         raise
     finally:
+        manifest["failed_inputs"] = {r["name"]: r["failed"] for r in manifest["steps"] if r.get("failed")}
         for rec in manifest["steps"]:   # after a failure, a pause or Ctrl-C the rest did not run
             if rec["status"] == "pending": rec["status"] = "not run"
         _stop_services(_service_ports(paths.home) - services_before, paths.home, log)
@@ -400,4 +460,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"summary: {run_dir / 'summary.html'}")
     if m["status"] == "waiting":
         print("cvflow run: paused for annotation (see above); run the same command again once it is done")
+    if m.get("failed_inputs"):
+        return _report_failed(m)
     return 0
+
+
+def _report_failed(m: dict) -> int:
+    "Print every failed input and one closing line (what failed, what was still produced); returns the exit status 1."
+    failed = m["failed_inputs"]
+    for step, lines in failed.items():
+        for f in lines: print(f"cvflow run: step {step!r} FAILED on {f}", file=sys.stderr)
+    made = [f"{s['name']} ({', '.join(s['outputs']) or 'no declared outputs'})" for s in m["steps"]
+            if s["status"] in ("done", "partial", "skipped")]
+    what = "; ".join(f"{step}: {len(lines)} input(s) failed" for step, lines in failed.items())
+    print(f"cvflow run: FAILED in part: {what}; still produced: {', '.join(made) or 'nothing'}", file=sys.stderr)
+    return 1

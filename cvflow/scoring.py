@@ -26,7 +26,7 @@ from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, record_results
-from .frames import VideoError, change, open_video, small_gray, thumb
+from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .package import PackageError, Predictor, load_package
 from .viz import class_color, draw_instances
 
@@ -174,7 +174,6 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
                  batch: int = 4, score_threshold: float | None = None, device: str = "auto",
                  progress: bool = True) -> ScoreImagesResult:
     "Score every image under `images_dir` into `out_dir`: `results.json` (COCO results), `images.json`, overlays."
-    from tqdm.auto import tqdm
     paths = get_paths()
     images_dir, out_dir = paths.resolve(images_dir), paths.resolve(out_dir)
     files = list_images(images_dir)
@@ -197,7 +196,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
         partial.write_text(json.dumps({"header": header}) + "\n", encoding="utf-8")
     elif not partial.read_bytes().endswith(b"\n"):   # drop a torn last line before appending
         data = partial.read_bytes(); partial.write_bytes(data[: data.rfind(b"\n") + 1])
-    with partial.open("a", encoding="utf-8") as log, tqdm(total=len(todo), desc="scoring images", disable=not progress) as bar:
+    with partial.open("a", encoding="utf-8") as log, progress_bar(total=len(todo), desc="scoring images", unit="image", disable=not progress) as bar:
         for s in range(0, len(todo), max(1, int(batch))):
             chunk, ims, recs = todo[s:s + max(1, int(batch))], [], []
             for n, p in chunk:
@@ -493,7 +492,8 @@ def _decode_worker(path: Path, q: queue.Queue, info: dict, stop: threading.Event
                 th = thumb(small_gray(frame))      # frame reduction's scene-cut measure (01)
                 cut = prev is not None and change(th, prev) >= cut_threshold
                 prev = th
-                q.put((n, t, frame.to_ndarray(format="rgb24"), cut))
+                rgb = upright(frame.to_ndarray(format="rgb24"), display_rotation(frame))   # as players show it
+                q.put((n, t, rgb, cut))
                 n += 1
     except Exception as e:  # noqa: BLE001 - FFmpeg raises many kinds of errors on corrupt data
         where = f"after frame {n - 1} ({t:.2f} s)" if n else "at the first frame"
@@ -504,9 +504,15 @@ def _decode_worker(path: Path, q: queue.Queue, info: dict, stop: threading.Event
 
 
 def _video_info(path: Path) -> dict:
+    "Size as displayed (a phone video's display rotation applied), rate, declared end and frame count."
     container, stream = open_video(path)
     with container:
         cc = stream.codec_context
+        rotation = 0
+        try:
+            rotation = display_rotation(next(container.decode(stream)))
+        except Exception:  # noqa: BLE001 - an undecodable first frame is reported by the decoder thread
+            pass
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         end = None
         if stream.duration and stream.time_base:
@@ -514,7 +520,8 @@ def _video_info(path: Path) -> dict:
         elif container.duration:
             end = (container.start_time or 0) / 1e6 + container.duration / 1e6
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
-        return {"width": cc.width, "height": cc.height, "rate": Fraction(rate).limit_denominator(1_000_000),
+        w, h = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
+        return {"width": w, "height": h, "rotation": rotation, "rate": Fraction(rate).limit_denominator(1_000_000),
                 "fps": float(rate), "end": end, "start": start, "declared_frames": int(stream.frames or 0)}
 
 
@@ -557,7 +564,6 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                 max_frames: int | None = None, cut_threshold: float | None = SCENE_CUT,
                 queue_size: int | None = None, progress: bool = True) -> VideoScoreResult:
     "Score `video` with a model package: overlay video, per-frame JSON lines, tracks CSV and counts in `out_dir`."
-    from tqdm.auto import tqdm
     paths = get_paths()
     video, out_dir = paths.resolve(video), paths.resolve(out_dir)
     every, batch = int(every), int(batch)
@@ -585,7 +591,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
     cuts, cut_pending = [], False   # scene cuts seen; one since the last scored frame
     total = max_frames if max_frames is not None else (info["declared_frames"] or None)
     with atomic_path(out_dir / "overlay.mp4") as tmp_video, atomic_path(out_dir / "frames.jsonl") as tmp_jsonl, \
-            tmp_jsonl.open("w", encoding="utf-8") as jsonl, tqdm(total=total, desc=f"scoring {video.name}", disable=not progress) as bar:
+            tmp_jsonl.open("w", encoding="utf-8") as jsonl, progress_bar(total=total, desc=f"scoring {video.name}", unit="frame", disable=not progress) as bar:
         decoder = threading.Thread(target=_decode_worker, daemon=True, args=(
             video, frames_q, dinfo, stop, max_frames, math.inf if cut_threshold is None else cut_threshold))
         writer = threading.Thread(target=_writer_worker, args=(write_q, tmp_video, jsonl, winfo, pred.classes, pad), daemon=True)

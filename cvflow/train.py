@@ -26,12 +26,12 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from tqdm.auto import tqdm
 
 import cvflow
 from .config import ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
 from .dataset import CocoInstanceDataset, collate_fn, train_transforms
 from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
+from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
 from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
 from .tracking import NullTracker, start_run
 from .viz import draw_instances
@@ -513,7 +513,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     # the loop
     t0, stopped_early, interrupted = time.time(), False, False
     start_step = st["step"]
-    bar = tqdm(total=total, initial=st["step"], desc=f"train {cfg.preset}", unit="step", disable=not (cfg.progress and di.main),
+    bar = progress_bar(total=total, initial=st["step"], desc=f"train {cfg.preset}", unit="step", disable=not (cfg.progress and di.main),
                dynamic_ncols=True)
     ddp.train()
     last_eval_step = st["history"][-1]["step"] if st["history"] else -1

@@ -204,3 +204,23 @@ def test_score_images_real(package, shared_data, tmp_path):
                            "--score-threshold", "0.05", "--device", "cpu"]) == 0
     assert f"0 scored now, {len(files)} already scored" in again.getvalue()
 
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_score_video_rotated_phone_video_upright(predictor, tmp_path, rotation):
+    "A 96x64 video with a display matrix: the overlay video and the JSON are in the upright picture players show."
+    from test_frames import _pattern, displayed, write_video
+    stored = _pattern(64, 96)
+    video = write_video(tmp_path / "phone.mp4", [stored] * 6, fps=10, rotation=rotation)
+    want = displayed(stored, video).astype(np.float32)        # from the MP4 track matrix, independent of cvflow
+    r = score_video(predictor, video, tmp_path / "out", every=1, batch=2, score_threshold=1.0, progress=False)
+    assert (r.width, r.height) == (want.shape[1], want.shape[0])
+    with av.open(str(tmp_path / "out" / "overlay.mp4")) as c:
+        first = next(c.decode(video=0))
+        assert (first.width, first.height) == (want.shape[1], want.shape[0]) and first.rotation == 0
+        got = first.to_ndarray(format="rgb24").astype(np.float32)
+    assert np.abs(got - want).mean() < 8
+    assert np.abs(got - np.rot90(want, 2)).mean() > 30                # not upside down
+    lines = [json.loads(l) for l in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()]
+    assert [l["frame"] for l in lines] == list(range(6))
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["width"] == want.shape[1]

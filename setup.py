@@ -17,6 +17,8 @@ requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 extras = {
     "dev": dev_requirements,
+    # ONNX export (`cvflow export --onnx`) and ONNX Runtime serving; a served package lists onnxruntime itself.
+    "onnx": ["onnx", "onnxruntime", "onnxscript"],
     # Azure ML SDK v1: optional, never needed for the tests to pass.
     "azure": ["azureml-core"],
     # azureml-pipeline-* downgrade numpy/pyarrow/cloudpickle: keep them apart (joblib<1.6 repairs pip check).

@@ -6,14 +6,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
+import importlib.util
 import json
 import math
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,10 +31,13 @@ from .evaluate import flat_metrics, prediction_to_coco, to_float_image
 from .model import load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_CHOICES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'find_checkpoint',
-           'package_versions', 'git_state', 'flatten_metrics', 'dataset_card_hash', 'checkpoint_metrics',
-           'package_meta', 'serving_requirements', 'score_script_path', 'export_package', 'PackageError',
-           'read_package_meta', 'as_image_list', 'Predictor', 'load_package', 'describe_package', 'main_export']
+__all__ = ['CHECKPOINT_CHOICES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'RUNTIMES', 'ONNX_OPSET',
+           'PARITY_TOLERANCES', 'find_checkpoint', 'package_versions', 'git_state', 'flatten_metrics',
+           'dataset_card_hash', 'checkpoint_metrics', 'package_meta', 'serving_requirements', 'score_script_path',
+           'export_package', 'PackageError', 'read_package_meta', 'as_image_list', 'Predictor', 'ort_providers',
+           'select_runtime', 'load_package', 'cpu_cores', 'onnx_session', 'OnnxPredictor', 'exact_resize_for_export',
+           'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections', 'check_parity', 'default_parity_images',
+           'export_checked_onnx', 'describe_package', 'main_export']
 
 # %% ../nbs/07_export.ipynb #7fc009d4
 CHECKPOINT_CHOICES = ("best", "last")
@@ -165,10 +173,10 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
 SERVING_PACKAGES = ("torch", "torchvision", "numpy", "pycocotools", "pillow", "azureml-inference-server-http")
 
 
-def serving_requirements() -> list[str]:
-    "Pinned pip requirement lines for the serving environment (versions installed here, local suffixes dropped)."
+def serving_requirements(onnx: bool = False) -> list[str]:
+    "Pinned pip requirement lines for the serving environment (versions installed here, local suffixes dropped); `onnx` adds onnxruntime."
     lines = []
-    for pkg in SERVING_PACKAGES:
+    for pkg in SERVING_PACKAGES + (("onnxruntime",) if onnx else ()):
         try:
             lines.append(f"{pkg}=={_public_version(importlib.metadata.version(pkg))}")
         except importlib.metadata.PackageNotFoundError:
@@ -188,8 +196,13 @@ def score_script_path() -> Path | None:
 
 def export_package(source: str | Path, out: str | Path | None = None, name: str | None = None, which: str = "best",
                    score_threshold: float | None = None, mask_threshold: float | None = None,
-                   card_hash: str | None = None, quiet: bool = False) -> Path:
-    "Write the model package of a model folder or checkpoint to `out` (default `<model folder>/package`)."
+                   card_hash: str | None = None, quiet: bool = False, onnx: bool = False, opset: int | None = None,
+                   parity_images: list[np.ndarray] | None = None, tolerances: dict | None = None) -> Path:
+    """Write the model package of a model folder or checkpoint to `out` (default `<model folder>/package`).
+
+    `onnx=True` adds `model.onnx` (opset `opset`, default `ONNX_OPSET`) and records it in `model.json['onnx']` after
+    `check_parity` passed on `parity_images` (default: `default_parity_images()`); `ParityError` (nothing written)
+    when eager PyTorch and ONNX Runtime disagree beyond `tolerances` (default `PARITY_TOLERANCES`)."""
     paths = get_paths()
     source = paths.resolve(source)
     ck_path = find_checkpoint(source, which)
@@ -212,9 +225,11 @@ def export_package(source: str | Path, out: str | Path | None = None, name: str 
     score = score_script_path()
     with atomic_dir(out) as tmp:
         torch.save(model.state_dict(), tmp / "model.pt")
+        if onnx:
+            meta["onnx"] = export_checked_onnx(model, meta, tmp / "model.onnx", opset or ONNX_OPSET, parity_images, tolerances)
         (tmp / "requirements.txt").write_text(
             f"# serving environment of model package {meta['name']!r} (cvflow {cvflow.__version__})\n"
-            + "\n".join(serving_requirements()) + "\n", encoding="utf-8")
+            + "\n".join(serving_requirements(onnx)) + "\n", encoding="utf-8")
         if score is not None:
             shutil.copyfile(score, tmp / "score.py")
         files = _files_entry(tmp)
@@ -303,7 +318,8 @@ def _instances(pred: dict, classes: list[str], score_threshold: float, mask_thre
 
 
 class Predictor:
-    "A model package loaded for inference: `predict(images)` → instances per image."
+    "A model package loaded for inference with eager PyTorch: `predict(images)` → instances per image."
+    runtime = "eager"
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", batch_size: int = 4):
         self.device = torch.device(device)
@@ -316,8 +332,13 @@ class Predictor:
     def name(self) -> str: return self.meta["name"]
 
     def __repr__(self) -> str:
-        return (f"Predictor({self.meta['name']!r}, preset={self.meta['preset']!r}, classes={self.classes}, "
-                f"device={str(self.device)!r})")
+        return (f"{type(self).__name__}({self.meta['name']!r}, preset={self.meta['preset']!r}, classes={self.classes}, "
+                f"device={str(self.device)!r}, runtime={self.runtime!r})")
+
+    def _forward(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        "The network's raw outputs (CPU tensors: boxes, labels, scores, masks) for same-size RGB uint8 images."
+        tensors = [to_float_image(_to_tensor(im).to(self.device)) for im in images]
+        return [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
 
     def predict(self, images, score_threshold: float | None = None) -> list[dict]:
         "Instances for one RGB uint8 `(H, W, 3)` array or a list of them (results in the same order)."
@@ -333,18 +354,62 @@ class Predictor:
             for idx in groups.values():
                 for s in range(0, len(idx), self.batch_size):
                     chunk = idx[s:s + self.batch_size]
-                    tensors = [to_float_image(_to_tensor(images[i]).to(self.device)) for i in chunk]
-                    for i, o in zip(chunk, self.model(tensors)):
-                        outs[i] = {k: v.cpu() for k, v in o.items()}
+                    for i, o in zip(chunk, self._forward([images[i] for i in chunk])):
+                        outs[i] = o
         return [{"width": int(im.shape[1]), "height": int(im.shape[0]),
                  "instances": _instances(o, self.classes, thr, float(self.meta["mask_threshold"]))}
                 for im, o in zip(images, outs)]
 
 
-def load_package(path: str | Path, device: str = "auto", batch_size: int = 4, verify: bool = True) -> Predictor:
-    "A `Predictor` for the model package at `path` on `device` (auto | cpu | cuda | cuda:N)."
+RUNTIMES = ("auto", "onnx", "eager")
+
+
+def ort_providers() -> list[str] | None:
+    "ONNX Runtime's available execution providers, or None when onnxruntime is not installed."
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+    return list(onnxruntime.get_available_providers())
+
+
+def select_runtime(meta: dict, runtime: str = "auto", device: str = "cpu", providers: list[str] | None = None) -> str:
+    """'onnx' or 'eager' for the package `meta` describes. `auto`: ONNX Runtime when the package has `model.onnx`,
+    the runtime is installed (`providers` not None) and can run on `device`, else eager PyTorch. `onnx` insists:
+    `PackageError` without `model.onnx`, `ImportError` without onnxruntime; `ConfigError` for an unknown runtime."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    has_onnx = bool((meta.get("files") or {}).get("model.onnx"))
+    if runtime == "eager":
+        return "eager"
+    if runtime == "onnx":
+        if not has_onnx:
+            raise PackageError(f"model package {meta.get('name')!r} has no model.onnx (export it with `cvflow export --onnx`)")
+        if providers is None:
+            raise ImportError("runtime 'onnx' needs onnxruntime: pip install onnxruntime (or cvflow[onnx])")
+        return "onnx"
+    gpu_ok = not str(device).startswith("cuda") or "CUDAExecutionProvider" in (providers or [])
+    return "onnx" if has_onnx and providers is not None and gpu_ok else "eager"
+
+
+def load_package(path: str | Path, device: str = "auto", batch_size: int = 4, verify: bool = True,
+                 runtime: str = "auto", threads: int | None = None) -> Predictor:
+    """A predictor for the model package at `path` on `device` (auto | cpu | cuda | cuda:N): an `OnnxPredictor`
+    (ONNX Runtime, `threads` intra-op threads, default all cores) when `select_runtime` says so, else a `Predictor`
+    (eager PyTorch). Both answer `predict` alike."""
     path = Path(path)
     meta = read_package_meta(path)
+    dev = resolve_device(device)
+    if select_runtime(meta, runtime, dev, ort_providers()) == "onnx":
+        onnx_file = path / "model.onnx"
+        if verify and file_hash(onnx_file) != meta["files"]["model.onnx"]["sha256"]:
+            raise PackageError(f"model package {path}: model.onnx does not match the sha256 recorded in model.json "
+                               "(corrupt or altered copy)")
+        try:
+            session = onnx_session(onnx_file, threads, dev)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for unreadable graphs
+            raise PackageError(f"model package {path}: model.onnx cannot be loaded by ONNX Runtime: "
+                               f"{type(e).__name__}: {e}") from None
+        return OnnxPredictor(session, meta)
     weights = path / "model.pt"
     if verify and file_hash(weights) != meta["files"]["model.pt"]["sha256"]:
         raise PackageError(f"model package {path}: model.pt does not match the sha256 recorded in model.json "
@@ -362,6 +427,215 @@ def load_package(path: str | Path, device: str = "auto", batch_size: int = 4, ve
                            f"(model_config): {e}") from None
     return Predictor(model, meta, resolve_device(device), batch_size)
 
+# %% ../nbs/07_export.ipynb #512f4184
+ONNX_OPSET = 17
+PARITY_TOLERANCES = {"box_px": 1.0, "score": 1e-3, "mask_iou": 0.98, "mask_px": 1}
+# mask_px: masks may also differ in this many pixels whatever their IoU (one pixel of a 48-pixel mask is IoU 0.979)
+
+
+def cpu_cores() -> int:
+    "CPU cores this process may run on (its affinity mask where the OS has one)."
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def onnx_session(path: str | Path, threads: int | None = None, device: str = "cpu"):
+    "An ONNX Runtime `InferenceSession` for `path`: `threads` intra-op threads (default `cpu_cores()`), CUDA first on a cuda device."
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads or cpu_cores()))
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), so, providers=providers)
+
+
+class OnnxPredictor(Predictor):
+    "A model package run by ONNX Runtime: the same `predict(images)` as `Predictor`, one image per graph call."
+    runtime = "onnxruntime"
+
+    def __init__(self, session, meta: dict):
+        self.session, self.meta, self.model = session, meta, None
+        self.classes: list[str] = list(meta["classes"])
+        self.batch_size = 1
+        self.device = torch.device("cpu")  # where the outputs land
+        self.outputs = [o.name for o in session.get_outputs()]
+        self.threads = session.get_session_options().intra_op_num_threads
+
+    def _forward(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        return [{k: torch.from_numpy(v) for k, v in zip(self.outputs, self.session.run(None, {"image": np.ascontiguousarray(im)}))}
+                for im in images]
+
+
+# %% ../nbs/07_export.ipynb #e569f8e3
+@contextlib.contextmanager
+def exact_resize_for_export():
+    "While tracing, torchvision's detection resize computes its output size in float64, as eager PyTorch does."
+    import torchvision
+    import torchvision.models.detection.transform as T
+    original = T._resize_image_and_masks
+
+    def resize(image, self_min_size, self_max_size, target=None, fixed_size=None):
+        if not torchvision._is_tracing() or target is not None or fixed_size is not None:
+            return original(image, self_min_size, self_max_size, target, fixed_size)
+        shape = T._get_shape_onnx(image).to(torch.float64)
+        limits = torch.tensor([float(self_min_size), float(self_max_size)], dtype=torch.float64)  # 1-D: stays float64
+        scale = (limits / torch.stack([shape.min(), shape.max()])).min()
+        size = torch.floor(shape * scale).to(torch.int64)
+        image = torch.nn.functional.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)[0]
+        return image, target
+
+    T._resize_image_and_masks = resize
+    try:
+        yield
+    finally:
+        T._resize_image_and_masks = original
+
+
+class OnnxGraph(torch.nn.Module):
+    "What is exported: one RGB uint8 image `(H, W, 3)` in, the network's output tensors (in `outputs` order) out."
+    def __init__(self, model: torch.nn.Module, outputs: list[str]):
+        super().__init__()
+        self.model, self.outputs = model, list(outputs)
+
+    def forward(self, image: torch.Tensor):
+        o = self.model([image.permute(2, 0, 1).float().div(255)])[0]
+        return tuple(o[k] for k in self.outputs)
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, example: np.ndarray, opset: int = ONNX_OPSET) -> dict:
+    """Write `model` (moved to CPU, eval mode) to `path` as ONNX, traced on `example` (RGB uint8 `(H, W, 3)`), with
+    dynamic image height and width and a dynamic instance count. Returns the `model.json` `onnx` entry (no parity yet)."""
+    model = model.eval().cpu()
+    x = torch.from_numpy(np.ascontiguousarray(as_image_list(example)[0]))
+    with torch.inference_mode():
+        outputs = list(model([x.permute(2, 0, 1).float().div(255)])[0])
+    dyn = {"image": {0: "height", 1: "width"}}
+    dyn.update({k: {0: "instances"} for k in outputs})
+    if "masks" in dyn:
+        dyn["masks"] = {0: "instances", 2: "height", 3: "width"}
+    with exact_resize_for_export(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python values in torchvision's code: covered by the parity check
+        torch.onnx.export(OnnxGraph(model, outputs).eval(), (x,), str(path), dynamo=False, opset_version=int(opset),
+                          input_names=["image"], output_names=outputs, dynamic_axes=dyn)
+    import onnxruntime
+    return {"file": "model.onnx", "opset": int(opset), "exporter": f"torch.onnx TorchScript (dynamo=False), torch {_public_version(torch.__version__)}",
+            "onnxruntime": _public_version(onnxruntime.__version__),
+            "input": {"name": "image", "dtype": "uint8", "layout": "HWC", "dynamic": ["height", "width"]},
+            "outputs": outputs}
+
+
+# %% ../nbs/07_export.ipynb #88697340
+class ParityError(ValueError):
+    "The ONNX graph and the eager model disagree beyond the tolerances; the message lists what differs."
+
+
+def _rle_iou(a: dict, b: dict) -> tuple[float, int]:
+    "`(IoU, pixels that differ)` of two COCO RLE masks (two empty masks: IoU 1)."
+    from pycocotools import mask as mask_utils
+    enc = lambda m: {"size": m["size"], "counts": m["counts"].encode() if isinstance(m["counts"], str) else m["counts"]}
+    a, b = enc(a), enc(b)
+    union = int(mask_utils.area(mask_utils.merge([a, b], intersect=False)))
+    inter = int(mask_utils.area(mask_utils.merge([a, b], intersect=True)))
+    return (inter / union if union else 1.0), union - inter
+
+
+def _box_iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return iw * ih / union if union > 0 else float(a == b)
+
+
+def compare_detections(eager: list[dict], other: list[dict], threshold: float, tolerances: dict | None = None) -> dict:
+    """Pair one image's instances (as `Predictor.predict` gives them) of two runtimes: same class, best box IoU ≥ 0.5,
+    highest scores first. Every pair is checked (box corners within `box_px` pixels, scores within `score`, mask IoU ≥
+    `mask_iou` or at most `mask_px` pixels different); an unpaired instance is a problem when it scores ≥ `threshold` (it would change the served answer),
+    and so is a different count above `threshold` (instances within `score` of it excepted).
+    Returns `{'pairs', 'problems', 'max_box_px', 'max_score_diff', 'min_mask_iou', 'unpaired_below', 'count'}`."""
+    tol = {**PARITY_TOLERANCES, **(tolerances or {})}
+    left, problems, pairs = list(range(len(other))), [], 0
+    box_d, score_d, ious, unpaired_below = [], [], [], 0
+    for i, a in sorted(enumerate(eager), key=lambda t: -t[1]["score"]):
+        cands = [(_box_iou(a["box"], other[j]["box"]), j) for j in left if other[j]["class_id"] == a["class_id"]]
+        best = max(cands, default=(0.0, None))
+        if best[0] < 0.5:
+            if a["score"] >= threshold: problems.append(f"eager instance {i} ({a['class_name']}, score {a['score']:.4f}) has no counterpart")
+            else: unpaired_below += 1
+            continue
+        j = best[1]; left.remove(j); b = other[j]; pairs += 1
+        bd = max(abs(u - v) for u, v in zip(a["box"], b["box"])); sd = abs(a["score"] - b["score"]); iou, px = _rle_iou(a["mask"], b["mask"])
+        box_d.append(bd); score_d.append(sd); ious.append(iou)
+        what = f"instance {i} ({a['class_name']}, score {a['score']:.4f})"
+        if bd > tol["box_px"]: problems.append(f"{what}: box differs by {bd:.3f} px > {tol['box_px']}")
+        if sd > tol["score"]: problems.append(f"{what}: score differs by {sd:.2e} > {tol['score']}")
+        if iou < tol["mask_iou"] and px > tol["mask_px"]:
+            problems.append(f"{what}: mask IoU {iou:.4f} < {tol['mask_iou']} ({px} pixels differ)")
+    for j in left:
+        if other[j]["score"] >= threshold: problems.append(f"other instance {j} ({other[j]['class_name']}, score {other[j]['score']:.4f}) has no eager counterpart")
+        else: unpaired_below += 1
+    count = lambda xs: sum(x["score"] >= threshold for x in xs if abs(x["score"] - threshold) > tol["score"])
+    if count(eager) != count(other):
+        problems.append(f"{count(eager)} instances score >= {threshold} in eager PyTorch, {count(other)} in the other runtime")
+    return {"pairs": pairs, "problems": problems, "max_box_px": max(box_d, default=0.0), "max_score_diff": max(score_d, default=0.0),
+            "min_mask_iou": min(ious, default=1.0), "unpaired_below": unpaired_below, "count": count(eager)}
+
+
+def check_parity(eager: Predictor, other: Predictor, images, threshold: float | None = None,
+                 tolerances: dict | None = None) -> dict:
+    """Run `images` (RGB uint8 arrays) through both predictors, all detections (score threshold 0), and compare them
+    with `compare_detections` at `threshold` (default: the package's served one). Returns the summary recorded in
+    `model.json`; `ParityError` listing every difference (image, instance, measure) when any."""
+    images = as_image_list(images)
+    thr = float(eager.meta["score_threshold"] if threshold is None else threshold)
+    tol = {**PARITY_TOLERANCES, **(tolerances or {})}
+    problems, rows = [], []
+    for n, (im, a, b) in enumerate(zip(images, eager.predict(images, 0.0), other.predict(images, 0.0))):
+        c = compare_detections(a["instances"], b["instances"], thr, tol)
+        rows.append(c)
+        problems += [f"image {n} ({im.shape[1]}x{im.shape[0]}): {p}" for p in c["problems"]]
+    summary = {"images": len(images), "sizes": [[int(im.shape[1]), int(im.shape[0])] for im in images],
+               "threshold": thr, "tolerances": tol, "pairs": sum(r["pairs"] for r in rows),
+               "above_threshold": sum(r["count"] for r in rows), "unpaired_below_threshold": sum(r["unpaired_below"] for r in rows),
+               "max_box_px": max(r["max_box_px"] for r in rows), "max_score_diff": max(r["max_score_diff"] for r in rows),
+               "min_mask_iou": min(r["min_mask_iou"] for r in rows)}
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ParityError(f"{other.runtime} disagrees with eager PyTorch on {len(problems)} point(s):\n  "
+                          + "\n  ".join(problems[:20]) + more)
+    return summary
+
+
+def default_parity_images(n: int = 4, seed: int = 7) -> list[np.ndarray]:
+    "`n` synthetic frames (cvflow.sample), half landscape 320×240 and half portrait 200×300: the dynamic size is exercised."
+    from PIL import Image
+    from cvflow.sample import make_sample_images
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for k, (w, h) in enumerate([(320, 240), (200, 300)]):
+            m = (n + 1 - k) // 2
+            if m:
+                ann = make_sample_images(Path(d) / str(k), n=m, seed=seed + k, width=w, height=h, frames_per_scene=1)
+                out += [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ann.parent / "images").iterdir())]
+    return out
+
+
+def export_checked_onnx(model: torch.nn.Module, meta: dict, path: str | Path, opset: int = ONNX_OPSET,
+                        images=None, tolerances: dict | None = None) -> dict:
+    "`export_onnx` then `check_parity` on `images` (default `default_parity_images()`): the `model.json` `onnx` entry, or `ParityError`."
+    if ort_providers() is None:
+        raise ImportError("`onnx=True` needs onnxruntime to check the export: pip install onnx onnxruntime onnxscript (cvflow[onnx])")
+    images = default_parity_images() if images is None else as_image_list(images)
+    entry = export_onnx(model, path, images[0], opset)
+    eager = Predictor(model, meta, "cpu")
+    entry["parity"] = check_parity(eager, OnnxPredictor(onnx_session(path), meta), images, tolerances=tolerances)
+    return entry
+
+
 # %% ../nbs/07_export.ipynb #b76abc92
 def describe_package(path: str | Path) -> str:
     "A few lines saying what a package holds."
@@ -369,8 +643,13 @@ def describe_package(path: str | Path) -> str:
     m = meta.get("metrics", {})
     head = ", ".join(f"{k} {m[k]:.3f}" for k in ("segm/AP", "bbox/AP", "segm/AP50") if k in m) or "no metrics"
     files = ", ".join(f"{k} ({v['bytes'] / 1e6:.1f} MB)" if v else f"{k} (absent)" for k, v in meta["files"].items())
+    onnx = meta.get("onnx")
+    par = onnx.get("parity", {}) if onnx else {}
+    runtime = (f"\n  ONNX: opset {onnx['opset']}, parity on {par.get('images')} images: {par.get('pairs')} instances paired, "
+               f"max box diff {par.get('max_box_px', 0):.3g} px, max score diff {par.get('max_score_diff', 0):.2g}, "
+               f"min mask IoU {par.get('min_mask_iou', 1):.4f}") if onnx else ""
     return (f"model package {Path(path)}\n  name {meta['name']}, preset {meta['preset']}, classes {', '.join(meta['classes'])}\n"
-            f"  thresholds: score {meta['score_threshold']}, mask {meta['mask_threshold']}; {head}\n  files: {files}")
+            f"  thresholds: score {meta['score_threshold']}, mask {meta['mask_threshold']}; {head}\n  files: {files}{runtime}")
 
 
 def main_export(argv: list[str] | None = None) -> int:
@@ -383,10 +662,13 @@ def main_export(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="model name (default: the model folder's name)")
     ap.add_argument("--score-threshold", type=float, help="served score threshold (default: the model config's)")
     ap.add_argument("--mask-threshold", type=float, help="mask binarisation threshold (default: the model config's)")
+    ap.add_argument("--onnx", action="store_true", help="also write model.onnx for ONNX Runtime, checked against the eager model")
+    ap.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset with --onnx (default {ONNX_OPSET})")
     a = ap.parse_args(argv)
     try:
-        out = export_package(a.model_dir, a.out, a.name, a.checkpoint, a.score_threshold, a.mask_threshold)
-    except (FileNotFoundError, ConfigError, PackageError) as e:
+        out = export_package(a.model_dir, a.out, a.name, a.checkpoint, a.score_threshold, a.mask_threshold,
+                             onnx=a.onnx, opset=a.opset)
+    except (FileNotFoundError, ConfigError, PackageError, ParityError, ImportError) as e:
         print(f"cvflow export: {e}", file=sys.stderr)
         return 2
     print(describe_package(out))

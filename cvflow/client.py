@@ -27,10 +27,10 @@ from .config import atomic_path, atomic_write_json, get_paths
 
 # %% auto #0
 __all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'ERROR_SCHEMA', 'IMAGE_SUFFIXES',
-           'LOOPBACK_HOSTS', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient', 'ImageFile',
-           'load_test_images', 'mask_iou', 'compare_instances', 'percentiles', 'measure_load', 'png_header',
-           'bad_input_cases', 'run_bad_inputs', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary',
-           'main']
+           'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient',
+           'ImageFile', 'load_test_images', 'mask_iou', 'compare_instances', 'percentiles', 'measure_load',
+           'png_header', 'bad_input_cases', 'run_bad_inputs', 'plot_latency', 'local_predictions', 'run_service_tests',
+           'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -402,18 +402,23 @@ def plot_latency(latencies_ms: list[float], path: str | os.PathLike, title: str 
     return Path(path)
 
 
+PARITY_TOLERANCES = {"eager": (1e-4, 0.99), "onnxruntime": (1e-3, 0.98)}  # (score, mask IoU) by the service's runtime
+
+
 def local_predictions(package: str | os.PathLike, images: list[ImageFile], score_threshold: float | None) -> list[dict]:
-    "In-process predictions of `package` (CPU) for `images`, one at a time as the service receives them."
+    "In-process predictions of `package` by eager PyTorch (CPU) for `images`, one at a time as the service receives them."
     from cvflow.package import load_package
-    pred = load_package(get_paths().resolve(package), device="cpu")
+    pred = load_package(get_paths().resolve(package), device="cpu", runtime="eager")
     return [pred.predict([im.array], score_threshold=score_threshold)[0] for im in images]
 
 
 def run_service_tests(url: str, images: str | os.PathLike, key: str | None = None, package: str | os.PathLike | None = None,
                  concurrency: int = 1, duration: float = 10.0, max_requests: int = 50, max_images: int = 8,
                  score_threshold: float | None = None, out: str | os.PathLike | None = None,
-                 allow_remote_load: bool = False, score_tol: float = 1e-4, min_iou: float = 0.99) -> dict:
-    "Test the service at `url` (functional, parity, load, bad input); write report.json + latency.png to `out`."
+                 allow_remote_load: bool = False, score_tol: float | None = None, min_iou: float | None = None) -> dict:
+    """Test the service at `url` (functional, parity, load, bad input); write report.json + latency.png to `out`.
+    Parity is always against the package run in-process by eager PyTorch; `score_tol` / `min_iou` default to
+    `PARITY_TOLERANCES` of the runtime the service reports (ONNX Runtime's are those its export was checked with)."""
     client = ServiceClient(url, key)
     if not client.health():
         raise ConnectionError(f"the service at {client.root} is not healthy (GET / did not answer 200)")
@@ -460,6 +465,10 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
 
     # 2. parity with in-process predictions of the same package
     if package is not None:
+        service_runtime = (info.get("model") or {}).get("runtime", "eager")
+        dflt = PARITY_TOLERANCES.get(service_runtime, PARITY_TOLERANCES["onnxruntime"])
+        score_tol = dflt[0] if score_tol is None else score_tol
+        min_iou = dflt[1] if min_iou is None else min_iou
         local = local_predictions(package, imgs, score_threshold)
         thr = score_threshold if score_threshold is not None else (answers[0] or {}).get("score_threshold", 0.5)
         per, pproblems = [], []
@@ -471,7 +480,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
             per.append({"image": im.path.name, "service": len(a["results"][0]["instances"]), "local": len(loc["instances"]),
                         **{k: c[k] for k in ("matched", "borderline", "min_iou", "max_score_diff")}})
             pproblems += [f"{im.path.name}: {p}" for p in c["problems"]]
-        report["parity"] = {"package": str(package), "score_tol": score_tol, "min_iou": min_iou, "images": per,
+        report["parity"] = {"package": str(package), "service_runtime": service_runtime, "local_runtime": "eager", "score_tol": score_tol, "min_iou": min_iou, "images": per,
                             "instances_compared": sum(p["matched"] for p in per), "problems": pproblems,
                             "passed": not pproblems}
 

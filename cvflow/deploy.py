@@ -80,6 +80,9 @@ def server_command(package: str | os.PathLike, port: int, workers: int = 1, host
     e = {k: v for k, v in os.environ.items() if k not in ("SEPERATE_HEALTH_ENDPOINT", "AZUREML_ENTRY_SCRIPT", "AZUREML_CONFIG_FILE")}
     e.update(CVFLOW_MODEL_DIR=str(pkg), AML_APP_ROOT=str(pkg), PYTHONUNBUFFERED="1",
              GUNICORN_CMD_ARGS="--no-control-socket", SERVER_VERSION_LOG_RESPONSE_ENABLED="true")
+    if not e.get("CVFLOW_THREADS"):  # each worker's intra-op threads: its share of the cores
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        e["CVFLOW_THREADS"] = str(max(1, cores // int(workers)))
     e.update({k: str(v) for k, v in (env or {}).items()})
     return cmd, e
 
@@ -288,8 +291,8 @@ DEMO_CLASSES = ["disc", "square", "triangle"]
 
 
 def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 0, min_size: int = 128,
-                 max_size: int = 160, max_detections: int = 10) -> Path:
-    "Export an untrained `cpu-small` model (classes disc/square/triangle) as a model package at `out`."
+                 max_size: int = 160, max_detections: int = 10, onnx: bool = False) -> Path:
+    "Export an untrained `cpu-small` model (classes disc/square/triangle) as a model package at `out` (`onnx`: with model.onnx)."
     import tempfile
     import torch
     from cvflow.model import build_model, model_config
@@ -303,7 +306,7 @@ def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 
         ck = Path(d) / name / "checkpoints" / "last.pt"
         ck.parent.mkdir(parents=True)
         torch.save({"model": m.state_dict(), "config": cfg, "step": 0, "epoch": 0, "metrics": {}}, ck)
-        return export_package(ck.parent.parent, get_paths().resolve(out), name=name, which="last", quiet=True)
+        return export_package(ck.parent.parent, get_paths().resolve(out), name=name, which="last", quiet=True, onnx=onnx)
 
 # %% ../nbs/08_deploy.ipynb #a8a71a2a
 def main_serve(argv: list[str] | None = None) -> int:

@@ -512,7 +512,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, example: np.ndarray, o
     """Write `model` (moved to CPU, eval mode) to `path` as ONNX, traced on `example` (RGB uint8 `(H, W, 3)`), with
     dynamic image height and width and a dynamic instance count. Returns the `model.json` `onnx` entry (no parity yet)."""
     model = model.eval().cpu()
-    x = torch.from_numpy(np.ascontiguousarray(as_image_list(example)[0]))
+    x = torch.from_numpy(np.array(as_image_list(example)[0], order="C"))  # a writable copy
     with torch.inference_mode():
         outputs = list(model([x.permute(2, 0, 1).float().div(255)])[0])
     dyn = {"image": {0: "height", 1: "width"}}

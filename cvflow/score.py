@@ -29,7 +29,7 @@ except ImportError:  # older images expose the same classes through azureml-defa
 
 # %% auto #0
 __all__ = ['DEFAULT_LIMITS', 'IMAGE_TYPES', 'JSON_FIELDS', 'log', 'limits', 'RequestError', 'decode_image', 'parse_request',
-           'mask_polygons', 'model_version', 'find_package_dir', 'init', 'score', 'run']
+           'mask_polygons', 'model_version', 'find_package_dir', 'serving_threads', 'init', 'score', 'run']
 
 # %% ../nbs/08a_score.ipynb #6850a360
 DEFAULT_LIMITS = {"max_pixels": 40_000_000, "max_images": 8, "max_body_bytes": 64 * 1024 * 1024}
@@ -221,23 +221,43 @@ def find_package_dir(root: str | os.PathLike) -> Path:
     return found[0]
 
 
+def serving_threads() -> int:
+    "Intra-op CPU threads of this worker: `$CVFLOW_THREADS` (the deploy step sets cores / workers), else every core."
+    raw = os.environ.get("CVFLOW_THREADS")
+    if raw in (None, ""):
+        return import_module("cvflow.package").cpu_cores()
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable CVFLOW_THREADS={raw!r} is not an integer") from None
+    if n < 1:
+        raise ValueError(f"environment variable CVFLOW_THREADS={raw!r} must be >= 1")
+    return n
+
+
 def init() -> None:
-    "Load the model package once: from `$AZUREML_MODEL_DIR` (Azure ML), else `$CVFLOW_MODEL_DIR`."
+    """Load the model package once: from `$AZUREML_MODEL_DIR` (Azure ML), else `$CVFLOW_MODEL_DIR`. ONNX Runtime
+    runs it when the package has `model.onnx` and onnxruntime is installed, eager PyTorch otherwise
+    (`$CVFLOW_RUNTIME`: auto | onnx | eager); both use `serving_threads()` intra-op threads."""
     root = os.environ.get("AZUREML_MODEL_DIR") or os.environ.get("CVFLOW_MODEL_DIR")
     if not root:
         raise RuntimeError("neither AZUREML_MODEL_DIR nor CVFLOW_MODEL_DIR is set: cannot find the model package")
     t0 = time.perf_counter()
     pkg = find_package_dir(root)
-    predictor = import_module("cvflow.package").load_package(pkg, device=os.environ.get("CVFLOW_DEVICE", "auto"))
+    threads = serving_threads()
+    import_module("torch").set_num_threads(threads)
+    predictor = import_module("cvflow.package").load_package(pkg, device=os.environ.get("CVFLOW_DEVICE", "auto"),
+                                                             runtime=os.environ.get("CVFLOW_RUNTIME", "auto"), threads=threads)
     predictor.predict([np.zeros((64, 64, 3), np.uint8)])  # warm-up
     meta = dict(getattr(predictor, "meta", {}) or {})
     _STATE.clear()
     _STATE.update(predictor=predictor, package=pkg, limits=limits(),
                   model={"name": meta.get("name", pkg.name), "version": model_version(meta, root),
                          "preset": meta.get("preset"), "classes": list(predictor.classes),
-                         "score_threshold": meta.get("score_threshold")})
-    log.info("cvflow model %s version %s loaded from %s in %.1f s", _STATE["model"]["name"], _STATE["model"]["version"],
-             pkg, time.perf_counter() - t0)
+                         "score_threshold": meta.get("score_threshold"),
+                         "runtime": getattr(predictor, "runtime", "eager"), "threads": threads})
+    log.info("cvflow model %s version %s loaded from %s in %.1f s (%s, %d threads)", _STATE["model"]["name"],
+             _STATE["model"]["version"], pkg, time.perf_counter() - t0, _STATE["model"]["runtime"], threads)
 
 
 def score(images: list[tuple[str, bytes]], opts: dict) -> dict:

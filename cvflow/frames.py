@@ -706,8 +706,9 @@ def reduce_videos(videos: Iterable[str | Path], out_dir: str | Path, options: Fr
             if isinstance(r, tuple) and r and r[0] == "__failed__":
                 r = VideoScan(str(r[1][0]), error=f"{r[1][0]}: the worker process failed ({r[2]})")
             scans[r.video] = r
-            progress_note(f"frames: {Path(r.video).name}: " + (f"{r.n_frames} frames decoded in {r.seconds:.1f} s, "
-                          f"{len(r.candidates)} candidate(s)" if r.ok else f"FAILED: {r.error}"))
+            if progress:
+                progress_note(f"frames: {Path(r.video).name}: " + (f"{r.n_frames} frames decoded in {r.seconds:.1f} s, "
+                              f"{len(r.candidates)} candidate(s)" if r.ok else f"FAILED: {r.error}"))
         scans = [scans[str(v)] for v in videos]
         chosen = choose_frames([c for s in scans for c in s.candidates], o.budget, o.dup_distance, o.min_gap,
                                pixel_change=o.pixel_change)

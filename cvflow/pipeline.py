@@ -470,8 +470,8 @@ def _report_failed(m: dict) -> int:
     failed = m["failed_inputs"]
     for step, lines in failed.items():
         for f in lines: print(f"cvflow run: step {step!r} FAILED on {f}", file=sys.stderr)
-    made = [f"{s['name']} ({', '.join(s['outputs']) or 'no declared outputs'})" for s in m["steps"]
-            if s["status"] in ("done", "partial", "skipped")]
+    made = [f"{s['name']} ({', '.join(s['outputs'])})" for s in m["steps"]
+            if s["status"] in ("done", "partial", "skipped") and s.get("outputs")]
     what = "; ".join(f"{step}: {len(lines)} input(s) failed" for step, lines in failed.items())
     print(f"cvflow run: FAILED in part: {what}; still produced: {', '.join(made) or 'nothing'}", file=sys.stderr)
     return 1

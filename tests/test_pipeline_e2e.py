@@ -136,3 +136,34 @@ def test_own_videos_pause_at_annotation_with_instructions(tmp_path, monkeypatch,
     # the CLI says so and exits 0
     rc = main(["--config", str(cfg), "--videos", str(videos), "--classes", "bottle", "--only", "config"])
     assert rc == 0
+
+
+def test_own_videos_one_broken_exits_nonzero_naming_it(tmp_path):
+    "`cvflow run --videos DIR` with one good and one broken video: the frames step's progress and the failure are on the"
+    "console, the run goes on to annotation with the good video's frames, and the command exits non-zero."
+    import os
+    import subprocess
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_frames import _static_shot, write_video
+    home, videos = tmp_path / "home", tmp_path / "my-videos"
+    videos.mkdir()
+    write_video(videos / "street.mp4", _static_shot(6, 5, lambda t: (t * 25, 40)), fps=5)
+    (videos / "download.avi").write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n")
+    cfg = tiny_pipeline(tmp_path / "pipeline.yaml", _free_port())
+    env = {**os.environ, "CVFLOW_HOME": str(home), "MPLBACKEND": "Agg"}
+    p = subprocess.run([str(Path(sys.executable).parent / "cvflow"), "run", "--config", str(cfg), "--videos", str(videos)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    out, err = p.stdout, p.stderr
+    assert p.returncode == 1, (out, err)
+    bad = videos / "download.avi"
+    assert f"frames FAILED: {bad}: is an HTML/XML page" in out                   # as the step ends
+    assert f"cvflow run: step 'frames' FAILED on {bad}: is an HTML/XML page" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cvflow run: FAILED in part: frames: 1 input(s) failed; still produced:") and "frames (data/interim/frames)" in last
+    assert "frames | frames: street.mp4: 30 frames decoded" in out               # the step's own progress, streamed
+    assert "paused for annotation" in out and "without encryption" not in out + err
+    assert any((home / "data/interim/frames/frames").glob("street_*.jpg"))
+    man = json.loads(sorted((home / "reports/runs").glob("*/manifest.json"))[-1].read_text())
+    assert man["failed_inputs"]["frames"][0].startswith(str(bad))
+    assert {s["name"]: s["status"] for s in man["steps"]}["frames"] == "partial"

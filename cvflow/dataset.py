@@ -11,6 +11,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -29,10 +30,11 @@ from .config import atomic_dir, file_hash, get_paths, path_hash, record_results
 from .images import ImageReadError, image_size, read_image
 
 # %% auto #0
-__all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'load_coco', 'coco_api', 'group_of', 'image_groups', 'read_manifest',
-           'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups', 'coco_group_stats',
-           'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder', 'write_dataset',
-           'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn', 'train_transforms', 'main']
+__all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'MIN_OBJECT_PX', 'load_coco', 'coco_api', 'group_of', 'image_groups',
+           'read_manifest', 'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups',
+           'coco_group_stats', 'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder',
+           'write_dataset', 'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn',
+           'train_transforms', 'model_scale', 'small_objects', 'main']
 
 # %% ../nbs/04_dataset_prep.ipynb #353ab0ad
 def load_coco(path: str | Path) -> dict:
@@ -133,11 +135,15 @@ def read_manifest(path: str | Path, by: str = "video") -> dict[str, str]:
 def describe_groups(groups: dict[Any, str], group_by: str = "video") -> str:
     "One line on the groups found: how many, their sizes, and how many images are their own group for lack of facts."
     sizes = Counter(groups.values())
-    shared = sorted((n for g, n in sizes.items() if not g.startswith("image:")), reverse=True)
-    alone = sum(n for g, n in sizes.items() if g.startswith("image:"))
+    lst = lambda v: ", ".join(map(str, v[:12])) + (", ..." if len(v) > 12 else "")
+    known = sorted((n for g, n in sizes.items() if not g.startswith("image:")), reverse=True)
+    copies = sorted((n for g, n in sizes.items() if g.startswith("image:") and n > 1), reverse=True)
+    alone = sum(1 for g, n in sizes.items() if g.startswith("image:") and n == 1)
     s = f"{len(groups)} images in {len(sizes)} groups by {group_by}"
-    if shared: s += f": {len(shared)} known (sizes {', '.join(map(str, shared[:12]))}{', ...' if len(shared) > 12 else ''})"
-    if alone: s += f"; {alone} image(s) with no {group_by if group_by in ('video', 'scene') else 'match'} information, each its own group"
+    if known: s += f": {len(known)} known (sizes {lst(known)})"
+    if copies: s += f"; {len(copies)} of byte-identical copies (sizes {lst(copies)})"
+    if alone and group_by == "image": s += f"; {alone} single image(s)"
+    elif alone: s += f"; {alone} image(s) with no {group_by if group_by in ('video', 'scene') else 'pattern match'} information, each its own group"
     return s
 
 
@@ -620,6 +626,38 @@ def train_transforms(hflip: float = 0.5, vflip: float = 0.0, color: float = 0.2,
     if color: t.append(v2.ColorJitter(brightness=color, contrast=color, saturation=color))
     if degrees or tuple(scale) != (1.0, 1.0): t.append(v2.RandomAffine(degrees=degrees, scale=scale))
     return v2.Compose(t)
+
+# %% ../nbs/04_dataset_prep.ipynb #07b88a39
+MIN_OBJECT_PX = 4.0   # an object's shorter box side at the model's input size below which it is "too small to learn"
+
+
+def model_scale(height: int, width: int, min_size: int, max_size: int) -> float:
+    "The factor torchvision's `GeneralizedRCNNTransform` resizes a `height`x`width` image by (short side to `min_size`, long side capped at `max_size`)."
+    return min(min_size / min(height, width), max_size / max(height, width))
+
+
+def small_objects(coco: dict, min_size: int, max_size: int, min_px: float = MIN_OBJECT_PX) -> dict | None:
+    """Objects whose box's shorter side is under `min_px` pixels at the model's input size: `{'count', 'of',
+    'smallest' (px), 'min_size', 'max_size' (the input size that keeps every one of them at `min_px`), 'message'}`,
+    or None when there are none. Boxes from the COCO `bbox` field (pixels of the original image)."""
+    if isinstance(min_size, (list, tuple)): min_size = min(min_size)   # multi-scale training: its smallest scale
+    ims = {im["id"]: im for im in coco["images"]}
+    small, need = [], 0.0
+    for a in coco["annotations"]:
+        im, bb = ims.get(a["image_id"]), a.get("bbox")
+        if im is None or not bb or min(bb[2], bb[3]) <= 0: continue
+        side = min(bb[2], bb[3]) * model_scale(im["height"], im["width"], min_size, max_size)
+        if side < min_px:
+            small.append(side)
+            need = max(need, min_px / min(bb[2], bb[3]) * min(im["height"], im["width"]))
+    if not small: return None
+    ms = int(math.ceil(need))
+    mx = max(max_size, int(math.ceil(ms * max(im["width"] / im["height"] for im in coco["images"]))) if coco["images"] else max_size)
+    msg = (f"{len(small)} of {len(coco['annotations'])} objects are under {min_px:g} px at the model's input size "
+           f"(min_size={min_size}, max_size={max_size}; the smallest {min(small):.1f} px): the model will hardly learn them. "
+           f"--set model={{min_size: {ms}, max_size: {mx}}} keeps them all at {min_px:g} px or more (slower), or drop them")
+    return {"count": len(small), "of": len(coco["annotations"]), "smallest": round(min(small), 2), "min_size": ms,
+            "max_size": mx, "message": msg}
 
 # %% ../nbs/04_dataset_prep.ipynb #52986f39
 def main(argv: list[str] | None = None) -> int:

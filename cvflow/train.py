@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import cvflow
 from .config import ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
-from .dataset import CocoInstanceDataset, collate_fn, train_transforms
+from .dataset import CocoInstanceDataset, collate_fn, small_objects, train_transforms
 from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
 from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
@@ -432,6 +432,8 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     # model, optimizer, schedule
     model = build_model(cfg.preset, len(train_ds.classes) + 1, cfg.weights, **cfg.model)
     config = run_config(cfg, train_ds, model, di, data_dir)
+    if di.main and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
+        print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
     cuda = di.device.startswith("cuda")
     amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
     model.to(di.device)
@@ -601,9 +603,10 @@ def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN on a prepared dataset "
                                  "(also under torchrun for multi-process / multi-GPU training).")
-    ap.add_argument("--data", help="dataset folder with train.json, val.json, images/ (data/processed/<name>)")
+    ap.add_argument("--data", help="dataset folder with train.json, val.json, images/ (data/processed/<name>). Paths given "
+                    "here are relative to the current directory; those in --config files to the project home")
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
-    ap.add_argument("--config", help="YAML/JSON file of training settings (keys of TrainConfig)")
+    ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small (default cpu-small)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
@@ -613,7 +616,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--tracking", choices=["auto", "mlflow", "azure", "none"])
     ap.add_argument("--seed", type=int)
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting (repeatable, YAML "
+                    "values: --set model={min_size: 480}); the keys are listed below")
+    ap.epilog = "settings (--set KEY=VALUE or --config keys): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig))
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
@@ -628,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
     over = {k: getattr(a, k) for k in ("data", "out", "preset", "weights", "epochs", "max_steps", "batch_size", "lr",
                                        "eval_every", "device", "tracking", "seed")}
+    for k in ("data", "out"):   # relative to the current directory, as every command's paths are
+        if over[k]: over[k] = str(Path(over[k]).resolve())
+    if over["weights"] and over["weights"] != "DEFAULT" and Path(over["weights"]).exists(): over["weights"] = str(Path(over["weights"]).resolve())
     if a.no_progress: over["progress"] = False
     try:
         cfg = load_train_config(a.config, **(extra | {k: v for k, v in over.items() if v is not None}))

@@ -175,7 +175,9 @@ class ServiceClient:
         return self.request("POST", self.scoring_uri, json.dumps(doc).encode(), "application/json")
 
 # %% ../nbs/09_test_webservice.ipynb #822e2597
-IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+# every image file cvflow reads, with the content type the service accepts for it
+IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".jpe": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
+                  ".tif": "image/tiff", ".tiff": "image/tiff", ".webp": "image/webp", ".gif": "image/gif"}
 
 
 @dataclass
@@ -198,7 +200,7 @@ def load_test_images(folder: str | os.PathLike, limit: int = 8) -> list[ImageFil
         raise FileNotFoundError(f"image folder {folder} does not exist")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max(0, int(limit))]
     if not files:
-        raise FileNotFoundError(f"image folder {folder} holds no .jpg/.jpeg/.png files")
+        raise FileNotFoundError(f"image folder {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for p in files:
         data = p.read_bytes()

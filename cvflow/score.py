@@ -33,7 +33,10 @@ __all__ = ['DEFAULT_LIMITS', 'IMAGE_TYPES', 'JSON_FIELDS', 'log', 'limits', 'Req
 
 # %% ../nbs/08a_score.ipynb #6850a360
 DEFAULT_LIMITS = {"max_pixels": 40_000_000, "max_images": 8, "max_body_bytes": 64 * 1024 * 1024}
-IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
+# content type -> Pillow format: every format cvflow.images reads (MPO: phones' multi-picture JPEGs)
+IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/bmp": "BMP", "image/x-ms-bmp": "BMP", "image/tiff": "TIFF",
+               "image/webp": "WEBP", "image/gif": "GIF"}
+_SAME_FORMAT = {"MPO": "JPEG"}
 JSON_FIELDS = {"image", "images", "score_threshold", "polygons"}
 log = logging.getLogger("cvflow.score")
 
@@ -63,9 +66,12 @@ class RequestError(Exception):
         return {"error": {"status": self.status, "code": self.code, "message": self.message, "field": self.field}}
 
 # %% ../nbs/08a_score.ipynb #801b1df1
-def decode_image(data: bytes, max_pixels: int | None = None, field: str = "body") -> np.ndarray:
-    "RGB uint8 array (H, W, 3) of JPEG/PNG `data`; `RequestError` naming `field` when it is not one or is too large."
+def decode_image(data: bytes, max_pixels: int | None = None, field: str = "body", content_type: str | None = None) -> np.ndarray:
+    """RGB uint8 array (H, W, 3) of image `data` in any format of `IMAGE_TYPES`, decoded exactly as every other step of
+    cvflow decodes a file (`cvflow.images.to_rgb`: EXIF orientation applied, full value range to 0..255);
+    `RequestError` naming `field` when it is not an image, not the declared `content_type`, corrupt or too large."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+    from cvflow.images import to_rgb
     if not data:
         raise RequestError(400, "empty_image", f"{field}: no image bytes (empty)", field)
     max_pixels = max_pixels or limits()["max_pixels"]
@@ -74,18 +80,23 @@ def decode_image(data: bytes, max_pixels: int | None = None, field: str = "body"
     except Image.DecompressionBombError as e:  # PIL's own guard, for headers beyond twice its MAX_IMAGE_PIXELS
         raise RequestError(413, "too_many_pixels", f"{field}: {e}", field) from None
     except UnidentifiedImageError:
-        raise RequestError(400, "not_an_image", f"{field}: the {len(data)} bytes are not a JPEG or PNG image", field) from None
+        raise RequestError(400, "not_an_image", f"{field}: the {len(data)} bytes are not an image in a supported format "
+                           f"({', '.join(sorted(set(IMAGE_TYPES.values())))})", field) from None
     except Exception as e:  # noqa: BLE001 - PIL raises many types on hostile headers
         raise RequestError(400, "not_an_image", f"{field}: unreadable image header ({type(e).__name__}: {e})", field) from None
-    if img.format not in IMAGE_TYPES.values():
-        raise RequestError(415, "unsupported_image_format", f"{field}: image format {img.format} is not supported; send JPEG or PNG", field)
+    fmt = _SAME_FORMAT.get(img.format, img.format)
+    if fmt not in IMAGE_TYPES.values():
+        raise RequestError(415, "unsupported_image_format", f"{field}: image format {img.format} is not supported; send "
+                           f"{', '.join(sorted(set(IMAGE_TYPES.values())))}", field)
+    if content_type in IMAGE_TYPES and IMAGE_TYPES[content_type] != fmt:
+        raise RequestError(415, "content_type_mismatch", f"{field}: content-type {content_type} but the bytes are a {img.format} "
+                           f"image; send it as {next(k for k, v in IMAGE_TYPES.items() if v == fmt)}", field)
     w, h = img.size
     if w * h > max_pixels:
         raise RequestError(413, "too_many_pixels", f"{field}: image is {w}x{h} = {w * h} pixels, more than the limit {max_pixels}", field)
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
-        arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+        arr = to_rgb(ImageOps.exif_transpose(img))  # a writable copy (torch.from_numpy needs one)
     except Exception as e:  # noqa: BLE001 - truncated or corrupt image data
         raise RequestError(400, "corrupt_image", f"{field}: the {img.format} image data is corrupt or truncated ({type(e).__name__}: {e})", field) from None
     return arr
@@ -144,10 +155,11 @@ def parse_request(method: str, content_type: str | None, body: bytes, args: dict
         if "polygons" in args: opts["polygons"] = _flag(args["polygons"], "query.polygons")
         if not body:
             raise RequestError(400, "empty_body", f"body: empty; send the {ctype} bytes", "body")
+        opts["content_type"] = ctype
         return [("body", body)], opts
     if ctype != "application/json":
         raise RequestError(415, "unsupported_content_type",
-                           f"content-type {content_type or '(none)'!r} is not supported; send image/jpeg, image/png or application/json",
+                           f"content-type {content_type or '(none)'!r} is not supported; send an image ({', '.join(sorted(IMAGE_TYPES))}) or application/json",
                            "content-type")
     if not body:
         raise RequestError(400, "empty_body", "body: empty; expected a JSON object with `image` or `images`", "body")
@@ -265,7 +277,7 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
     if "predictor" not in _STATE:
         raise RuntimeError("init() has not loaded a model")
     t0 = time.perf_counter()
-    arrays = [decode_image(data, _STATE["limits"]["max_pixels"], field) for field, data in images]
+    arrays = [decode_image(data, _STATE["limits"]["max_pixels"], field, opts.get("content_type")) for field, data in images]
     t1 = time.perf_counter()
     results = _STATE["predictor"].predict(arrays, score_threshold=opts.get("score_threshold"))
     t2 = time.perf_counter()

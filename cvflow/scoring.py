@@ -27,14 +27,15 @@ from scipy.optimize import linear_sum_assignment
 
 from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, record_results
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
+from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package
 from .viz import class_color, draw_instances
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay', 'decode_masks',
-           'mask_boxes', 'list_images', 'read_rgb', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes',
-           'box_iou', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker',
-           'track_detections', 'VideoScoreResult', 'score_video', 'plot_counts', 'main_score', 'main_score_video']
+__all__ = ['SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay', 'decode_masks', 'mask_boxes',
+           'list_images', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes', 'box_iou', 'Track',
+           'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker', 'track_detections',
+           'VideoScoreResult', 'score_video', 'plot_counts', 'main_score', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -106,25 +107,14 @@ def mask_boxes(instances: list[dict]) -> list[tuple[int, int, int, int] | None]:
     return [None if w == 0 or h == 0 else (x, y, x + w, y + h) for x, y, w, h in b.tolist()]
 
 # %% ../nbs/09a_score_video.ipynb #1e11c368
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
 def list_images(images_dir: str | Path) -> list[Path]:
     "Image files under `images_dir` (recursively, sorted by relative path; hidden files skipped)."
     d = Path(images_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"images folder {d} does not exist or is not a folder")
-    return sorted((p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    return sorted((p for p in d.rglob("*") if p.is_file() and is_image_file(p)
                    and not any(part.startswith(".") for part in p.relative_to(d).parts)),
                   key=lambda p: p.relative_to(d).as_posix())
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    "An image file as RGB uint8 (H, W, 3), EXIF orientation applied."
-    from PIL import Image, ImageOps
-    with Image.open(path) as im:
-        im.load()
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
 
 
 def as_predictor(package: str | Path | Predictor, device: str = "auto", batch: int = 4) -> Predictor:
@@ -190,7 +180,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
         redraw = [(n, p) for n, p in zip(names, files) if n not in todo_names and "error" not in done[n]
                   and not (out_dir / "overlays" / (n + ".jpg")).is_file()]
         for n, p in redraw:
-            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_rgb(p), done[n]["instances"], pred.classes)
+            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), done[n]["instances"], pred.classes)
     n_skipped, n_scored = len(files) - len(todo), 0
     if not partial.is_file() or partial.stat().st_size == 0:
         partial.write_text(json.dumps({"header": header}) + "\n", encoding="utf-8")
@@ -201,9 +191,9 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
             chunk, ims, recs = todo[s:s + max(1, int(batch))], [], []
             for n, p in chunk:
                 try:
-                    ims.append((n, p, read_rgb(p)))
-                except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files
-                    recs.append({"file_name": n, "error": f"cannot read {p}: {type(e).__name__}: {e}"})
+                    ims.append((n, p, read_image(p)))
+                except ImageReadError as e:   # named, and the run goes on (the image is listed as failed)
+                    recs.append({"file_name": n, "error": f"cannot read image {e}"})
             outs = pred.predict([im for _, _, im in ims], score_threshold=thr) if ims else []
             for (n, p, im), o in zip(ims, outs):
                 recs.append({"file_name": n, "width": o["width"], "height": o["height"], "instances": o["instances"]})

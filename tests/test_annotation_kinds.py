@@ -61,8 +61,10 @@ def _formats(d: Path) -> dict[str, np.ndarray | None]:
 
 def test_every_reader_gives_identical_arrays_for_each_format(tmp_path):
     "Annotation sizing, the dataset (training, viewer), cvflow score, score.py in the service: one array per file."
+    import cvflow.images
+    import cvflow.scoring
     from cvflow.score import decode_image
-    from cvflow.scoring import read_rgb
+    assert cvflow.scoring.read_image is cvflow.images.read_image             # `cvflow score` decodes with the shared reader
     files = _formats(tmp_path)
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
     for k, name in enumerate(files, 1):
@@ -78,8 +80,10 @@ def test_every_reader_gives_identical_arrays_for_each_format(tmp_path):
         if want is not None: np.testing.assert_array_equal(ref, want, err_msg=name)
         assert (ref.shape[1], ref.shape[0]) == image_size(tmp_path / name) == check_image(tmp_path / name), name
         np.testing.assert_array_equal(ds.read_image(k).permute(1, 2, 0).numpy(), ref, err_msg=f"dataset: {name}")
-        np.testing.assert_array_equal(read_rgb(tmp_path / name), ref, err_msg=f"cvflow score: {name}")
         np.testing.assert_array_equal(decode_image((tmp_path / name).read_bytes(), 10 ** 8, name), ref, err_msg=f"score.py: {name}")
+        ctype = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff",
+                 "webp": "image/webp", "gif": "image/gif"}[name.rsplit(".", 1)[1]]
+        np.testing.assert_array_equal(decode_image((tmp_path / name).read_bytes(), 10 ** 8, name, ctype), ref, err_msg=f"raw {ctype}: {name}")
     assert read_image(tmp_path / "phone.jpg").shape == (64, 48, 3)  # displayed upright, as annotated
     jpeg = read_image(tmp_path / "base.jpg").astype(int)
     assert np.abs(jpeg - _scene().astype(int)).mean() < 4          # and lossy formats still hold the picture

@@ -30,9 +30,9 @@ __all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 
            'build_annotations', 'via_raw_images', 'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images',
            'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco', 'is_labelme', 'labelme_shape',
            'labelme_raw_images', 'detect_format', 'parse_annotations', 'default_images_dir', 'find_annotation_file',
-           'read_annotations', 'apply_strict', 'check_annotations', 'report', 'problems_table', 'show_annotations',
-           'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator', 'PolygonAnnotator', 'main',
-           'AnnotationNeeded', 'annotation_instructions']
+           'read_annotations', 'apply_strict', 'merge_annotations', 'check_annotations', 'report', 'problems_table',
+           'show_annotations', 'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator',
+           'PolygonAnnotator', 'main', 'AnnotationNeeded', 'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #36d1f517
 SEVERITIES = ("info", "warning", "error")
@@ -1017,6 +1017,26 @@ def apply_strict(ann: Annotations, raise_on_error: bool = False) -> Annotations:
     return ann
 
 # %% ../nbs/02_annotations.ipynb #f2a3b293
+def merge_annotations(parts: list[Annotations]) -> Annotations:
+    """One `Annotations` of several read files (exports of one image folder, one per annotator or per batch): images
+    in order, an image listed in several files keeps the instances of each (exact duplicates once), classes in order of
+    first appearance, every problem kept."""
+    out = Annotations([], [], [], ", ".join(str(p.source) for p in parts), "+".join(sorted({str(p.format) for p in parts})))
+    by_name: dict[str, ImageRecord] = {}
+    for a in parts:
+        out.problems += a.problems
+        out.classes += [c for c in a.classes if c not in out.classes]
+        for c, i in a.category_ids.items(): out.category_ids.setdefault(c, i)
+        for im in a.images:
+            if im.file_name not in by_name:
+                by_name[im.file_name] = im; out.images.append(im); continue
+            first, seen = by_name[im.file_name], {_instance_key(i) for i in by_name[im.file_name].instances}
+            first.instances += [i for i in im.instances if _instance_key(i) not in seen]
+            _problem(out.problems, "info", "merged-image", f"also annotated in {a.source}: instances merged", a.source, im.file_name)
+    if len(set(out.category_ids.values())) < len(out.category_ids): out.category_ids = {}   # clashing ids: renumber
+    return out
+
+
 def check_annotations(source, images_dir: str | Path | None = None, strict: bool = False, **read_kw) -> Annotations:
     "Annotations (read from a path, or given) with every problem listed; strict makes warnings errors."
     ann = source if isinstance(source, Annotations) else read_annotations(source, images_dir, **read_kw)

@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cvflow run: interrupted", file=sys.stderr); return 130
     run_dir = get_paths().runs / m["run_id"]
-    print(f"cvflow run: {sum(s['status'] == 'done' for s in m['steps'])} step(s) run, "
+    print(f"cvflow run: {sum(s['status'] in ('done', 'partial') and 'reason' not in s for s in m['steps'])} step(s) run, "
           f"{sum(s['status'] == 'skipped' for s in m['steps'])} skipped; executed notebooks and manifest in {run_dir}")
     print(f"summary: {run_dir / 'summary.html'}")
     if m["status"] == "waiting":

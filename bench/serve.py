@@ -1,17 +1,20 @@
-"""Benchmark of the local web service (cvflow.deploy / cvflow.score) — not a test.
+"""Benchmark of the local web service (cvflow.deploy / cvflow.score), eager PyTorch against ONNX Runtime — not a test.
 
-One run, batch 1, CPU: the p50 latency of a scoring request to the local service (score.py under
-azureml-inference-server-http on loopback, client-side wall time of `POST /score` with the raw JPEG) against the
-p50 of an in-process `Predictor.predict([image])` of the same package on the same, already decoded images.
-The ratio service / in-process is the serving overhead (HTTP, JPEG decode, JSON encoding); goal <= 1.15.
-
-The two are measured interleaved (image i in-process, then image i through the service, ...) so that a shared,
-busy machine slows both alike; each side has warm-up requests that are not counted. The service's own
-`timings_ms` (decode / predict / postprocess inside the worker) are reported too, to show where overhead goes.
+One run, batch 1, CPU, the same package and the same images for all four measurements:
+  * eager in-process:  `Predictor.predict([image])` (eager PyTorch) on already decoded images;
+  * ONNX in-process:   `OnnxPredictor.predict([image])` (the package's model.onnx under ONNX Runtime);
+  * eager service:     `POST /score` with the raw JPEG to score.py under azureml-inference-server-http with
+                       CVFLOW_RUNTIME=eager (client-side wall time on loopback);
+  * ONNX service:      the same, with the package's default runtime (ONNX Runtime, since it has model.onnx).
+Ratios printed: ONNX Runtime / eager in-process and ONNX Runtime service p50 / eager service p50 (goal <= 0.7), and
+each service over its own in-process p50 (the serving overhead). Threads: both runtimes get intra-op threads =
+cores per worker (1 worker here: every core), in-process too. The four are measured interleaved, image by image,
+so a shared, busy machine slows them alike; warm-up calls are not counted.
 
 Usage: .venv/bin/python bench/serve.py [--package DIR] [--images DIR] [--n-images 8] [--repeat 3]
-       (default package: models/cvflow-maskrcnn/package of the project home if it exists, else an untrained
-       cpu-small demo package; default images: ../shared/data/coco_rle_labelbox/images)
+       (default package: an untrained cpu-small demo package (min_size 192, max_size 320, the preset's) exported
+       with model.onnx; a --package must have model.onnx (`cvflow export --onnx`); default images:
+       ../shared/data/coco_rle_labelbox/images)
 """
 from __future__ import annotations
 
@@ -36,16 +39,17 @@ def main(argv=None) -> int:
     from cvflow.client import ServiceClient, load_test_images
     from cvflow.config import get_paths, shared_data_dir
     from cvflow.deploy import LocalService, demo_package
-    from cvflow.package import load_package
+    from cvflow.package import cpu_cores, load_package, read_package_meta
 
     paths = get_paths()
     tmp = tempfile.TemporaryDirectory()
     if a.package:
         pkg = paths.resolve(a.package)
-    elif (paths.models / "cvflow-maskrcnn" / "package" / "model.json").is_file():
-        pkg = paths.models / "cvflow-maskrcnn" / "package"
+        if "model.onnx" not in read_package_meta(pkg)["files"]:
+            print(f"{pkg} has no model.onnx: export it with `cvflow export --onnx`", file=sys.stderr)
+            return 2
     else:
-        pkg = demo_package(Path(tmp.name) / "package")
+        pkg = demo_package(Path(tmp.name) / "package", min_size=192, max_size=320, onnx=True)
     if a.images:
         img_dir = paths.resolve(a.images)
     elif shared_data_dir() is not None:
@@ -54,37 +58,56 @@ def main(argv=None) -> int:
         print("no --images and ../shared/data is absent", file=sys.stderr)
         return 2
     imgs = load_test_images(img_dir, a.n_images)
-    pred = load_package(pkg, device="cpu")
-    print(f"package {pkg} ({pred.meta['preset']}), {len(imgs)} images from {img_dir}, repeat {a.repeat}, "
-          f"torch threads {torch.get_num_threads()}")
+    threads = cpu_cores()  # one worker: every core, for both runtimes
+    torch.set_num_threads(threads)
+    eager = load_package(pkg, device="cpu", runtime="eager")
+    fast = load_package(pkg, device="cpu", runtime="onnx", threads=threads)
+    par = read_package_meta(pkg)["onnx"]["parity"]
+    print(f"package {pkg} ({eager.meta['preset']}, input {eager.meta['input_size']}), {len(imgs)} images from {img_dir}, "
+          f"repeat {a.repeat}; threads: torch {torch.get_num_threads()}, onnxruntime {fast.threads}; "
+          f"export parity: {par['pairs']} instances, max box diff {par['max_box_px']:.2g} px, "
+          f"max score diff {par['max_score_diff']:.2g}, min mask IoU {par['min_mask_iou']:.4f}")
 
-    local_ms, service_ms, inner = [], [], {"decode": [], "predict": [], "postprocess": [], "total": []}
-    with LocalService(pkg) as svc:
-        client = ServiceClient(svc.url)
+    ms = {k: [] for k in ("eager", "onnx", "eager_service", "onnx_service")}
+    inner = {k: [] for k in ("eager_service", "onnx_service")}
+    env = {"CVFLOW_THREADS": str(threads)}
+    with LocalService(pkg, env={**env, "CVFLOW_RUNTIME": "eager"}) as svc_e, LocalService(pkg, env=env) as svc_o:
+        if (svc_e.info["model"].get("runtime"), svc_o.info["model"].get("runtime")) != ("eager", "onnxruntime"):
+            print(f"unexpected service runtimes: {svc_e.info['model']}, {svc_o.info['model']}", file=sys.stderr)
+            return 1
+        clients = {"eager_service": ServiceClient(svc_e.url), "onnx_service": ServiceClient(svc_o.url)}
+        local = {"eager": eager, "onnx": fast}
         for i in range(a.warmup):
             im = imgs[i % len(imgs)]
-            pred.predict([im.array])
-            client.post_image(im.data, im.content_type)
+            for p in local.values():
+                p.predict([im.array])
+            for c in clients.values():
+                c.post_image(im.data, im.content_type)
         for _ in range(a.repeat):
             for im in imgs:
-                t0 = time.perf_counter()
-                pred.predict([im.array])
-                local_ms.append((time.perf_counter() - t0) * 1e3)
-                r = client.post_image(im.data, im.content_type)
-                if r.status != 200:
-                    print(f"service answered {r.status}: {r.body[:300]!r}", file=sys.stderr)
-                    return 1
-                service_ms.append(r.seconds * 1e3)
-                for k in inner:
-                    inner[k].append(r.json["timings_ms"][k])
+                for k, p in local.items():
+                    t0 = time.perf_counter()
+                    p.predict([im.array])
+                    ms[k].append((time.perf_counter() - t0) * 1e3)
+                for k, c in clients.items():
+                    r = c.post_image(im.data, im.content_type)
+                    if r.status != 200:
+                        print(f"{k} answered {r.status}: {r.body[:300]!r}", file=sys.stderr)
+                        return 1
+                    ms[k].append(r.seconds * 1e3)
+                    inner[k].append(r.json["timings_ms"]["predict"])
     tmp.cleanup()
 
-    p50_local, p50_service = statistics.median(local_ms), statistics.median(service_ms)
-    print(f"in-process predict p50 {p50_local:.1f} ms (n={len(local_ms)})")
-    print(f"service request    p50 {p50_service:.1f} ms (n={len(service_ms)}); inside the worker p50: "
-          + ", ".join(f"{k} {statistics.median(v):.1f} ms" for k, v in inner.items()))
-    ratio = p50_service / p50_local
-    print(f"ratio service / in-process = {ratio:.3f} (goal <= 1.15: {'met' if ratio <= 1.15 else 'not met'})")
+    p50 = {k: statistics.median(v) for k, v in ms.items()}
+    for k, label in (("eager", "eager in-process        "), ("onnx", "ONNX Runtime in-process "),
+                     ("eager_service", "eager service           "), ("onnx_service", "ONNX Runtime service    ")):
+        extra = f"; predict inside the worker p50 {statistics.median(inner[k]):.1f} ms" if k in inner else ""
+        print(f"{label} p50 {p50[k]:7.1f} ms (n={len(ms[k])}){extra}")
+    r_local, r_service = p50["onnx"] / p50["eager"], p50["onnx_service"] / p50["eager_service"]
+    print(f"ratio ONNX Runtime / eager, in-process = {r_local:.3f} (goal <= 0.7: {'met' if r_local <= 0.7 else 'not met'})")
+    print(f"ratio ONNX Runtime / eager, service p50 = {r_service:.3f} (goal <= 0.7: {'met' if r_service <= 0.7 else 'not met'})")
+    print(f"serving overhead (service / in-process p50): eager {p50['eager_service'] / p50['eager']:.3f}, "
+          f"ONNX Runtime {p50['onnx_service'] / p50['onnx']:.3f}")
     return 0
 
 

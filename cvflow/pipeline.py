@@ -21,8 +21,9 @@ from .config import (ConfigError, atomic_write_json, atomic_write_text, file_has
                            path_hash, read_results)
 
 # %% auto #0
-__all__ = ['HEADLINES', 'Step', 'Pipeline', 'load_pipeline', 'with_videos', 'quick_hash', 'step_fingerprint', 'outputs_hash',
-           'can_skip', 'write_summary', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
+__all__ = ['MODES', 'HEADLINES', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_videos', 'with_annotations',
+           'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip', 'write_summary', 'StepFailed', 'new_run_id',
+           'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -40,6 +41,7 @@ class Pipeline:
     steps: list[Step]
     source: Path | None = None
     videos_mode: dict = field(default_factory=dict)   # how `--videos DIR` changes the steps (see below)
+    annotations_mode: dict = field(default_factory=dict)   # how `--annotations FILE... --images DIR` changes them
 
     def names(self) -> list[str]: return [s.name for s in self.steps]
 
@@ -50,6 +52,7 @@ class Pipeline:
 
 
 _STEP_KEYS = {"name", "notebook", "parameters", "inputs", "outputs"}
+MODES = {"videos_mode": "--videos DIR", "annotations_mode": "--annotations FILE... --images DIR"}
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:
     "Read and check a pipeline file (default: `pipeline.yaml` in the repository)."
@@ -83,19 +86,47 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
         for k in ("inputs", "outputs"):
             if not isinstance(s.get(k, []), list): raise ConfigError(f"{where}: field `{k}` must be a list of paths")
         steps.append(Step(s["name"], nb, params, [str(p) for p in s.get("inputs", [])], [str(p) for p in s.get("outputs", [])]))
-    vm = data.get("videos_mode") or {}
-    if not isinstance(vm, dict) or set(vm) - {"skip", "parameters", "inputs"}:
-        raise ConfigError(f"pipeline file {path}: `videos_mode` takes `skip`, `parameters` and `inputs`")
-    for name in list(vm.get("skip", [])) + list(vm.get("parameters", {})) + list(vm.get("inputs", {})):
-        if name not in seen: raise ConfigError(f"pipeline file {path}: `videos_mode` names step {name!r}, which is not in `steps`")
-    return Pipeline(steps, path, vm)
+    modes = {}
+    for key in MODES:
+        vm = data.get(key) or {}
+        if not isinstance(vm, dict) or set(vm) - {"skip", "parameters", "inputs", "outputs"}:
+            raise ConfigError(f"pipeline file {path}: `{key}` takes `skip`, `parameters`, `inputs` and `outputs`")
+        for name in [*vm.get("skip", []), *vm.get("parameters", {}), *vm.get("inputs", {}), *vm.get("outputs", {})]:
+            if name not in seen: raise ConfigError(f"pipeline file {path}: `{key}` names step {name!r}, which is not in `steps`")
+        modes[key] = vm
+    return Pipeline(steps, path, **modes)
 
 # %% ../nbs/10_pipeline.ipynb #bebaf17e
-def _subst(v, videos: str):
-    if isinstance(v, str): return v.replace("{videos}", videos)
-    if isinstance(v, list): return [_subst(x, videos) for x in v]
-    if isinstance(v, dict): return {k: _subst(x, videos) for k, x in v.items()}
+def _subst(v, values: dict[str, str | list[str]]):
+    "`v` with each `{name}` replaced by `values[name]`; a string that is exactly a list-valued `{name}` becomes the list."
+    if isinstance(v, str):
+        for k, x in values.items():
+            if v == "{" + k + "}": return list(x) if isinstance(x, list) else x
+            v = v.replace("{" + k + "}", x if isinstance(x, str) else ",".join(x))
+        return v
+    if isinstance(v, list):
+        out = []
+        for x in v:
+            y = _subst(x, values)
+            out += y if isinstance(y, list) and isinstance(x, str) else [y]
+        return out
+    if isinstance(v, dict): return {k: _subst(x, values) for k, x in v.items()}
     return v
+
+
+def with_mode(pipeline: Pipeline, mode: str, values: dict[str, str | list[str]]) -> Pipeline:
+    "The pipeline as `mode` (`videos_mode`, `annotations_mode` of the pipeline file) changes it, `{name}`s replaced by `values`."
+    vm = getattr(pipeline, mode)
+    if not vm:
+        raise ConfigError(f"pipeline file {pipeline.source} has no `{mode}`, so `cvflow run {MODES[mode]}` cannot run")
+    steps = []
+    for st in pipeline.steps:
+        if st.name in vm.get("skip", []): continue
+        params = {**st.parameters, **_subst(vm.get("parameters", {}).get(st.name, {}), values)}
+        inputs = st.inputs + _subst(vm.get("inputs", {}).get(st.name, []), values)
+        outputs = _subst(vm["outputs"][st.name], values) if st.name in vm.get("outputs", {}) else st.outputs   # replaced
+        steps.append(Step(st.name, st.notebook, params, inputs, outputs))
+    return Pipeline(steps, pipeline.source, pipeline.videos_mode, pipeline.annotations_mode)
 
 
 def with_videos(pipeline: Pipeline, videos: str | Path) -> Pipeline:
@@ -103,16 +134,19 @@ def with_videos(pipeline: Pipeline, videos: str | Path) -> Pipeline:
     videos = Path(videos).expanduser().resolve()
     if not videos.is_dir():
         raise ConfigError(f"--videos {videos}: not a folder")
-    vm = pipeline.videos_mode
-    if not vm:
-        raise ConfigError(f"pipeline file {pipeline.source} has no `videos_mode`, so it cannot run on your videos")
-    steps = []
-    for st in pipeline.steps:
-        if st.name in vm.get("skip", []): continue
-        params = {**st.parameters, **_subst(vm.get("parameters", {}).get(st.name, {}), str(videos))}
-        inputs = st.inputs + _subst(vm.get("inputs", {}).get(st.name, []), str(videos))
-        steps.append(Step(st.name, st.notebook, params, inputs, st.outputs))
-    return Pipeline(steps, pipeline.source, vm)
+    return with_mode(pipeline, "videos_mode", {"videos": str(videos)})
+
+
+def with_annotations(pipeline: Pipeline, annotations: list[str | Path], images: str | Path | None = None) -> Pipeline:
+    """The pipeline for annotations the user already has (any format `cvflow annotations` reads) and their images
+    folder, per its `annotations_mode`: from the annotation check and the class distribution on."""
+    files = [Path(a).expanduser().resolve() for a in annotations]
+    for f in files:
+        if not f.exists(): raise ConfigError(f"--annotations {f}: no such file or folder")
+    if images is None: raise ConfigError("--annotations needs --images DIR, the folder the annotated images are in")
+    images = Path(images).expanduser().resolve()
+    if not images.is_dir(): raise ConfigError(f"--images {images}: not a folder")
+    return with_mode(pipeline, "annotations_mode", {"annotations": [str(f) for f in files], "images": str(images)})
 
 # %% ../nbs/10_pipeline.ipynb #14a6c82c
 def quick_hash(path: Path, limit: int = 64 << 20) -> str:
@@ -433,19 +467,30 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--only", metavar="STEP", help="run only this step")
     ap.add_argument("--force", action="store_true", help="run every step even if unchanged")
     ap.add_argument("--list", action="store_true", help="list the steps and exit")
-    ap.add_argument("--videos", metavar="DIR", help="run on your own videos: up to annotation, then (once annotated) on")
-    ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--videos", metavar="DIR", help="run on your own videos: up to annotation, then (once annotated) on")
+    mode.add_argument("--annotations", nargs="+", metavar="FILE", help="run on annotations you already have (COCO, VIA "
+                      "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
+    ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
+    ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
+                    "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)
-    if a.classes and not a.videos: ap.error("--classes goes with --videos")
+    if a.classes and not (a.videos or a.annotations): ap.error("--classes goes with --videos or --annotations")
+    if a.images and not a.annotations: ap.error("--images goes with --annotations")
     try:
         pl = load_pipeline(a.config)
         if a.videos: pl = with_videos(pl, a.videos)
+        if a.annotations: pl = with_annotations(pl, a.annotations, a.images)
         if a.classes:
             for st in pl.steps:
                 if "classes" in st.parameters: st.parameters["classes"] = a.classes
         if a.list:
             for i, s in enumerate(pl.steps):
                 print(f"{i:2d}  {s.name:22} {s.notebook.name}")
+            if not (a.videos or a.annotations):
+                for key, flags in MODES.items():
+                    if getattr(pl, key).get("skip") is not None:
+                        print(f"cvflow run {flags}: without {', '.join(getattr(pl, key)['skip'])} (`{key}` in {pl.source.name})")
             return 0
         m = run_pipeline(pl, from_step=a.from_step, only=a.only, force=a.force)
     except ConfigError as e:

@@ -19,9 +19,12 @@ extras = {
     "dev": dev_requirements,
     # ONNX export (`cvflow export --onnx`) and ONNX Runtime serving; a served package lists onnxruntime itself.
     "onnx": ["onnx", "onnxruntime", "onnxscript"],
-    # Azure ML SDK v1: optional, never needed for the tests to pass.
-    "azure": ["azureml-core"],
-    # azureml-pipeline-* downgrade numpy/pyarrow/cloudpickle: keep them apart (joblib<1.6 repairs pip check).
+    # Azure ML SDK v2 (the supported backend) and the workspace's MLflow tracking plugin; azureml-mlflow caps
+    # mlflow-skinny at 3.15.0, hence the mlflow pin (see settings.ini). Also in `dev`, so the Azure tests run in CI.
+    "azure": ["azure-ai-ml>=1.28", "azureml-mlflow", "mlflow<=3.15.0"],
+    # Legacy: Azure ML SDK v1 (azureml-core), support ended 2026-06-30; `backend: azure-v1` only.
+    "azure-v1": ["azureml-core"],
+    # Legacy v1 pipelines: azureml-pipeline-* downgrade numpy/pyarrow/cloudpickle (joblib<1.6 repairs pip check).
     "azure-pipeline": ["azureml-core", "azureml-pipeline-core", "azureml-pipeline-steps", "joblib<1.6"],
 }
 

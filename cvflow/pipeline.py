@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ from .config import (ConfigError, atomic_write_json, atomic_write_text, file_has
                            path_hash, read_results)
 
 # %% auto #0
-__all__ = ['MODES', 'HEADLINES', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_videos', 'with_annotations',
-           'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip', 'write_summary', 'StepFailed', 'new_run_id',
-           'run_pipeline', 'main']
+__all__ = ['MODES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_videos',
+           'with_annotations', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip', 'write_summary',
+           'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -263,6 +264,29 @@ figcaption{{font-size:.85em;color:#57606a}}</style></head><body>
 {''.join(sections)}</body></html>"""
     return atomic_write_text(run_dir / "summary.html", doc)
 
+# %% ../nbs/10_pipeline.ipynb #9c566ec6
+RUN_HEADING = "## Run this step"
+_EXPORT = re.compile(r"^\s*#\|\s*(export|exporti|default_exp)\b")
+
+
+def production_cells(nb: dict, source: str | Path = "notebook") -> list[dict]:
+    """The cells of notebook `nb` (a dict, as `nbformat` reads it) a production run executes: markdown, `#| export`
+    cells, the `parameters` cell, and every cell from the `## Run this step` heading on. `ConfigError` without the heading."""
+    cells = nb["cells"]
+    src = lambda c: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+    run = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and src(c).lstrip().startswith(RUN_HEADING)), None)
+    if run is None: raise ConfigError(f"{source}: no `{RUN_HEADING}` heading: the runner cannot tell the step's work from its tests")
+    return [c for i, c in enumerate(cells) if i >= run or c["cell_type"] != "code" or _EXPORT.match(src(c))
+            or "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def production_notebook(notebook: str | Path, dest: str | Path) -> Path:
+    "Write `notebook` without its test cells (`production_cells`) to `dest`; returns `dest`."
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    nb["cells"] = production_cells(nb, notebook)
+    atomic_write_json(dest, nb, indent=1)
+    return Path(dest)
+
 # %% ../nbs/10_pipeline.ipynb #6b78bef5
 def _ipc_kernel_manager():
     "jupyter_client's kernel manager with IPC (Unix socket) transport instead of unencrypted localhost TCP."
@@ -410,9 +434,12 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
                 prog = run_dir / f"{i:02d}_{step.name}.progress"
                 with _env(CVFLOW_HOME=paths.home, CVFLOW_PROGRESS=prog), \
                         (_Tail(prog, log, f"    {step.name} | ") if progress else contextlib.nullcontext()):
-                    pm.execute_notebook(str(step.notebook), str(executed), parameters=step.parameters,
-                                        cwd=str(step.notebook.parent), progress_bar=False, kernel_name="python3",
-                                        kernel_manager_class=_ipc_kernel_manager())
+                    prod = production_notebook(step.notebook, run_dir / f".{i:02d}_{step.notebook.name}")   # no test cells
+                    try:
+                        pm.execute_notebook(str(prod), str(executed), parameters=step.parameters,
+                                            cwd=str(step.notebook.parent), progress_bar=False, kernel_name="python3",
+                                            kernel_manager_class=_ipc_kernel_manager())
+                    finally: prod.unlink(missing_ok=True)
             except PapermillExecutionError as e:
                 if e.ename == "AnnotationNeeded":   # a pause for a person, not a failure (see 02_annotations)
                     rec.update(status="waiting", seconds=round(time.time() - t0, 1), message=e.evalue)

@@ -58,3 +58,24 @@ def test_no_module_imports_a_later_step(module):
         assert other in mods, f"cvflow.{module} imports cvflow.{other}, which does not exist"
         assert mods[other] <= mine, (f"cvflow.{module} ({mine}) imports cvflow.{other} ({mods[other]}), a later step: "
                                      "data must flow forward")
+
+
+def _pipeline_notebooks() -> list[Path]:
+    import yaml
+    y = yaml.safe_load((PKG.parent / "pipeline.yaml").read_text())
+    return sorted({(PKG.parent / s["notebook"]).resolve() for s in y["steps"]})
+
+
+@pytest.mark.parametrize("notebook", _pipeline_notebooks(), ids=lambda p: p.name)
+def test_production_runs_execute_no_test_cell(notebook):
+    "What `cvflow run` executes of a step's notebook (`production_notebook`) holds none of its fastcore tests."
+    import json
+    from cvflow.pipeline import production_cells
+    nb = json.loads(notebook.read_text())
+    kept = production_cells(nb, notebook)
+    code = ["".join(c["source"]) for c in kept if c["cell_type"] == "code"]
+    tests = re.compile(r"\btest_(eq|ne|fail|close|is|warns|stdout|eq_type|shuffled)\(|\bassert\b")
+    offenders = [c.splitlines()[0] for c in code if tests.search(c)]
+    assert not offenders, f"{notebook.name}: production cells run tests: {offenders}"
+    all_tests = sum(bool(tests.search("".join(c["source"]))) for c in nb["cells"] if c["cell_type"] == "code")
+    assert all_tests == 0 or len(kept) < len(nb["cells"]), f"{notebook.name}: its tests would run in production"

@@ -21,10 +21,11 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['SHARED_MISSING', 'find_home', 'Paths', 'get_paths', 'ConfigError', 'Settings', 'load_settings', 'Backend',
-           'find_workspace_config', 'azureml_available', 'detect_backend', 'atomic_path', 'atomic_write_text',
-           'atomic_write_json', 'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename',
-           'find_repo', 'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'describe', 'main']
+__all__ = ['WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths', 'ConfigError',
+           'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
+           'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
+           'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename', 'find_repo',
+           'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'describe', 'main']
 
 # %% ../nbs/00_config.ipynb #830162a0
 def _is_cvflow_repo(d: Path) -> bool:
@@ -90,7 +91,7 @@ class ConfigError(ValueError):
 @dataclass
 class Settings:
     "Installation-wide settings (see `load_settings`)."
-    backend: str = "auto"            # auto | local | azure
+    backend: str = "auto"            # auto | local | azure (SDK v2) | azure-v1 (legacy azureml-core)
     device: str = "auto"             # auto | cpu | cuda
     seed: int = 0
     experiment: str = "cvflow"       # MLflow / Azure ML experiment name
@@ -100,7 +101,7 @@ class Settings:
     num_workers: int = -1            # DataLoader workers; -1: min(4, cpu count - 1)
     log_level: str = "INFO"
 
-    _choices = {"backend": ("auto", "local", "azure"), "device": ("auto", "cpu", "cuda"),
+    _choices = {"backend": ("auto", "local", "azure", "azure-v1"), "device": ("auto", "cpu", "cuda"),
                 "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
 
     def __post_init__(self):
@@ -144,12 +145,19 @@ def load_settings(path: str | Path | None = None, home: str | Path | None = None
     return Settings(**values)
 
 # %% ../nbs/00_config.ipynb #b5ee23dd
+WORKSPACE_CONFIG_HELP = ("download the workspace's config.json from Azure ML studio (https://ml.azure.com: pick the workspace, "
+                         "open the workspace menu at the top right, 'Download config file') into the project folder or "
+                         "~/.azureml/, or set `azure_config` in cvflow.yaml")
+AZURE_V1_SUPPORT_END = "2026-06-30"
+
+
 @dataclass(frozen=True)
 class Backend:
     "Which backend a run uses, and why."
-    name: str                       # "local" or "azure"
+    name: str                       # "local", "azure" (SDK v2) or "azure-v1" (legacy azureml-core)
     reason: str
     workspace_config: Path | None = None
+    sdk: str = ""                   # "azure-ai-ml <version>" / "azureml-core <version>" / "" (local)
 
 
 def find_workspace_config(settings: Settings | None = None, start: str | Path | None = None) -> Path | None:
@@ -157,7 +165,7 @@ def find_workspace_config(settings: Settings | None = None, start: str | Path | 
     if settings is not None and settings.azure_config:
         p = Path(settings.azure_config).expanduser()
         if not p.is_file():
-            raise ConfigError(f"setting `azure_config`: {str(p)!r} does not exist")
+            raise ConfigError(f"setting `azure_config`: {str(p)!r} does not exist; {WORKSPACE_CONFIG_HELP}")
         return p
     start = Path(start or find_home()).resolve()
     for d in (start, *start.parents):
@@ -174,32 +182,56 @@ def _is_workspace_config(p: Path) -> bool:
     return isinstance(d, dict) and {"subscription_id", "resource_group", "workspace_name"} <= set(d)
 
 
-def azureml_available() -> bool:
-    "Is `azureml-core` importable?"
-    try: return importlib.util.find_spec("azureml.core") is not None
+def _spec(name: str) -> bool:
+    try: return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError): return False
 
 
+def _version(dist: str) -> str:
+    import importlib.metadata
+    try: return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError: return "?"
+
+
+def azureml_available() -> bool:
+    "Is `azureml-core` (the legacy Azure ML SDK v1) importable?"
+    return _spec("azureml.core")
+
+
+def azure_ai_ml_available() -> bool:
+    "Are the Azure ML SDK v2 (`azure-ai-ml`) and the workspace's MLflow plugin (`azureml-mlflow`) importable?"
+    return _spec("azure.ai.ml") and _spec("azureml.mlflow")
+
+
 def detect_backend(settings: Settings | None = None, start: str | Path | None = None) -> Backend:
-    "Azure ML if configured and importable (or demanded), else the local backend; the reason says why."
+    "Azure ML (SDK v2) if configured and importable (or demanded), else the local backend; the reason says why."
     settings = settings or load_settings()
     if settings.backend == "local":
         return Backend("local", "backend: local in the settings")
     cfg = find_workspace_config(settings, start)
-    has_sdk = azureml_available()
+    if settings.backend == "azure-v1":
+        if cfg is None:
+            raise ConfigError(f"setting `backend`: 'azure-v1' but no workspace config.json was found: {WORKSPACE_CONFIG_HELP}")
+        if not azureml_available():
+            raise ConfigError("setting `backend`: 'azure-v1' but azureml-core is not installed: pip install 'cvflow[azure-v1]'")
+        return Backend("azure-v1", f"backend: azure-v1 in the settings (legacy Azure ML SDK v1, support ended "
+                                   f"{AZURE_V1_SUPPORT_END}), workspace config {cfg}", cfg, f"azureml-core {_version('azureml-core')}")
+    has_sdk = azure_ai_ml_available()
+    sdk = f"azure-ai-ml {_version('azure-ai-ml')}" if has_sdk else ""
     if settings.backend == "azure":
         if cfg is None:
-            raise ConfigError("setting `backend`: 'azure' but no workspace config.json was found "
-                              "(download it from the Azure ML studio, or set `azure_config`)")
+            raise ConfigError(f"setting `backend`: 'azure' but no workspace config.json was found: {WORKSPACE_CONFIG_HELP}")
         if not has_sdk:
-            raise ConfigError("setting `backend`: 'azure' but azureml-core is not installed: pip install 'cvflow[azure]'")
-        return Backend("azure", f"backend: azure, workspace config {cfg}", cfg)
+            raise ConfigError("setting `backend`: 'azure' but the Azure ML SDK v2 (azure-ai-ml, azureml-mlflow) is not "
+                              "installed: pip install 'cvflow[azure]'")
+        return Backend("azure", f"backend: azure, workspace config {cfg}, Azure ML SDK v2", cfg, sdk)
     if cfg is not None and has_sdk:
-        return Backend("azure", f"workspace config {cfg} found and azureml-core installed", cfg)
+        return Backend("azure", f"workspace config {cfg} found and the Azure ML SDK v2 installed", cfg, sdk)
     if cfg is not None:
-        return Backend("local", f"workspace config {cfg} found but azureml-core is not installed "
+        return Backend("local", f"workspace config {cfg} found but the Azure ML SDK v2 is not installed "
                                 "(pip install 'cvflow[azure]'); using the local backend", cfg)
-    return Backend("local", "no Azure ML workspace config.json found; using the local backend")
+    return Backend("local", "no Azure ML workspace config.json found; using the local backend (for Azure ML, "
+                            + WORKSPACE_CONFIG_HELP + ")")
 
 # %% ../nbs/00_config.ipynb #eea4b85c
 @contextlib.contextmanager
@@ -356,6 +388,7 @@ def describe(settings: Settings | None = None, paths: Paths | None = None) -> di
     b = detect_backend(settings, start=paths.home)
     return {"home": str(paths.home), "data": str(paths.data), "models": str(paths.models), "reports": str(paths.reports),
             "settings": settings.asdict(), "backend": b.name, "backend_reason": b.reason,
+            "azure_sdk": b.sdk or ("none: the local backend needs no Azure SDK" if b.name == "local" else ""),
             "workspace_config": str(b.workspace_config) if b.workspace_config else None}
 
 

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Paths, Settings, detect_backend, get_paths, load_settings
+from .config import (WORKSPACE_CONFIG_HELP, ConfigError, Paths, Settings, detect_backend, find_workspace_config,
+                           get_paths, load_settings)
 
 # %% auto #0
 __all__ = ['TRACKING_BACKENDS', 'flatten_params', 'finite_metrics', 'NullTracker', 'default_tracking_uri',
-           'get_or_create_experiment', 'MLflowTracker', 'AzureMLTracker', 'start_run', 'metric_history', 'latest_run',
-           'plot_curves']
+           'get_or_create_experiment', 'MLflowTracker', 'AzureMLTracker', 'azure_tracking_uri', 'resolve_tracking',
+           'start_run', 'metric_history', 'latest_run', 'plot_curves']
 
 # %% ../nbs/06c_tracking.ipynb #651f5d88
 def flatten_params(d: dict, prefix: str = "", max_len: int = 500) -> dict[str, str]:
@@ -96,8 +97,10 @@ class MLflowTracker(NullTracker):
     backend = "mlflow"
 
     def __init__(self, tracking_uri: str, experiment: str = "cvflow", run_name: str | None = None,
-                 tags: dict[str, str] | None = None, run_id: str | None = None):
+                 tags: dict[str, str] | None = None, run_id: str | None = None, terminate: bool = True):
+        "`terminate=False`: the run belongs to someone else (an Azure ML job's run): `finish` ends it only when FAILED."
         from mlflow.tracking import MlflowClient
+        self.terminate = terminate
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = get_or_create_experiment(self.client, experiment, tracking_uri)
@@ -143,7 +146,8 @@ class MLflowTracker(NullTracker):
 
     def finish(self, status: str = "FINISHED") -> None:
         if not self._finished:
-            self.client.set_terminated(self.run_id, status)
+            if self.terminate or status == "FAILED":
+                self.client.set_terminated(self.run_id, status)
             self._finished = True
 
 # %% ../nbs/06c_tracking.ipynb #9ef7f714
@@ -202,8 +206,58 @@ class AzureMLTracker(NullTracker):
 TRACKING_BACKENDS = ("auto", "mlflow", "azure", "none")
 
 
-def _azure_tracker(settings: Settings, experiment: str, run_name, tags, run_id):
-    from azureml.core import Run, Workspace  # lazy: the optional cvflow[azure] extra
+def _in_azure_job(env) -> bool:
+    return str(env.get("MLFLOW_TRACKING_URI", "")).startswith("azureml:")
+
+
+def azure_tracking_uri(settings: Settings | None = None, paths: Paths | None = None, env: dict | None = None,
+                       ml_client=None) -> str:
+    """The Azure ML workspace's MLflow tracking URI (`azureml://<region>.api.azureml.ms/mlflow/v1.0/...`): inside an
+    Azure ML job the `MLFLOW_TRACKING_URI` Azure ML set; otherwise asked of the workspace in `config.json` (one call to
+    Azure, with `ml_client` or an `MLClient` from the config). Raises `ConfigError` naming config.json when there is none."""
+    env = os.environ if env is None else env
+    if _in_azure_job(env):
+        return env["MLFLOW_TRACKING_URI"]
+    if ml_client is None:
+        paths = paths or get_paths()
+        cfg = find_workspace_config(settings or load_settings(home=paths.home), start=paths.home)
+        if cfg is None:
+            raise ConfigError(f"Azure ML tracking: no workspace config.json found; {WORKSPACE_CONFIG_HELP}")
+        try:
+            from azure.ai.ml import MLClient  # lazy: the cvflow[azure] extra
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            raise ConfigError("Azure ML tracking needs the Azure ML SDK v2: pip install 'cvflow[azure]'") from None
+        ml_client = MLClient.from_config(DefaultAzureCredential(), path=str(cfg))
+    return ml_client.workspaces.get(ml_client.workspace_name).mlflow_tracking_uri
+
+
+def resolve_tracking(backend: str = "auto", settings: Settings | None = None, paths: Paths | None = None,
+                     env: dict | None = None, ml_client=None) -> tuple[str, str | None, str | None]:
+    """`(kind, tracking_uri, run_id)` for `backend`: kind is 'none', 'mlflow' (local store or `tracking_uri`),
+    'azure' (MLflow on the workspace; run_id is the Azure ML job's own run inside a job) or 'azure-v1' (legacy)."""
+    if backend not in TRACKING_BACKENDS:
+        raise ConfigError(f"tracking backend {backend!r} is not one of {', '.join(TRACKING_BACKENDS)}")
+    if backend == "none":
+        return "none", None, None
+    env = os.environ if env is None else env
+    paths = paths or get_paths()
+    settings = settings or load_settings(home=paths.home)
+    if backend == "auto":
+        name = "azure" if _in_azure_job(env) else detect_backend(settings, start=paths.home).name
+        backend = {"azure": "azure", "azure-v1": "azure-v1"}.get(name, "mlflow")
+    elif backend == "azure" and settings.backend == "azure-v1":
+        backend = "azure-v1"
+    if backend == "azure-v1":
+        return "azure-v1", None, None
+    if backend == "azure":
+        run_id = env.get("MLFLOW_RUN_ID") if _in_azure_job(env) else None
+        return "azure", azure_tracking_uri(settings, paths, env, ml_client), run_id
+    return "mlflow", default_tracking_uri(paths, settings), None
+
+
+def _azure_v1_tracker(settings: Settings, experiment: str, run_name, tags, run_id):
+    from azureml.core import Run, Workspace  # lazy: the legacy cvflow[azure-v1] extra
     run = Run.get_context()
     if not type(run).__name__.startswith("_Offline"):
         return AzureMLTracker(run)
@@ -228,11 +282,12 @@ def start_run(backend: str = "auto", experiment: str | None = None, run_name: st
     paths = paths or get_paths()
     settings = settings or load_settings(home=paths.home)
     experiment = experiment or settings.experiment
-    if backend == "auto":
-        backend = "azure" if detect_backend(settings, start=paths.home).name == "azure" else "mlflow"
-    if backend == "azure":
-        return _azure_tracker(settings, experiment, run_name, tags, run_id)
-    return MLflowTracker(default_tracking_uri(paths, settings), experiment, run_name, tags, run_id)
+    kind, uri, job_run = resolve_tracking(backend, settings, paths)
+    if kind == "azure-v1":
+        return _azure_v1_tracker(settings, experiment, run_name, tags, run_id)
+    if kind == "azure" and job_run and not run_id:  # inside an Azure ML job: its own run
+        return MLflowTracker(uri, experiment, run_name, tags, job_run, terminate=False)
+    return MLflowTracker(uri, experiment, run_name, tags, run_id)
 
 # %% ../nbs/06c_tracking.ipynb #809921c0
 def metric_history(run_id: str, keys: list[str] | None = None, tracking_uri: str | None = None):

@@ -26,7 +26,7 @@ __all__ = ['AZURE_MISSING', 'TRAINING_PACKAGES', 'DEFAULT_BASE_IMAGE', 'ENTRY_SC
            'upload_dataset', 'submit_training', 'main_train_azure']
 
 # %% ../nbs/07a_azureml.ipynb #25003718
-AZURE_MISSING = "azureml-core (Azure ML SDK v1) is not installed: pip install 'cvflow[azure]'"
+AZURE_MISSING = "azureml-core (Azure ML SDK v1) is not installed: pip install 'cvflow[azure-v1]' (legacy; support ended 2026-06-30)"
 
 
 def require_azureml() -> None:
@@ -43,7 +43,7 @@ def get_workspace(settings: Settings | None = None, paths: Paths | None = None):
     if b.workspace_config is None:
         raise ConfigError("no Azure ML workspace config.json found (download it from the Azure ML studio into the "
                           "project folder, or set `azure_config` in cvflow.yaml)")
-    from azureml.core import Workspace  # lazy: the optional cvflow[azure] extra
+    from azureml.core import Workspace  # lazy: the legacy cvflow[azure-v1] extra
     return Workspace.from_config(path=str(b.workspace_config))
 
 # %% ../nbs/07a_azureml.ipynb #63634b7d
@@ -268,10 +268,10 @@ def submit_training(spec: dict, ws=None, wait: bool = False, stage_dir: str | Pa
 
 # %% ../nbs/07a_azureml.ipynb #a94f4d33
 def main_train_azure(argv: list[str] | None = None) -> int:
-    "`cvflow train --azure --compute NAME [--nodes N --gpus-per-node G] ...`: submit training to Azure ML."
-    ap = argparse.ArgumentParser(prog="cvflow train --azure", description="Submit cvflow training as an Azure ML job "
-                                 "(azureml-core SDK v1; pip install 'cvflow[azure]'). Other options go to cvflow train.")
-    ap.add_argument("--azure", action="store_true", help="(this mode)")
+    "`cvflow train --azure-v1 --compute NAME [--nodes N --gpus-per-node G] ...`: submit training to Azure ML with the legacy SDK v1."
+    ap = argparse.ArgumentParser(prog="cvflow train --azure-v1", description="Submit cvflow training as an Azure ML job "
+                                 "(legacy azureml-core SDK v1; pip install 'cvflow[azure-v1]'). Other options go to cvflow train.")
+    ap.add_argument("--azure-v1", "--azure", dest="azure", action="store_true", help="(this mode)")
     ap.add_argument("--compute", required=True, help="Azure ML compute cluster name")
     ap.add_argument("--nodes", type=int, default=1); ap.add_argument("--gpus-per-node", type=int, default=1)
     ap.add_argument("--data", help="local dataset folder to upload (data/processed/<name>)")

@@ -23,18 +23,27 @@ __all__ = ['REGISTRY_BACKENDS', 'REGISTRY_EXPERIMENT', 'registry_backend', 'vers
            'main_register', 'main_models']
 
 # %% ../nbs/07b_registry.ipynb #23d3c93f
-REGISTRY_BACKENDS = ("auto", "local", "azure")
+REGISTRY_BACKENDS = ("auto", "local", "azure", "azure-v1")
 REGISTRY_EXPERIMENT = "cvflow-registry"
 
 
 def registry_backend(backend: str = "auto", settings: Settings | None = None, paths: Paths | None = None) -> str:
-    "'local' or 'azure' for `backend` (auto | local | azure)."
+    "'local', 'azure' (SDK v2) or 'azure-v1' (legacy SDK v1) for `backend` (auto | local | azure | azure-v1)."
     if backend not in REGISTRY_BACKENDS:
         raise ConfigError(f"registry backend {backend!r} is not one of {', '.join(REGISTRY_BACKENDS)}")
     if backend != "auto":
         return backend
     paths = paths or get_paths()
     return detect_backend(settings or load_settings(home=paths.home), start=paths.home).name
+
+
+def _azure_registry(b: str, settings: Settings | None, paths: Paths | None):
+    "`(module, client)` of an Azure registry: `cvflow.azureml_v2` with an `MLClient`, or (azure-v1) `cvflow.azureml_v1` with a Workspace."
+    if b == "azure-v1":
+        from cvflow import azureml_v1
+        return azureml_v1, azureml_v1.get_workspace(settings, paths)
+    from cvflow import azureml_v2
+    return azureml_v2, azureml_v2.get_ml_client(settings, paths)
 
 # %% ../nbs/07b_registry.ipynb #ef911b3f
 def version_tags(meta: dict, tags: dict[str, Any] | None = None) -> dict[str, str]:
@@ -158,10 +167,13 @@ def register_package(package: str | Path, name: str | None = None, tags: dict | 
     name = check_model_name(name or meta["name"])
     vtags = version_tags(meta, tags)
     b = registry_backend(backend, settings, paths)
-    if b == "azure":
-        from cvflow import azureml_v1
-        ws = azureml_v1.get_workspace(settings, paths)
-        rec = azureml_v1.register_model(ws, package, name, vtags, meta.get("metrics", {}), description, dataset)
+    if b in ("azure", "azure-v1"):
+        mod, client = _azure_registry(b, settings, paths)
+        if b == "azure-v1":
+            rec = mod.register_model(client, package, name, vtags, meta.get("metrics", {}), description, dataset)
+        else:
+            rec = mod.register_model(client, package, name, {**vtags, **({"training_dataset": dataset} if dataset else {})},
+                                     meta.get("metrics", {}), description)
     else:
         rec = _local_register(package, meta, name, vtags, description, settings, paths)
     if alias:
@@ -172,9 +184,9 @@ def register_package(package: str | Path, name: str | None = None, tags: dict | 
 def list_models(backend: str = "auto", settings: Settings | None = None, paths: Paths | None = None) -> list[dict]:
     "The registered models: `[{name, latest_version, aliases, description, backend}]`, sorted by name."
     b = registry_backend(backend, settings, paths)
-    if b == "azure":
-        from cvflow import azureml_v1
-        return azureml_v1.list_models(azureml_v1.get_workspace(settings, paths))
+    if b in ("azure", "azure-v1"):
+        mod, client = _azure_registry(b, settings, paths)
+        return mod.list_models(client)
     client, _ = _mlflow_client(settings, paths)
     out = []
     for rm in client.search_registered_models():
@@ -189,9 +201,9 @@ def show_model(name: str, version: str | int | None = None, backend: str = "auto
                settings: Settings | None = None, paths: Paths | None = None) -> dict:
     "One registered version (a number, an alias, or None for the latest): name, version, uri, tags, metrics, aliases…"
     b = registry_backend(backend, settings, paths)
-    if b == "azure":
-        from cvflow import azureml_v1
-        return azureml_v1.show_model(azureml_v1.get_workspace(settings, paths), name, version)
+    if b in ("azure", "azure-v1"):
+        mod, client = _azure_registry(b, settings, paths)
+        return mod.show_model(client, name, version)
     client, _ = _mlflow_client(settings, paths)
     return _local_version(client, _local_get(client, name, version))
 
@@ -203,9 +215,9 @@ def set_alias(name: str, alias: str, version: str | int, backend: str = "auto",
         raise ConfigError(f"alias {alias!r}: use letters, digits, '_' or '-', starting with a letter; "
                           "'latest' and 'v<number>' are reserved")
     b = registry_backend(backend, settings, paths)
-    if b == "azure":
-        from cvflow import azureml_v1
-        return azureml_v1.set_alias(azureml_v1.get_workspace(settings, paths), name, alias, version)
+    if b in ("azure", "azure-v1"):
+        mod, client = _azure_registry(b, settings, paths)
+        return mod.set_alias(client, name, alias, version)
     client, _ = _mlflow_client(settings, paths)
     mv = _local_get(client, name, int(version))
     client.set_registered_model_alias(name, alias, mv.version)
@@ -218,9 +230,9 @@ def download_package(name: str, version: str | int | None = None, dst: str | Pat
     import tempfile as _tf
     b = registry_backend(backend, settings, paths)
     dst = Path(dst) if dst else Path(_tf.mkdtemp(prefix=f"cvflow-{name}-"))
-    if b == "azure":
-        from cvflow import azureml_v1
-        pkg = azureml_v1.download_model(azureml_v1.get_workspace(settings, paths), name, version, dst)
+    if b in ("azure", "azure-v1"):
+        mod, client = _azure_registry(b, settings, paths)
+        pkg = mod.download_model(client, name, version, dst)
     else:
         import mlflow.artifacts
         client, uri = _mlflow_client(settings, paths)
@@ -247,7 +259,7 @@ def main_register(argv: list[str] | None = None) -> int:
     ap.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE", help="version tags")
     ap.add_argument("--description", help="version description")
     ap.add_argument("--alias", help="point this alias (e.g. production) at the new version")
-    ap.add_argument("--dataset", help="Azure ML: name of the registered training dataset to link")
+    ap.add_argument("--dataset", help="Azure ML: the registered training data asset (NAME:VERSION) to record")
     ap.add_argument("--backend", default="auto", choices=REGISTRY_BACKENDS)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args(argv)

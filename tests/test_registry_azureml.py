@@ -1,5 +1,7 @@
-"""Azure ML SDK v1 parts (cvflow.azureml_v1): the job specification and staged source offline; the azureml-core
-objects built and inspected only where azureml-core is installed (it is an optional extra, not in the test env)."""
+"""Legacy Azure ML SDK v1 parts (cvflow.azureml_v1, `backend: azure-v1`): the job specification and staged source
+offline; the azureml-core objects are built and inspected only where azureml-core is installed (the legacy extra
+cvflow[azure-v1]; Microsoft ended SDK v1 support on 2026-06-30, and the dev environment carries SDK v2 instead,
+whose tests are tests/test_azure_v2.py)."""
 import json
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from cvflow.azureml_v1 import (ENTRY_SCRIPT, build_training_job, main_train_azur
 from cvflow.registry import list_models
 
 needs_azureml = pytest.mark.skipif(not azureml_available(),
-                                   reason="azureml-core (optional extra cvflow[azure]) is not installed")
+                                   reason="legacy azureml-core (extra cvflow[azure-v1]) is not installed")
 
 
 def tiny_dataset(d: Path, card: str = '{"name": "x"}') -> Path:
@@ -53,7 +55,7 @@ def test_staged_source_runs_cvflow_train(tmp_path):
 
 def test_dry_run_cli(tmp_path, capsys):
     ds = tiny_dataset(tmp_path / "ds")
-    assert main_train_azure(["--azure", "--compute", "gpu", "--gpus-per-node", "2", "--data", str(ds), "--dry-run",
+    assert main_train_azure(["--azure-v1", "--compute", "gpu", "--gpus-per-node", "2", "--data", str(ds), "--dry-run",
                              "--stage-dir", str(tmp_path / "src"), "--epochs", "3"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["distributed"]["process_count"] == 2 and shown["source_directory"] == str(tmp_path / "src")
@@ -73,12 +75,13 @@ def test_registry_record_conversion():
     assert model_properties({"x": 0.5}) == {"x": "0.5"}
 
 
-@pytest.mark.skipif(azureml_available(), reason="azureml-core is installed")
-def test_azure_backend_without_sdk_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"pip install 'cvflow\[azure\]'"):
+def test_legacy_backend_without_sdk_is_a_clear_error(tmp_path, monkeypatch):
+    import cvflow.azureml_v1 as v1
+    monkeypatch.setattr(v1, "azureml_available", lambda: False)  # as on a machine without the legacy extra
+    with pytest.raises(ConfigError, match=r"pip install 'cvflow\[azure-v1\]'"):
         build_training_job(training_job_spec("c", data=tiny_dataset(tmp_path / "ds")), tmp_path, "/mnt")
-    with pytest.raises(ConfigError, match=r"pip install 'cvflow\[azure\]'"):
-        list_models(backend="azure")
+    with pytest.raises(ConfigError, match=r"pip install 'cvflow\[azure-v1\]'"):
+        list_models(backend="azure-v1")
 
 
 @needs_azureml

@@ -20,24 +20,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "annotations": ("cvflow.annotations", "main", "check and convert VIA/COCO annotations; write VIA projects for annotators"),
     "eda": ("cvflow.eda", "main", "class distribution plots, summary and warnings for annotations or a dataset"),
     "dataset": ("cvflow.dataset", "main", "split annotations leak-free into train/val and write a dataset card"),
-    "train": ("cvflow.train", "main", "train Mask R-CNN (locally, under torchrun, or on Azure ML with --azure)"),
+    "train": ("cvflow.train", "main", "train Mask R-CNN (locally, under torchrun, or as an Azure ML job: train --azure)"),
     "export": ("cvflow.package", "main_export", "write a model package (model.pt, model.json, score.py, requirements.txt)"),
-    "register": ("cvflow.registry", "main_register", "register a model package (local MLflow or Azure ML)"),
+    "register": ("cvflow.registry", "main_register", "register a model package (local MLflow or the Azure ML workspace)"),
     "models": ("cvflow.registry", "main_models", "list, show, alias or download registered models"),
     "serve": ("cvflow.deploy", "main_serve", "run a model package as a local web service (azmlinfsrv); --stop stops it"),
-    "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to Azure ML (ACI/AKS)"),
+    "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to an Azure ML managed online endpoint (--azure)"),
     "test-service": ("cvflow.client", "main", "test a scoring web service: schema, parity, latency, bad input"),
     "score": ("cvflow.scoring", "main_score", "score a folder of images: COCO results (+ overlays), resumable"),
     "score-video": ("cvflow.scoring", "main_score_video", "score a video: overlay video, per-frame JSON, tracks and counts"),
+    "batch-score": ("cvflow.azureml_v2", "main_batch_score", "score a folder of images/videos on an Azure ML cluster (parallel job)"),
     "run": ("cvflow.pipeline", "main", "run the notebook series end to end with papermill"),
-    "pipeline": ("cvflow.azure_pipeline", "main", "publish/schedule the pipeline on Azure ML (pip install 'cvflow[azure-pipeline]')"),
+    "pipeline": ("cvflow.azure_pipeline", "main", "publish and schedule the pipeline as an Azure ML pipeline job (SDK v2)"),
     "infra": ("cvflow.infra", "main", "deploy or remove the Azure environment (ARM template + cloud-init) with the Azure CLI"),
 }
 
 # %% ../nbs/11_cli.ipynb #58dde9c5
-# (command, flag) -> (module, function): the flag hands the whole command line to another step's function
+# (command, mode flag) -> (module, function): `cvflow COMMAND FLAG ...` hands the command line to another step's function
 FLAG_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
-    ("train", "--azure"): ("cvflow.azureml_v1", "main_train_azure"),
+    ("train", "--azure"): ("cvflow.azureml_v2", "main_train_azure"),
+    ("train", "--azure-v1"): ("cvflow.azureml_v1", "main_train_azure"),
 }
 
 # %% ../nbs/11_cli.ipynb #bc4d2deb
@@ -66,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cvflow: unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     mod, fn, _ = COMMANDS[cmd]
-    for (c, flag), target in FLAG_ROUTES.items():
-        if c == cmd and flag in rest: mod, fn = target
+    modes = [f for (c, f) in FLAG_ROUTES if c == cmd]
+    if rest and rest[0] in modes:
+        mod, fn = FLAG_ROUTES[(cmd, rest[0])]
+    elif misplaced := [a for a in rest if a in modes]:
+        print(f"cvflow {cmd}: {misplaced[0]} selects a mode and must come first: cvflow {cmd} {misplaced[0]} ...",
+              file=sys.stderr)
+        return 2
     rc = getattr(importlib.import_module(mod), fn)(rest)
     return int(rc or 0)

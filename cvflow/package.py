@@ -28,16 +28,16 @@ import torch
 import cvflow
 from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
 from .evaluate import flat_metrics, prediction_to_coco, to_float_image
-from .model import load_checkpoint, model_config, rebuild_model
+from .model import build_model, load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_CHOICES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'RUNTIMES', 'ONNX_OPSET',
-           'PARITY_TOLERANCES', 'MASK_TIE', 'find_checkpoint', 'package_versions', 'git_state', 'flatten_metrics',
-           'dataset_card_hash', 'checkpoint_metrics', 'package_meta', 'serving_requirements', 'score_script_path',
-           'export_package', 'PackageError', 'read_package_meta', 'as_image_list', 'Predictor', 'ort_providers',
-           'select_runtime', 'load_package', 'cpu_cores', 'onnx_session', 'OnnxPredictor', 'exact_resize_for_export',
-           'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections', 'check_parity', 'default_parity_images',
-           'export_checked_onnx', 'describe_package', 'main_export']
+__all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'RUNTIMES',
+           'ONNX_OPSET', 'PARITY_TOLERANCES', 'MASK_TIE', 'find_checkpoint', 'demo_checkpoint', 'package_versions',
+           'git_state', 'flatten_metrics', 'dataset_card_hash', 'checkpoint_metrics', 'package_meta',
+           'serving_requirements', 'score_script_path', 'export_package', 'PackageError', 'read_package_meta',
+           'as_image_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores', 'onnx_session',
+           'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections',
+           'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package', 'main_export']
 
 # %% ../nbs/07_export.ipynb #7fc009d4
 CHECKPOINT_CHOICES = ("best", "last")
@@ -59,6 +59,26 @@ def find_checkpoint(source: str | Path, which: str = "best") -> Path:
             return p
     raise FileNotFoundError(f"{source} holds no checkpoint: looked for "
                             f"{', '.join(str(source / 'checkpoints' / f'{w}.pt') for w in order)} (train a model first)")
+
+# %% ../nbs/07_export.ipynb #500b6e2b
+DEMO_CLASSES = ["disc", "square", "triangle"]
+
+
+def demo_checkpoint(d: str | Path, metrics: dict | None = None, data: str | None = None, step: int = 7, seed: int = 0,
+                    min_size: int = 128, max_size: int = 160, run_id: str | None = None, **model_kw) -> Path:
+    """An untrained `cpu-small` Mask R-CNN (classes `DEMO_CLASSES`) saved as a training run's `d/checkpoints/last.pt`
+    (returned), `metrics` as its latest evaluation: what the export, registry and deploy steps fall back to in a fresh
+    project home, and what their tests export."""
+    d = Path(d)
+    torch.manual_seed(seed)
+    m = build_model("cpu-small", len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size, **model_kw)
+    cfg = {"preset": "cpu-small", "classes": DEMO_CLASSES, "category_ids": list(range(1, len(DEMO_CLASSES) + 1)),
+           "num_classes": len(DEMO_CLASSES) + 1, "input_size": {"min_size": min_size, "max_size": max_size},
+           "model": model_config(m), "data": data or ""}
+    (d / "checkpoints").mkdir(parents=True, exist_ok=True)
+    state = {"best": None, "best_step": None, "history": [], "run_id": run_id, "latest": metrics or {}}
+    torch.save({"model": m.state_dict(), "config": cfg, "step": step, "epoch": 1, "metrics": state}, d / "checkpoints" / "last.pt")
+    return d / "checkpoints" / "last.pt"
 
 # %% ../nbs/07_export.ipynb #85ab538f
 FORMAT = "cvflow-model-package"

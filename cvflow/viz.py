@@ -18,7 +18,7 @@ from .dataset import CocoInstanceDataset, train_transforms
 
 # %% auto #0
 __all__ = ['PALETTE', 'class_color', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances', 'item_sample',
-           'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser']
+           'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -267,3 +267,14 @@ class DatasetBrowser:
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
+
+# %% ../nbs/05_view_dataset.ipynb #39f2902e
+def open_split(dataset_dir: str | Path, split: str = "train", sample_n: int = 12, seed: int = 0) -> CocoInstanceDataset:
+    "The `split` of the prepared dataset in `dataset_dir` (relative to the project home); in a fresh home, one made from the synthetic sample."
+    ds_dir = get_paths().resolve(dataset_dir)
+    if not (ds_dir / f"{split}.json").is_file():
+        from cvflow.dataset import write_dataset
+        from cvflow.sample import make_sample_images
+        src = make_sample_images(get_paths().interim / "sample_images", n=sample_n)
+        write_dataset(src, out=ds_dir, val=0.25, seed=seed, progress=False)
+    return CocoInstanceDataset(ds_dir / f"{split}.json")

@@ -26,12 +26,13 @@ from .config import ConfigError, atomic_dir, find_repo, get_paths, load_settings
 from .pipeline import Pipeline, Step, StepFailed, _env, load_pipeline
 
 # %% auto #0
-__all__ = ['RUNNER_SCRIPT', 'AZURE_PIPELINE_MISSING', 'parse_schedule', 'azure_name', 'PlanParameter', 'DataLink',
-           'DatastoreInput', 'StepPlan', 'PipelinePlan', 'plan_parameter', 'decode_parameter', 'runtime_requirements',
-           'pin_requirements', 'read_requirements', 'pipeline_environment', 'find_producers', 'build_pipeline_plan',
-           'input_source', 'place_input', 'save_output', 'run_step', 'resolve_arguments', 'emulate_plan',
-           'run_step_cli', 'azureml_pipeline_available', 'require_azureml_pipeline', 'stage_pipeline_source',
-           'build_steps', 'to_azureml', 'upload_datastore_inputs', 'publish_plan', 'main']
+__all__ = ['RUNNER_SCRIPT', 'AZURE_PIPELINE_MISSING', 'DATASTORE', 'parse_schedule', 'parse_trigger', 'azure_name',
+           'PlanParameter', 'DataLink', 'DatastoreInput', 'StepPlan', 'PipelinePlan', 'plan_parameter',
+           'decode_parameter', 'runtime_requirements', 'pin_requirements', 'read_requirements', 'pipeline_environment',
+           'find_producers', 'build_pipeline_plan', 'input_source', 'place_input', 'save_output', 'run_step',
+           'resolve_arguments', 'emulate_plan', 'run_step_cli', 'azureml_pipeline_available',
+           'require_azureml_pipeline', 'stage_pipeline_source', 'build_steps', 'to_azureml', 'upload_datastore_inputs',
+           'publish_plan', 'pipeline_job_v2', 'upload_specs_v2', 'stage_pipeline_v2', 'publish_v2', 'main']
 
 # %% ../nbs/10a_azure_pipeline.ipynb #82bb685d
 _UNITS = {"minute": "Minute", "hour": "Hour", "day": "Day", "week": "Week", "month": "Month"}
@@ -48,6 +49,21 @@ def parse_schedule(text: str) -> dict:
     if n < 1:
         raise ConfigError(f"schedule {text!r}: the interval must be at least 1")
     return {"frequency": _UNITS[m["unit"].lower()], "interval": n}
+
+
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+
+
+def parse_trigger(text: str) -> dict:
+    "`'every N <unit>'` → `{'frequency', 'interval'}`; `'cron M H D Mo W'` → `{'cron': 'M H D Mo W'}` (five fields, UTC)."
+    t = str(text).strip()
+    if t.lower().startswith("cron "):
+        fields = t[5:].split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ConfigError(f"schedule {text!r}: a cron schedule is 'cron MIN HOUR DAY MONTH WEEKDAY' "
+                              "(five fields of numbers, ranges, lists, steps or *), for example 'cron 0 6 * * 1-5'")
+        return {"cron": " ".join(fields)}
+    return parse_schedule(t)
 
 # %% ../nbs/10a_azure_pipeline.ipynb #b280d9fc
 def azure_name(*parts: str, max_len: int = 120) -> str:
@@ -155,7 +171,7 @@ def decode_parameter(key: str, text: str, default: Any) -> Any:
         raise ConfigError(f"parameter {key!r}: {text!r} is not a valid {type(default).__name__} value ({e})") from None
 
 # %% ../nbs/10a_azure_pipeline.ipynb #d595d7d1
-from .azureml_v1 import DEFAULT_BASE_IMAGE  # the same CUDA base image as `cvflow train --azure`
+from .azureml_v2 import DEFAULT_TRAIN_IMAGE as DEFAULT_BASE_IMAGE  # the same CUDA base image as `cvflow train --azure`
 
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$")
 
@@ -305,7 +321,7 @@ def build_pipeline_plan(pipeline: Pipeline | str | Path | None, compute: str, sc
         plans.append(StepPlan(st.name, nb, RUNNER_SCRIPT, args, pnames, inputs, outputs, after, allow_reuse))
         earlier += [(st.name, o) for o in outputs]
 
-    rec = parse_schedule(schedule) if schedule else None
+    rec = parse_trigger(schedule) if schedule else None
     return PipelinePlan(
         name=name, compute=str(compute), experiment=experiment,
         description=description or f"cvflow notebook pipeline ({len(plans)} steps: {', '.join(p.name for p in plans)}) "
@@ -580,6 +596,8 @@ def publish_plan(plan: PipelinePlan, workspace=None, upload: bool = False, home:
         raise ConfigError(f"Azure ML rejected the pipeline: {errors}")
     published = built["pipeline"].publish(name=plan.name, description=plan.description, continue_on_step_failure=False)
     out = {"pipeline_id": published.id, "endpoint": published.endpoint, "schedule_id": None}
+    if plan.schedule and "cron" in plan.schedule:
+        raise ConfigError("cron schedules need the Azure ML SDK v2 (publish without --v1)")
     if plan.schedule:
         from azureml.pipeline.core.schedule import Schedule, ScheduleRecurrence  # lazy
         rec = ScheduleRecurrence(frequency=plan.schedule["frequency"], interval=plan.schedule["interval"])
@@ -588,16 +606,158 @@ def publish_plan(plan: PipelinePlan, workspace=None, upload: bool = False, home:
         out["schedule_id"] = sched.id
     return out
 
+# %% ../nbs/10a_azure_pipeline.ipynb #84726ff8
+DATASTORE = "workspaceblobstore"
+_V2_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "json": "string"}
+
+
+def _component_name(step: str) -> str:
+    return ("cvflow_" + re.sub(r"[^a-z0-9_]+", "_", step.lower())).strip("_")[:255]
+
+
+def _param_value(p: PlanParameter):
+    return p.default if p.kind in ("int", "float", "bool", "str") else str(p.default)
+
+
+def _uri_type(path: str) -> str:
+    return "uri_file" if PurePosixPath(path).suffix else "uri_folder"
+
+
+def pipeline_job_v2(plan: PipelinePlan, uploads: dict[str, str] | None = None) -> dict:
+    """The plan as Azure ML SDK v2 YAML documents: `{'components': {step: doc}, 'pipeline': doc, 'schedule': doc or None}`.
+    `uploads`: datastore input name -> 'azureml:NAME:VERSION' of the data asset that replaces its datastore path."""
+    import shlex
+    uploads = uploads or {}
+    params = {p.name: p for p in plan.parameters}
+    dstore = {d.name: d for d in plan.datastore_inputs}
+    links = {l.name: l for l in plan.links}
+    env = {"image": plan.environment["base_image"], "conda_file": "../conda.yml"}
+    components, jobs = {}, {}
+    for st in plan.steps:
+        inputs, outputs, cmd = {}, {"executed": {"type": "uri_folder"}}, ["python", st.script]
+        bind_in: dict[str, str] = {}
+        bind_out: dict[str, dict] = {}
+        args = list(st.arguments)
+        for i, a in enumerate(args):
+            if isinstance(a, str):
+                if i > 0 and args[i - 1] == "--executed":
+                    cmd.append("${{outputs.executed}}/" + shlex.quote(PurePosixPath(a).name)); continue
+                cmd.append(shlex.quote(a)); continue
+            kind, name = next(iter(a.items()))
+            if kind == "param":
+                p = params[name]
+                inputs[name] = {"type": _V2_TYPES[p.kind], "default": _param_value(p)}
+                bind_in[name] = "${{parent.inputs.%s}}" % name
+                cmd.append("'${{inputs.%s}}'" % name)
+            elif kind == "datastore":
+                inputs[name] = {"type": _uri_type(dstore[name].path)}
+                bind_in[name] = "${{parent.inputs.%s}}" % name
+                cmd.append("${{inputs.%s}}" % name)
+            elif kind == "input":
+                inputs[name] = {"type": "uri_folder"}
+                bind_in[name] = "${{parent.jobs.%s.outputs.%s}}" % (links[name].producer, name)
+                cmd.append("${{inputs.%s}}" % name)
+            else:
+                outputs[name] = {"type": "uri_folder"}
+                dest = links[name].destination.replace("{run-id}", "${{name}}")
+                bind_out[name] = {"type": "uri_folder", "path": f"azureml://datastores/{DATASTORE}/paths/{dest}"}
+                cmd.append("${{outputs.%s}}" % name)
+        for prev in st.run_after:
+            key = azure_name("after", prev)
+            inputs[key] = {"type": "uri_folder", "optional": True,
+                           "description": f"order only: runs after step {prev!r} (nothing is read)"}
+            bind_in[key] = "${{parent.jobs.%s.outputs.executed}}" % prev
+        components[st.name] = {"type": "command", "name": _component_name(st.name), "display_name": f"cvflow {st.name}",
+                               "description": f"{st.notebook} run by papermill (cvflow pipeline step {st.name!r})",
+                               "code": "../src", "environment": env, "command": " ".join(cmd),
+                               "inputs": inputs, "outputs": outputs, "is_deterministic": bool(st.allow_reuse)}
+        jobs[st.name] = {"type": "command", "component": f"./components/{st.name}.yml", "inputs": bind_in,
+                         **({"outputs": bind_out} if bind_out else {})}
+    job_inputs: dict[str, Any] = {p.name: _param_value(p) for p in plan.parameters}
+    for d in plan.datastore_inputs:
+        path = uploads.get(d.name) or f"azureml://datastores/{DATASTORE}/paths/{d.datastore_path}"
+        job_inputs[d.name] = {"type": _uri_type(d.path), "path": path, "mode": "ro_mount"}
+    pipeline = {"type": "pipeline", "display_name": plan.name, "description": plan.description,
+                "experiment_name": plan.experiment, "tags": {"cvflow_pipeline": plan.name},
+                "settings": {"default_compute": f"azureml:{plan.compute}", "continue_on_step_failure": False,
+                             "force_rerun": not all(s.allow_reuse for s in plan.steps)},
+                "inputs": job_inputs, "jobs": jobs}
+    schedule = None
+    if plan.schedule:
+        s = plan.schedule
+        trigger = ({"type": "cron", "expression": s["cron"], "time_zone": "UTC"} if "cron" in s else
+                   {"type": "recurrence", "frequency": s["frequency"].lower(), "interval": int(s["interval"]),
+                    "time_zone": "UTC"})
+        schedule = {"name": re.sub(r"[^A-Za-z0-9_-]+", "-", s["name"]), "display_name": f"{plan.name}: {s['text']}",
+                    "description": plan.description, "trigger": trigger, "create_job": "./pipeline.yml"}
+    return {"components": components, "pipeline": pipeline, "schedule": schedule}
+
+
+def upload_specs_v2(plan: PipelinePlan, home: str | Path | None = None) -> tuple[dict[str, str], dict[str, dict], list[str]]:
+    "For `--upload`: `(uploads, data asset docs, missing)` of the datastore inputs found in the local project home."
+    from cvflow.azureml_v2 import asset_name, dataset_version
+    from cvflow.config import path_hash
+    home = get_paths(home).home
+    uploads, docs, missing = {}, {}, []
+    for d in plan.datastore_inputs:
+        p = home / d.path
+        if not p.exists():
+            missing.append(d.path); continue
+        version = (path_hash(p) if p.is_file() else dataset_version(p))[:16]
+        doc = {"name": asset_name("cvflow-home", d.path), "version": version, "type": _uri_type(d.path), "path": str(p),
+               "description": f"cvflow project home: {d.path} (version = content hash)"}
+        docs[d.name], uploads[d.name] = doc, f"azureml:{doc['name']}:{version}"
+    return uploads, docs, missing
+
+
+def stage_pipeline_v2(plan: PipelinePlan, dst: str | Path, upload: bool = False, home: str | Path | None = None) -> dict:
+    """Write `pipeline.yml`, `components/*.yml`, `schedule.yml` (with a schedule), `conda.yml`, `data/*.yml` (`upload`)
+    and `src/` at `dst`; every YAML is loaded back by the SDK. Returns the paths and the inputs not found locally."""
+    from cvflow.azureml_v2 import conda_spec, load_spec, write_spec
+    dst = Path(dst)
+    uploads, data_docs, missing = upload_specs_v2(plan, home) if upload else ({}, {}, [])
+    docs = pipeline_job_v2(plan, uploads)
+    stage_pipeline_source(plan, dst / "src")
+    write_spec(conda_spec("cvflow-pipeline", plan.environment["pip"], plan.environment["python"]), dst / "conda.yml")
+    comps = {s: write_spec(doc, dst / "components" / f"{s}.yml", "commandComponent") for s, doc in docs["components"].items()}
+    data = {n: write_spec(doc, dst / "data" / f"{doc['name']}.yml", "data") for n, doc in data_docs.items()}
+    files = {"pipeline": write_spec(docs["pipeline"], dst / "pipeline.yml", "pipelineJob"), "components": comps,
+             "data": data, "missing": missing}
+    if docs["schedule"]:
+        files["schedule"] = write_spec(docs["schedule"], dst / "schedule.yml", "schedule")
+    for f in comps.values(): load_spec(f, "component")
+    for f in data.values(): load_spec(f, "data")
+    load_spec(files["pipeline"], "job")
+    if "schedule" in files: load_spec(files["schedule"], "schedule")
+    return files
+
+
+def publish_v2(files: dict, ml_client=None, log=print) -> dict:
+    "Register the uploaded data assets, then create the schedule (with one) or submit one pipeline run; returns names and URLs."
+    from cvflow.azureml_v2 import ensure_data_asset, get_ml_client, load_spec
+    ml = ml_client or get_ml_client()
+    for f in files["data"].values():
+        a = ensure_data_asset(ml, f)
+        log(f"data asset {a.name}:{a.version}")
+    if "schedule" in files:
+        s = ml.schedules.begin_create_or_update(load_spec(files["schedule"], "schedule")).result()
+        log(f"schedule {s.name} created ({s.trigger.type}); its runs appear in experiment "
+            f"{s.create_job.experiment_name!r}")
+        return {"schedule": s.name, "job": None, "url": None}
+    job = ml.jobs.create_or_update(load_spec(files["pipeline"], "job"))
+    log(f"submitted pipeline job {job.name}: {job.studio_url}")
+    return {"schedule": None, "job": job.name, "url": job.studio_url}
+
 # %% ../nbs/10a_azure_pipeline.ipynb #e5bd92e6
 def main(argv: list[str] | None = None) -> int:
     "`cvflow pipeline publish|run-step ...`"
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="cvflow pipeline", description="Publish and schedule the notebook pipeline on "
-                                 "Azure ML (SDK v1; pip install 'cvflow[azure-pipeline]').")
+                                 "Azure ML as an SDK v2 pipeline job and schedule (pip install 'cvflow[azure]').")
     sub = ap.add_subparsers(dest="command", metavar="{publish,run-step}")
-    p = sub.add_parser("publish", help="publish (and schedule) pipeline.yaml as an Azure ML pipeline")
+    p = sub.add_parser("publish", help="submit (or schedule) pipeline.yaml as an Azure ML pipeline job")
     p.add_argument("--compute", required=True, help="Azure ML compute cluster the steps run on")
-    p.add_argument("--schedule", help="recurrence, e.g. 'every 1 day', 'every 6 hours'")
+    p.add_argument("--schedule", help="recurrence, e.g. 'every 1 day', 'every 6 hours', or 'cron 0 6 * * *' (UTC)")
     p.add_argument("--config", help="pipeline file (default: pipeline.yaml in the repository)")
     p.add_argument("--name", default="cvflow", help="published pipeline name")
     p.add_argument("--experiment", help="experiment the scheduled runs go to (default: <settings experiment>-pipeline)")
@@ -608,7 +768,10 @@ def main(argv: list[str] | None = None) -> int:
                    "cvflow's requirements pinned to the versions installed here)")
     p.add_argument("--no-reuse", action="store_true", help="always re-run every step (no Azure ML step reuse)")
     p.add_argument("--upload", action="store_true", help="upload the datastore inputs found in the local project home")
-    p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; no workspace needed")
+    p.add_argument("--dry-run", action="store_true", help="write and validate the pipeline (and schedule) YAML; no workspace needed")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON instead of the YAML")
+    p.add_argument("--out", help="folder for pipeline.yml, components/, schedule.yml, src/ (default: a temporary folder)")
+    p.add_argument("--v1", action="store_true", help="legacy: publish with Azure ML SDK v1 (cvflow[azure-pipeline])")
     sub.add_parser("run-step", add_help=False, help="run one step's notebook (what each Azure ML step executes)")
     if argv[:1] == ["run-step"]:
         try: run_step_cli(argv[1:])
@@ -622,9 +785,22 @@ def main(argv: list[str] | None = None) -> int:
         plan = build_pipeline_plan(a.config, a.compute, a.schedule, a.name, a.experiment, a.skip,
                                    a.datastore_prefix, base_image=a.base_image, allow_reuse=not a.no_reuse,
                                    requirements=a.requirements)
-        if a.dry_run:
+        for n in plan.notes: print(f"note: {n}", file=sys.stderr)
+        if a.dry_run and (a.json or a.v1):
             print(json.dumps(plan.asdict(), indent=1))
-            for n in plan.notes: print(f"note: {n}", file=sys.stderr)
+            return 0
+        if not a.v1:
+            out_dir = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="cvflow-pipeline-")) / "pipeline"
+            files = stage_pipeline_v2(plan, out_dir, upload=a.upload)
+            if files["missing"]:
+                print(f"not found locally, put them in the datastore before the first run: {', '.join(files['missing'])}",
+                      file=sys.stderr)
+            if a.dry_run:
+                for k in ("pipeline", "schedule"):
+                    if k in files: print(f"# {files[k]}\n" + files[k].read_text(), end="")
+                print(f"# written and validated by azure-ai-ml in {out_dir} ({len(files['components'])} components)")
+                return 0
+            publish_v2(files)
             return 0
         out = publish_plan(plan, upload=a.upload)
     except ConfigError as e:

@@ -1,5 +1,6 @@
-"""cvflow.azure_pipeline: the Azure ML pipeline plan (offline), the step runner's command line, and — only where
-the optional `cvflow[azure-pipeline]` SDK is installed — the azureml objects built from the plan."""
+"""cvflow.azure_pipeline: the Azure ML pipeline plan (offline), the step runner's command line, the SDK v2 pipeline
+job, components and schedule (loaded back by azure-ai-ml, which the dev environment has, and their command lines run
+here), and — only where the legacy `cvflow[azure-pipeline]` SDK v1 is installed — the azureml v1 objects."""
 import json
 import subprocess
 import sys
@@ -153,7 +154,8 @@ def _cli(*args, cwd=None):
 
 
 def test_dry_run_prints_the_plan(toy):
-    r = _cli("publish", "--compute", "gpu", "--config", str(toy), "--schedule", "every 6 hours", "--skip", "serve", "--dry-run")
+    r = _cli("publish", "--compute", "gpu", "--config", str(toy), "--schedule", "every 6 hours", "--skip", "serve", "--dry-run",
+             "--json")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert [s["name"] for s in plan["steps"]] == ["extract", "label", "train"]
@@ -165,9 +167,9 @@ def test_dry_run_prints_the_plan(toy):
     assert r.returncode == 2 and "--compute" in r.stderr
 
 
-@pytest.mark.skipif(azureml_pipeline_available(), reason="checks the message shown when the SDK is missing")
-def test_publish_without_sdk_says_what_to_install(toy):
-    r = _cli("publish", "--compute", "gpu", "--config", str(toy))
+@pytest.mark.skipif(azureml_pipeline_available(), reason="checks the message shown when the legacy SDK is missing")
+def test_publish_v1_without_sdk_says_what_to_install(toy):
+    r = _cli("publish", "--compute", "gpu", "--config", str(toy), "--v1")
     assert r.returncode == 2 and "pip install 'cvflow[azure-pipeline]'" in r.stderr
 
 
@@ -200,7 +202,7 @@ def test_run_step_cli(tmp_path):
 
 def test_azureml_objects_from_plan(toy, tmp_path):
     if not azureml_pipeline_available():
-        pytest.skip(f"to_azureml/build_steps need the optional SDK: {AZURE_PIPELINE_MISSING}")
+        pytest.skip(f"to_azureml/build_steps need the legacy SDK v1: {AZURE_PIPELINE_MISSING}")
     from azureml.data import OutputFileDatasetConfig
     from azureml.data.azure_storage_datastore import AzureBlobDatastore
     from azureml.data.data_reference import DataReference
@@ -236,3 +238,75 @@ def test_azureml_objects_from_plan(toy, tmp_path):
     rec = ScheduleRecurrence(frequency=plan.schedule["frequency"], interval=plan.schedule["interval"])
     rec.validate()
     assert (rec.frequency, rec.interval) == ("Day", 2)
+
+
+# --- the SDK v2 pipeline job, components and schedule (azure-ai-ml is a dev requirement) ---------------------------
+
+def test_v2_dry_run_of_the_repository_pipeline_loaded_back(tmp_path):
+    from azure.ai.ml import load_component, load_job
+    from azure.ai.ml.entities._load_functions import load_schedule  # not re-exported by azure.ai.ml
+    r = _cli("publish", "--compute", "cpu-cluster", "--schedule", "every 2 days", "--out", str(tmp_path / "p"), "--dry-run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "type: pipeline" in r.stdout and "type: recurrence" in r.stdout
+    plan = build_pipeline_plan(REPO / "pipeline.yaml", "cpu-cluster", schedule="every 2 days")
+    job = load_job(tmp_path / "p" / "pipeline.yml")
+    assert type(job).__name__ == "PipelineJob" and job.settings.default_compute == "cpu-cluster"
+    assert list(job.jobs) == [s.name for s in plan.steps]
+    for p in plan.parameters:  # every notebook parameter is a job input with its default
+        assert job.inputs[p.name]._data == (p.default if p.kind != "json" else str(p.default)), p.name
+    for d in plan.datastore_inputs:
+        assert job.inputs[d.name].path == f"azureml://datastores/workspaceblobstore/paths/{d.datastore_path}"
+    for st in plan.steps:
+        comp = load_component(tmp_path / "p" / "components" / f"{st.name}.yml")
+        assert type(comp).__name__ == "CommandComponent"
+        assert set(comp.outputs) == {"executed", *st.outputs.values()}
+        assert {n for n in comp.inputs if not n.startswith("after__")} == set(st.parameters.values()) | set(st.inputs.values())
+        node = job.jobs[st.name]
+        for name, link in ((n, l) for n, l in st.inputs.items()):
+            bound = node.inputs[link]._data
+            producer = next((l.producer for l in plan.links if l.name == link), None)
+            assert bound == (f"${{{{parent.jobs.{producer}.outputs.{link}}}}}" if producer else f"${{{{parent.inputs.{link}}}}}")
+        for prev in st.run_after:
+            assert node.inputs[f"after__{prev}"]._data == f"${{{{parent.jobs.{prev}.outputs.executed}}}}"
+        assert (tmp_path / "p" / "src" / st.notebook).is_file()
+    sched = load_schedule(tmp_path / "p" / "schedule.yml")
+    assert (type(sched.trigger).__name__, sched.trigger.frequency, sched.trigger.interval) == ("RecurrenceTrigger", "day", 2)
+    assert type(sched.create_job).__name__ == "PipelineJob"
+
+
+def test_v2_component_command_lines_run_the_steps(tmp_path):
+    "The components' command lines, with Azure ML's ${{...}} filled in by local folders, run the toy series for real."
+    import re
+    import shlex
+    from cvflow.azure_pipeline import pipeline_job_v2, run_step_cli
+    _notebook(tmp_path / "nbs" / "make.ipynb", "text = 'a b'\nn = 2",
+              "from cvflow.config import get_paths, atomic_write_text\n"
+              "atomic_write_text(get_paths().resolve('data/interim/made/a.txt'), text * n)")
+    _notebook(tmp_path / "nbs" / "use.ipynb", "suffix = ''",
+              "from cvflow.config import get_paths, atomic_write_text\np = get_paths()\n"
+              "atomic_write_text(p.resolve('data/out/b.txt'), p.resolve('data/interim/made/a.txt').read_text() + suffix + '|' + p.resolve('cvflow.yaml').read_text())")
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"steps": [
+        {"name": "make", "notebook": "nbs/make.ipynb", "parameters": {"text": "a b", "n": 2}, "outputs": ["data/interim/made"]},
+        {"name": "use", "notebook": "nbs/use.ipynb", "parameters": {"suffix": ""}, "inputs": ["data/interim/made", "cvflow.yaml"],
+         "outputs": ["data/out"]}]}, sort_keys=False))
+    (tmp_path / "home").mkdir(); (tmp_path / "home" / "cvflow.yaml").write_text("seed: 1\n")
+    plan = build_pipeline_plan(tmp_path / "pipeline.yaml", "cpu")
+    docs = pipeline_job_v2(plan)
+    where = {l.name: tmp_path / "azure" / l.name for l in plan.links}
+    where.update({d.name: tmp_path / "home" / d.path for d in plan.datastore_inputs})
+    for st in plan.steps:
+        cmd = docs["components"][st.name]["command"]
+        executed = tmp_path / "azure" / f"{st.name}-executed"
+        cmd = re.sub(r"\$\{\{inputs\.(\w+)\}\}", lambda m: str(plan_value(plan, m[1]) if m[1] not in where else where[m[1]]), cmd)
+        cmd = re.sub(r"\$\{\{outputs\.(\w+)\}\}", lambda m: str(executed if m[1] == "executed" else where[m[1]]), cmd)
+        argv = shlex.split(cmd)
+        assert argv[:2] == ["python", "cvflow_step.py"]
+        argv[argv.index("--notebook") + 1] = str(tmp_path / st.notebook)
+        run_step_cli(argv[2:] + ["--home", str(tmp_path / "homes" / st.name)], log=lambda *a: None)
+        assert list(executed.glob("*.ipynb")), st.name
+    assert (where["use__data_out"] / "out" / "b.txt").read_text() == "a ba b|seed: 1\n"  # the empty string stayed one argument
+
+
+def plan_value(plan, name):
+    "A parameter's value as Azure ML passes it: its default (the pipeline input)."
+    return next(p.default for p in plan.parameters if p.name == name)

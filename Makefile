@@ -15,7 +15,7 @@ DOCS_SRC := build/docs-src
 DOCS_OUT := docs/_build/html
 SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test venv export check-export check-clean nbtest pytest clean-test docs docs-test clean-docs
+.PHONY: run test venv export check-export check-clean nbtest pytest chp clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,16 @@ nbtest: $(STAMP)
 	rm -rf $(TEST_HOME) && mkdir -p $(TEST_HOME)
 	CVFLOW_HOME=$(CURDIR)/$(TEST_HOME) MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
 
-pytest: $(STAMP)
+pytest: $(STAMP) chp
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+
+# JupyterHub's proxy for tests/test_jupyterhub.py (the VM's version, cvflow.infra.CHP_VERSION), from npm, project-local
+CHP_VERSION := 4.6.3
+CHP := build/chp/node_modules/.bin/configurable-http-proxy
+chp:
+	@if [ -x $(CHP) ]; then :; elif command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix build/chp configurable-http-proxy@$(CHP_VERSION); \
+	else echo "npm is not installed: the JupyterHub browser test will skip (apt-get install nodejs npm)"; fi
 
 clean-test:
 	rm -rf $(TEST_HOME)

@@ -24,14 +24,16 @@ from .config import atomic_write_text, find_repo
 
 # %% auto #0
 __all__ = ['TEMPLATE_NAME', 'CLOUD_INIT_NAME', 'DEPLOYMENT_NAME', 'REQUIRED_PROPERTIES', 'ALLOWED_SOURCE', 'ALLOWED_PORTS',
-           'ARM_FUNCTIONS', 'CLOUD_INIT_INSTALL', 'SSH_KEY_TYPES', 'AZ_INSTALL', 'Runner', 'infra_dir', 'TemplateError',
-           'load_template', 'resource_problems', 'referenced_parameters', 'parameter_problems', 'secret_problems',
-           'nsg_problems', 'expression_problems', 'cloud_init_placeholders', 'template_placeholders',
-           'render_cloud_init', 'cloud_init_problems', 'sync_cloud_init', 'cloud_init_schema_check',
-           'template_problems', 'validate_template', 'read_ssh_public_key', 'demo_public_key', 'check_allowed_ip',
-           'detect_public_ip', 'check_names', 'group_create_command', 'deployment_command', 'outputs_command',
-           'destroy_command', 'mask_command', 'AzError', 'find_az', 'run_az', 'deployment_outputs', 'jupyter_url',
-           'deploy', 'destroy', 'main']
+           'ARM_FUNCTIONS', 'CHP_VERSION', 'HUB_CONFIG', 'HUB_UNIT', 'NGINX_SITE', 'HUB_PROXY_URL',
+           'CLOUD_INIT_INSTALL', 'SSH_KEY_TYPES', 'AZ_INSTALL', 'Runner', 'ADD_USER_SCRIPT', 'SshRunner', 'infra_dir',
+           'TemplateError', 'load_template', 'resource_problems', 'referenced_parameters', 'parameter_problems',
+           'secret_problems', 'nsg_problems', 'expression_problems', 'cloud_init_placeholders', 'template_placeholders',
+           'render_cloud_init', 'cloud_init_problems', 'sync_cloud_init', 'cloud_init_text', 'cloud_init_files',
+           'hub_config_text', 'hub_settings', 'hub_problems', 'cloud_init_schema_check', 'template_problems',
+           'validate_template', 'read_ssh_public_key', 'demo_public_key', 'check_allowed_ip', 'detect_public_ip',
+           'check_names', 'group_create_command', 'deployment_command', 'outputs_command', 'destroy_command',
+           'mask_command', 'AzError', 'find_az', 'run_az', 'deployment_outputs', 'jupyter_url', 'vm_plan', 'deploy',
+           'destroy', 'check_user_name', 'ssh_target', 'add_user_command', 'add_user', 'main']
 
 # %% ../nbs/12_infra.ipynb #6edd4fca
 TEMPLATE_NAME = "azuredeploy.json"
@@ -323,6 +325,84 @@ def sync_cloud_init(template_path: str | Path | None = None, cloud_init_path: st
     atomic_write_text(template_path, json.dumps(tpl, indent=2, ensure_ascii=False) + "\n")
     return True
 
+# %% ../nbs/12_infra.ipynb #0a3e9bb3
+CHP_VERSION = "4.6.3"   # configurable-http-proxy (npm); 4.6.x runs on Ubuntu 22.04's node 12 and on newer node
+HUB_CONFIG = "/etc/cvflow/jupyterhub_config.py"
+HUB_UNIT = "/etc/systemd/system/cvflow-jupyterhub.service"
+NGINX_SITE = "/etc/nginx/sites-available/cvflow.conf"
+HUB_PROXY_URL = "http://127.0.0.1:8000"    # JupyterHub's proxy; nginx forwards https://FQDN/ here
+
+
+def cloud_init_text(path: str | Path | None = None) -> str:
+    "The cloud-init file (default `infra/cloud-init.yaml`)."
+    return Path(path or infra_dir() / CLOUD_INIT_NAME).read_text(encoding="utf-8")
+
+
+def cloud_init_files(text: str) -> dict[str, str]:
+    "The files a cloud-init text writes, {path: content}."
+    import yaml
+    cfg = yaml.safe_load(text) or {}
+    return {f["path"]: f.get("content", "") for f in cfg.get("write_files", [])}
+
+
+def hub_config_text(text: str) -> str:
+    "The JupyterHub config file the cloud-init writes (`HUB_CONFIG`)."
+    files = cloud_init_files(text)
+    if HUB_CONFIG not in files: raise TemplateError(f"the cloud-init writes no {HUB_CONFIG}")
+    return files[HUB_CONFIG]
+
+# %% ../nbs/12_infra.ipynb #5bf42ae8
+class _Rec:
+    "A stand-in for traitlets' Config: records `c.Section.name = value` as {'Section.name': value}."
+    def __init__(self, store=None, prefix=""): object.__setattr__(self, "_s", {} if store is None else store); object.__setattr__(self, "_p", prefix)
+    def __getattr__(self, k): return _Rec(self._s, f"{self._p}{k}.")
+    def __setattr__(self, k, v): self._s[f"{self._p}{k}"] = v
+
+
+def hub_settings(config_text: str) -> dict[str, Any]:
+    "Run a JupyterHub config file's text with a recording `c`: {'JupyterHub.bind_url': ..., ...}."
+    c = _Rec()
+    exec(compile(config_text, HUB_CONFIG, "exec"), {"get_config": lambda: c, "c": c})
+    return dict(c._s)
+
+
+def hub_problems(text: str) -> list[str]:
+    "What is wrong with the JupyterHub part of a cloud-init text (config, systemd unit, nginx, setup)."
+    files, problems = cloud_init_files(text), []
+    for f in (HUB_CONFIG, HUB_UNIT, NGINX_SITE, "/usr/local/sbin/cvflow-setup", "/usr/local/bin/cvflow-singleuser"):
+        if f not in files: problems.append(f"the cloud-init writes no {f}")
+    if problems: return problems
+    try: s = hub_settings(files[HUB_CONFIG])
+    except Exception as e: return [f"{HUB_CONFIG}: does not run: {type(e).__name__}: {e}"]
+    want = {"JupyterHub.bind_url": HUB_PROXY_URL + "/", "JupyterHub.authenticator_class": "pam",
+            "JupyterHub.spawner_class": "localprocess", "Spawner.cmd": ["/usr/local/bin/cvflow-singleuser"],
+            "Spawner.notebook_dir": "~", "ConfigurableHTTPProxy.command": ["/opt/cvflow/chp/node_modules/.bin/configurable-http-proxy"]}
+    for k, v in want.items():
+        if s.get(k) != v: problems.append(f"{HUB_CONFIG}: c.{k} is {s.get(k)!r}, expected {v!r}")
+    for k in ("JupyterHub.bind_url", "JupyterHub.hub_bind_url", "ConfigurableHTTPProxy.api_url"):
+        if not str(s.get(k, "")).startswith("http://127.0.0.1:"): problems.append(f"{HUB_CONFIG}: c.{k} must listen on 127.0.0.1 only")
+    if "root" not in s.get("Authenticator.blocked_users", ()): problems.append(f"{HUB_CONFIG}: root must be a blocked user")
+    if not str(s.get("Spawner.default_url", "")).startswith("/lab"): problems.append(f"{HUB_CONFIG}: users must land in JupyterLab (/lab)")
+    unit = files[HUB_UNIT]
+    if f"jupyterhub -f {HUB_CONFIG}" not in unit: problems.append(f"{HUB_UNIT}: ExecStart must run jupyterhub -f {HUB_CONFIG}")
+    setup = files["/usr/local/sbin/cvflow-setup"]
+    for need, why in [("systemctl enable --now cvflow-jupyterhub.service", "the hub's service is never started"),
+                      ('"jupyterhub>=', "jupyterhub is not installed"),
+                      (f"configurable-http-proxy@{CHP_VERSION}", f"the proxy is not installed at {CHP_VERSION}"),
+                      ("ipykernel install --prefix \"$VENV\" --name cvflow", "the kernel `cvflow` is not installed")]:
+        if need not in setup: problems.append(f"cvflow-setup: {why} ({need!r} missing)")
+    nginx = files[NGINX_SITE]
+    loc = re.search(r"location / \{(.*?)\}", nginx, re.S)
+    if "listen 443 ssl" not in nginx: problems.append(f"{NGINX_SITE}: no TLS listener on 443")
+    if re.search(r"listen\s+(\[::\]:)?80\b", nginx): problems.append(f"{NGINX_SITE}: listens on port 80")
+    if not loc or f"proxy_pass {HUB_PROXY_URL};" not in loc.group(1):
+        problems.append(f"{NGINX_SITE}: location / must proxy_pass {HUB_PROXY_URL}")
+    elif not all(h in loc.group(1) for h in ("proxy_http_version 1.1", "Upgrade $http_upgrade", "Connection $connection_upgrade")):
+        problems.append(f"{NGINX_SITE}: location / lacks the websocket headers (HTTP/1.1, Upgrade, Connection): kernels would not connect")
+    if "location /via/" not in nginx: problems.append(f"{NGINX_SITE}: VIA is no longer served at /via/")
+    if "JUPYTER_TOKEN" in text: problems.append("the cloud-init still sets a shared JUPYTER_TOKEN")
+    return problems
+
 # %% ../nbs/12_infra.ipynb #183dd250
 CLOUD_INIT_INSTALL = "apt-get install -y --no-install-recommends cloud-init"
 
@@ -341,7 +421,7 @@ def template_problems(tpl: dict, cloud_init_path: str | Path | None = None) -> l
                 + nsg_problems(tpl))
     if not str(tpl.get("$schema", "")).startswith("https://schema.management.azure.com/schemas/"):
         problems.insert(0, "template: `$schema` is not an ARM deployment template schema")
-    return problems + cloud_init_problems(tpl, cloud_init_path)
+    return problems + cloud_init_problems(tpl, cloud_init_path) + hub_problems(cloud_init_text(cloud_init_path))
 
 
 def validate_template(path: str | Path | None = None) -> dict:
@@ -487,9 +567,21 @@ def deployment_outputs(resource_group: str, name: str = DEPLOYMENT_NAME, runner:
 
 
 def jupyter_url(outputs: dict) -> str:
-    "The JupyterLab URL from a deployment's outputs."
+    "The JupyterHub URL (each user's JupyterLab is behind it) from a deployment's outputs."
     if not outputs.get("jupyterUrl"): raise AzError(f"the deployment has no `jupyterUrl` output (outputs: {', '.join(outputs) or 'none'})")
     return outputs["jupyterUrl"]
+
+
+def vm_plan(resource_group: str) -> list[str]:
+    "What the VM sets up on first boot (cloud-init), for the dry run's plan."
+    return ["# then the VM sets itself up (cloud-init, ~15 minutes; log: /var/log/cvflow-setup.log):",
+            "#   nginx on 443 (TLS) -> JupyterHub (127.0.0.1:8000, configurable-http-proxy "
+            f"{CHP_VERSION}; systemd cvflow-jupyterhub.service, {HUB_CONFIG})",
+            "#   each Linux user logs in with their own account (PAM) and gets their own JupyterLab, run as them, "
+            "kernel `cvflow`, clone in ~/cvflow, workspace config in ~/.azureml/config.json",
+            "#   VIA (VGG Image Annotator 2.x) at https://<the VM's DNS name>/via/",
+            "#   your hub password, once: ssh <admin>@<the VM's DNS name> sudo cvflow-hub-password",
+            f"#   a team member: cvflow infra add-user NAME --ssh-key THEIR_KEY.pub --resource-group {resource_group}"]
 
 
 def deploy(resource_group: str, location: str, ssh_key: str | Path, allowed_ip: str | None = None,
@@ -507,8 +599,10 @@ def deploy(resource_group: str, location: str, ssh_key: str | Path, allowed_ip: 
     if dry_run:
         echo("# dry run: the commands a deployment runs (the group is created only if it does not exist)")
         echo(shlex.join(group_cmd)); echo(shown); echo(shlex.join(outputs_command(resource_group)))
+        for line in vm_plan(resource_group): echo(line)
         if shutil.which("az") is None: echo(f"# note: {AZ_INSTALL}")
-        return {"dry_run": True, "commands": [shlex.join(group_cmd), shown, shlex.join(outputs_command(resource_group))]}
+        return {"dry_run": True, "commands": [shlex.join(group_cmd), shown, shlex.join(outputs_command(resource_group))],
+                "vm": vm_plan(resource_group)}
     if runner is None: find_az()
     exists = run_az(["az", "group", "exists", "--name", resource_group], runner).strip().lower() == "true"
     if not exists:
@@ -518,7 +612,7 @@ def deploy(resource_group: str, location: str, ssh_key: str | Path, allowed_ip: 
     state = run_az(dep_cmd, runner, shown=shown).strip()
     if state and state != "Succeeded": raise AzError(f"deployment {DEPLOYMENT_NAME} ended in state {state!r}")
     outputs = deployment_outputs(resource_group, runner=runner)
-    echo(f"JupyterLab: {jupyter_url(outputs)}")
+    echo(f"JupyterHub: {jupyter_url(outputs)}")
     for k in ("viaUrl", "sshCommand", "jupyterLoginHelp"):
         if outputs.get(k): echo(f"{k}: {outputs[k]}")
     return outputs
@@ -543,13 +637,70 @@ def destroy(resource_group: str, yes: bool = False, dry_run: bool = False, no_wa
          f"for 7 days (az keyvault list-deleted; az keyvault purge --name NAME frees its name).")
     return True
 
+# %% ../nbs/12_infra.ipynb #03e70433
+ADD_USER_SCRIPT = "/usr/local/sbin/cvflow-add-user"
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_SSH_TARGET = re.compile(r"^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+SshRunner = Callable[[list[str], str], "subprocess.CompletedProcess"]
+
+
+def check_user_name(name: str) -> str:
+    "`name` if it is a plain Linux user name (lower case letter or _, then letters, digits, _ or -; not root)."
+    if not _USER_NAME.match(name or "") or name == "root":
+        raise ValueError(f"user name {name!r}: lower case letters, digits, '_' and '-', starting with a letter or '_' (at most 32), not root")
+    return name
+
+
+def ssh_target(outputs: dict) -> str:
+    "ADMIN@HOST from a deployment's `sshCommand` output (`ssh ADMIN@HOST`)."
+    parts = str(outputs.get("sshCommand", "")).split()
+    if len(parts) != 2 or parts[0] != "ssh" or not _SSH_TARGET.match(parts[1]):
+        raise AzError(f"the deployment has no usable `sshCommand` output ({outputs.get('sshCommand')!r}); pass --host ADMIN@VM")
+    return parts[1]
+
+
+def add_user_command(name: str, target: str) -> list[str]:
+    "The ssh command that adds `name` on the VM (the public key goes to its standard input)."
+    if not _SSH_TARGET.match(target or ""): raise ValueError(f"host {target!r}: expected ADMIN@HOST, e.g. azureuser@cvflow-abc.westeurope.cloudapp.azure.com")
+    return ["ssh", "-o", "BatchMode=yes", target, shlex.join(["sudo", ADD_USER_SCRIPT, check_user_name(name)])]
+
+
+def _ssh_runner(cmd: list[str], stdin: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("ssh")
+    if exe is None: raise RuntimeError("ssh (the OpenSSH client) is not installed (Debian/Ubuntu: apt-get install openssh-client)")
+    return subprocess.run([exe, *cmd[1:]], input=stdin, capture_output=True, text=True, timeout=900)
+
+
+def add_user(name: str, ssh_key: str | Path, host: str | None = None, resource_group: str | None = None,
+             dry_run: bool = False, runner: SshRunner | None = None, az_runner: Runner | None = None,
+             echo: Callable[[str], Any] = print) -> str:
+    "Add team member `name` with their public key file on the VM (`host` ADMIN@VM, or the deployment's); the command shown."
+    check_user_name(name)
+    key = read_ssh_public_key(ssh_key)
+    if host is None:
+        if resource_group is None: raise ValueError("add-user needs the VM: --host ADMIN@VM or --resource-group RG")
+        if az_runner is None: find_az()
+        host = ssh_target(deployment_outputs(resource_group, runner=az_runner))
+    cmd = add_user_command(name, host)
+    shown = f"{shlex.join(cmd)} < {shlex.quote(str(ssh_key))}"
+    vm = host.split("@", 1)[1]
+    if dry_run:
+        echo(f"# dry run: {shown}"); return shown
+    p = (runner or _ssh_runner)(cmd, key + "\n")
+    if p.returncode != 0:
+        raise RuntimeError(f"`{shown}` failed (exit {p.returncode}): {(p.stderr or p.stdout or '').strip()[-2000:]}")
+    if p.stdout.strip(): echo(p.stdout.strip())
+    echo(f"{name}: set a hub password once (ssh {name}@{vm} sudo cvflow-hub-password), then log in at https://{vm}/ ; "
+         f"their work lives in /home/{name}/cvflow on the VM")
+    return shown
+
 # %% ../nbs/12_infra.ipynb #ebb6d8ba
 def main(argv: list[str] | None = None) -> int:
-    "`cvflow infra {deploy,destroy,url,validate,sync}`: the Azure environment as code."
+    "`cvflow infra {deploy,destroy,url,validate,sync,add-user}`: the Azure environment as code."
     ap = argparse.ArgumentParser(prog="cvflow infra", description="Deploy or remove the cvflow Azure environment "
                                  "(storage, Azure ML workspace, GPU Data Science VM) with the Azure CLI.")
     sub = ap.add_subparsers(dest="action", required=True)
-    d = sub.add_parser("deploy", help="deploy the ARM template into a resource group and print the JupyterLab URL")
+    d = sub.add_parser("deploy", help="deploy the ARM template into a resource group and print the JupyterHub URL")
     d.add_argument("--resource-group", required=True, help="resource group (created if missing)")
     d.add_argument("--location", required=True, help="Azure region, e.g. westeurope")
     d.add_argument("--ssh-key", required=True, help="your SSH PUBLIC key file, e.g. ~/.ssh/id_ed25519.pub")
@@ -562,12 +713,19 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     x.add_argument("--no-wait", action="store_true", help="return without waiting for the deletion to finish")
     x.add_argument("--dry-run", action="store_true", help="print the az command instead of running it")
-    u = sub.add_parser("url", help="print the JupyterLab URL (and the other outputs) of an earlier deployment")
+    u = sub.add_parser("url", help="print the JupyterHub URL (and the other outputs) of an earlier deployment")
     u.add_argument("--resource-group", required=True)
     v = sub.add_parser("validate", help="check the template and cloud-init offline")
     v.add_argument("--template", help="ARM template (default: infra/azuredeploy.json)")
     s = sub.add_parser("sync", help="copy infra/cloud-init.yaml into the template's cloudInit variable")
     s.add_argument("--template", help="ARM template (default: infra/azuredeploy.json)")
+    n = sub.add_parser("add-user", help="add a team member on the VM over SSH: Linux user, their SSH key, their clone")
+    n.add_argument("name", help="their Linux user name (also their JupyterHub login)")
+    n.add_argument("--ssh-key", required=True, help="their SSH PUBLIC key file")
+    where = n.add_mutually_exclusive_group(required=True)
+    where.add_argument("--resource-group", help="the deployment's resource group (the VM's address is read from it)")
+    where.add_argument("--host", help="ADMIN@VM to run it as (your admin login on the VM)")
+    n.add_argument("--dry-run", action="store_true", help="print the ssh command instead of running it")
     a = ap.parse_args(argv)
     try:
         if a.action == "deploy":
@@ -591,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             if res is None: print(f"cloud-init schema not checked: cloud-init is not installed ({CLOUD_INIT_INSTALL})")
             elif not res[0]: raise TemplateError(f"{path.parent / CLOUD_INIT_NAME}: {res[1]}")
             else: print(res[1])
+        elif a.action == "add-user":
+            add_user(a.name, a.ssh_key, host=a.host, resource_group=a.resource_group, dry_run=a.dry_run)
         elif a.action == "sync":
             path = Path(a.template) if a.template else infra_dir() / TEMPLATE_NAME
             print(f"{path}: {'updated from' if sync_cloud_init(path) else 'already matches'} {CLOUD_INIT_NAME}")

@@ -56,3 +56,18 @@ def save_screenshot(page_or_png, tmp_path: Path, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out, SCREENSHOTS / name)
     return out
+
+
+@contextlib.contextmanager
+def chromium_browser():
+    """A fresh headless system Chromium (Playwright `Browser`) for tests that need several independent sessions
+    (one `browser.new_context()` per person: own cookies, own storage); closed however the block ends."""
+    exe = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed "
+                                   "(`pip install playwright`; its browser download is not needed)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -235,27 +235,153 @@ def test_cloud_init_content(tmp_path):
                                                             "resource_group": "cvflow-rg", "workspace_name": "cvflow-ws"}
     dep = json.loads(files["/etc/cvflow/deployment.json"])
     assert dep["via_url"] == "https://www.robots.ox.ac.uk/~vgg/software/via/downloads/via-2.0.12.zip"
-    unit = files["/etc/systemd/system/cvflow-jupyter.service"]
-    assert "User=azureuser" in unit and "--ip=127.0.0.1" in unit and "EnvironmentFile=/etc/cvflow/jupyter.env" in unit
+    unit = files["/etc/systemd/system/cvflow-jupyterhub.service"]
+    assert "User=root" in unit and "ExecStart=/opt/cvflow/venv/bin/jupyterhub -f /etc/cvflow/jupyterhub_config.py" in unit
+    assert "WantedBy=multi-user.target" in unit
     nginx = files["/etc/nginx/sites-available/cvflow.conf"]
-    assert "listen 443 ssl" in nginx and "proxy_pass http://127.0.0.1:8888" in nginx and "alias /srv/via/" in nginx
+    assert "listen 443 ssl" in nginx and "proxy_pass http://127.0.0.1:8000;" in nginx and "alias /srv/via/" in nginx
+    assert not re.search(r"listen\s+(\[::\]:)?80\b", nginx)
     setup = files["/usr/local/sbin/cvflow-setup"]
-    for needed in ("nvidia-smi", "ubuntu-drivers install", 'pip install --quiet -e "$SRC[azure]"', "openssl req -x509",
-                   "cvflow-user-setup", "systemctl enable --now cvflow-jupyter.service"):
+    for needed in ("nvidia-smi", "ubuntu-drivers install", 'pip install --quiet -e "$SRC[azure]" "jupyterhub>=', "openssl req -x509",
+                   "cvflow-user-setup", "systemctl enable --now cvflow-jupyterhub.service", "--name cvflow --display-name cvflow",
+                   f"configurable-http-proxy@{infra.CHP_VERSION}", "systemctl disable --now jupyterhub.service",
+                   "visudo -cf /etc/sudoers.d/cvflow-hub-password"):
         assert needed in setup, needed
-    assert "JUPYTER_TOKEN" in setup and not re.search(r"echo[^\n]*JUPYTER_TOKEN=", setup), "the token must never be printed"
+    assert "JUPYTER_TOKEN" not in CLOUD_INIT.read_text() and "cvflow-jupyter.service" not in files
+    assert cfg["ssh_pwauth"] is False  # hub passwords never open SSH
+    assert {"nodejs", "npm", "nginx"} <= set(cfg["packages"])
     assert cfg["runcmd"] == [["bash", "/usr/local/sbin/cvflow-setup"]]
+    assert infra.hub_problems(_rendered(tmp_path).read_text()) == []
 
 
 def test_cloud_init_shell_scripts_parse(tmp_path):
     cfg = yaml.safe_load(_rendered(tmp_path).read_text())
     scripts = [f for f in cfg["write_files"] if f["content"].startswith("#!/bin/bash") or f["path"].endswith(".sh")]
-    assert len(scripts) == 3
+    assert {f["path"] for f in scripts} == {"/usr/local/sbin/cvflow-setup", "/usr/local/bin/cvflow-user-setup",
+                                           "/etc/profile.d/cvflow.sh", "/usr/local/bin/cvflow-singleuser",
+                                           "/usr/local/sbin/cvflow-hub-password", "/usr/local/sbin/cvflow-add-user"}
     for f in scripts:
         p = tmp_path / Path(f["path"]).name
         p.write_text(f["content"])
         r = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True)
         assert r.returncode == 0, f"{f['path']}: {r.stderr}"
+
+
+# ---------------------------------------------------------------- JupyterHub on the VM
+
+def test_hub_config_loads_with_traitlets_and_keeps_everything_on_loopback(tmp_path):
+    from traitlets.config.loader import PyFileConfigLoader
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(infra.hub_config_text(_rendered(tmp_path).read_text()))
+    cfg = PyFileConfigLoader(path.name, path=str(tmp_path)).load_config()
+    assert cfg.JupyterHub.authenticator_class == "pam" and cfg.Authenticator.allow_all is True
+    assert cfg.Authenticator.blocked_users == {"root"} and cfg.Authenticator.admin_users == {"azureuser"}
+    assert cfg.JupyterHub.spawner_class == "localprocess" and cfg.Spawner.cmd == ["/usr/local/bin/cvflow-singleuser"]
+    assert cfg.Spawner.default_url.startswith("/lab")
+    for url in (cfg.JupyterHub.bind_url, cfg.JupyterHub.hub_bind_url, cfg.ConfigurableHTTPProxy.api_url):
+        assert url.startswith("http://127.0.0.1:"), url
+    assert cfg.ConfigurableHTTPProxy.command == ["/opt/cvflow/chp/node_modules/.bin/configurable-http-proxy"]
+    # the classes named exist in the JupyterHub the VM installs (the version this environment tests)
+    from jupyterhub.app import JupyterHub
+    app = JupyterHub()
+    assert app.authenticator_class is not None
+    from traitlets import import_item
+    from importlib.metadata import entry_points
+    auth = {e.name for e in entry_points(group="jupyterhub.authenticators")}
+    spawners = {e.name for e in entry_points(group="jupyterhub.spawners")}
+    assert "pam" in auth and {"localprocess", "simple"} <= spawners
+
+
+def test_nginx_proxies_websockets_to_the_hub_and_serves_via(tmp_path):
+    nginx = infra.cloud_init_files(_rendered(tmp_path).read_text())[infra.NGINX_SITE]
+    assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*''\s+close;\s*\}", nginx)
+    root = re.search(r"location / \{(.*?)\}", nginx, re.S).group(1)
+    for needed in ("proxy_pass http://127.0.0.1:8000;", "proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;",
+                   "proxy_set_header Connection $connection_upgrade;", "proxy_set_header Host $host;",
+                   "proxy_set_header X-Forwarded-Proto $scheme;", "proxy_read_timeout 86400;"):
+        assert needed in root, needed
+    assert "location /via/ {" in nginx and "ssl_certificate_key /etc/cvflow/tls/key.pem;" in nginx
+
+
+def test_the_proxy_and_hub_versions_agree_everywhere():
+    # the VM, the Makefile and the test install the same configurable-http-proxy; the VM the JupyterHub tested here
+    assert f"configurable-http-proxy@{infra.CHP_VERSION}" in CLOUD_INIT.read_text()
+    assert re.search(rf"^CHP_VERSION := {re.escape(infra.CHP_VERSION)}$", (REPO / "Makefile").read_text(), re.M)
+    dev = next(l for l in (REPO / "settings.ini").read_text().splitlines() if l.startswith("dev_requirements"))
+    spec = next(w for w in dev.split() if w.startswith("jupyterhub"))
+    assert f'"{spec}"' in CLOUD_INIT.read_text(), spec
+
+
+def test_hub_checks_catch_an_open_hub_and_a_missing_websocket_header(tmp_path):
+    text = _rendered(tmp_path).read_text()
+    assert infra.hub_problems(text) == []
+    for old, new, message in [
+            ('c.JupyterHub.bind_url = "http://127.0.0.1:8000/"', 'c.JupyterHub.bind_url = "http://:8000/"', "127.0.0.1 only"),
+            ('c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"', 'c.ConfigurableHTTPProxy.api_url = "http://0.0.0.0:8001"', "api_url must listen on 127.0.0.1"),
+            ('c.JupyterHub.authenticator_class = "pam"', 'c.JupyterHub.authenticator_class = "dummy"', "authenticator_class is 'dummy'"),
+            ('c.Authenticator.blocked_users = {"root"}', '', "root must be a blocked user"),
+            ("proxy_set_header Connection $connection_upgrade;", "", "websocket headers"),
+            ("proxy_pass http://127.0.0.1:8000;", "proxy_pass http://127.0.0.1:8888;", "must proxy_pass http://127.0.0.1:8000"),
+            ("systemctl enable --now cvflow-jupyterhub.service", "", "service is never started"),
+            ("--name cvflow --display-name", "--name python3 --display-name", "kernel `cvflow`")]:
+        assert text.count(old) >= 1, old
+        assert any(message in p for p in infra.hub_problems(text.replace(old, new))), (old, infra.hub_problems(text.replace(old, new)))
+
+
+ADD_USER_STUBS = {  # the system commands cvflow-add-user calls, recorded instead of run (this machine's users stay as they are)
+    "id": 'grep -qx "$2" "$STUB_DIR/users" 2>/dev/null && echo 1001 || exit 1',
+    "useradd": 'echo "useradd $*" >> "$STUB_DIR/log"; echo "${@: -1}" >> "$STUB_DIR/users"; mkdir -p "$STUB_DIR/home/${@: -1}"',
+    "getent": 'echo "$2:x:1001:1001::$STUB_DIR/home/$2:/bin/bash"',
+    "install": 'echo "install $*" >> "$STUB_DIR/log"; mkdir -p "${@: -1}"',
+    "chown": 'echo "chown $*" >> "$STUB_DIR/log"',
+    "runuser": 'echo "runuser $*" >> "$STUB_DIR/log"',
+    "hostname": 'echo vm.example.org',
+}
+
+
+def _add_user(tmp_path, *args, key: str) -> subprocess.CompletedProcess:
+    files = infra.cloud_init_files(_rendered(tmp_path).read_text())
+    script = tmp_path / "cvflow-add-user"
+    script.write_text(files[infra.ADD_USER_SCRIPT])
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name, body in ADD_USER_STUBS.items():
+        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stubs / name).chmod(0o755)
+    env = dict(os.environ, STUB_DIR=str(tmp_path), PATH=f"{stubs}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(["bash", str(script), *args], input=key, capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_vm_add_user_script_creates_the_user_with_their_key_once(tmp_path):
+    key = infra.demo_public_key("bob@laptop")
+    for _ in range(2):  # idempotent: a second run adds neither the user nor the key again
+        r = _add_user(tmp_path, "bob", key=key + "\n")
+        assert r.returncode == 0, r.stderr
+    log = (tmp_path / "log").read_text()
+    assert log.count("useradd --create-home --shell /bin/bash bob") == 1
+    assert (tmp_path / "home" / "bob" / ".ssh" / "authorized_keys").read_text() == key + "\n"
+    assert oct((tmp_path / "home" / "bob" / ".ssh" / "authorized_keys").stat().st_mode & 0o777) == "0o600"
+    assert "runuser -l bob -c /usr/local/bin/cvflow-user-setup" in log
+    assert "sudo cvflow-hub-password" in r.stdout
+    for name, stdin, message in [("Bob", key, "not a valid user name"), ("root", key, "not a valid user name"),
+                                 ("x;rm", key, "not a valid user name"), ("carol", "not a key", "not one OpenSSH public key"),
+                                 ("carol", key + "\ncommand=\"sh\" " + key, "not one OpenSSH public key")]:
+        r = _add_user(tmp_path, name, key=stdin)
+        assert r.returncode == 2 and message in r.stderr, (name, r.stderr)
+    assert "carol" not in (tmp_path / "log").read_text()
+
+
+def test_hub_password_helper_changes_only_the_callers_password(tmp_path):
+    files = infra.cloud_init_files(_rendered(tmp_path).read_text())
+    assert files["/etc/sudoers.d/cvflow-hub-password"].strip().splitlines()[-1] == \
+        "ALL ALL=(root) NOPASSWD: /usr/local/sbin/cvflow-hub-password"
+    script = files["/usr/local/sbin/cvflow-hub-password"]
+    assert 'exec passwd "$user"' in script and 'user="${SUDO_USER:-}"' in script and "$1" not in script
+    p = tmp_path / "pw"
+    p.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
+    r = subprocess.run(["bash", str(p)], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 2 and "sudo cvflow-hub-password" in r.stderr
 
 
 def _schema(path: Path) -> subprocess.CompletedProcess:
@@ -288,6 +414,49 @@ def _expected_deploy_line(key_file: Path) -> str:
                      "--parameters location=westeurope allowedSourceIp=203.0.113.10 vmSize=Standard_NC4as_T4_v3",
                      shlex.quote(f"sshPublicKey=<public key from {key_file}>"),
                      "--query properties.provisioningState --output tsv"])
+
+
+def test_cli_deploy_dry_run_shows_the_hub_in_the_plan(pubkey):
+    r = subprocess.run(CLI + ["deploy", "--resource-group", "cvflow-rg", "--location", "westeurope", "--ssh-key", str(pubkey),
+                              "--allowed-ip", "203.0.113.10", "--dry-run"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "nginx on 443 (TLS) -> JupyterHub (127.0.0.1:8000" in r.stdout
+    assert "each Linux user logs in with their own account (PAM) and gets their own JupyterLab" in r.stdout
+    assert "cvflow infra add-user NAME --ssh-key THEIR_KEY.pub --resource-group cvflow-rg" in r.stdout
+    assert "/via/" in r.stdout
+
+
+FAKE_SSH = """#!{python}
+import json, os, sys
+with open(os.environ["FAKE_SSH_LOG"], "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "stdin": sys.stdin.read()}}) + "\\n")
+print("cvflow-add-user: bob added (clone: /home/bob/cvflow)")
+"""
+
+
+def test_cli_add_user_runs_the_vm_script_over_ssh_with_the_key_on_stdin(pubkey, tmp_path, fake_az):
+    env, az_log = fake_az
+    bin_dir = Path(env["PATH"].split(os.pathsep)[0])
+    (bin_dir / "ssh").write_text(FAKE_SSH.format(python=sys.executable))
+    (bin_dir / "ssh").chmod(0o755)
+    log = tmp_path / "ssh.log"
+    env = dict(env, FAKE_SSH_LOG=str(log))
+    r = subprocess.run(CLI + ["add-user", "bob", "--ssh-key", str(pubkey), "--host", "azureuser@cvflow-abc.westeurope.cloudapp.azure.com"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    call = json.loads(log.read_text())
+    assert call["argv"] == ["-o", "BatchMode=yes", "azureuser@cvflow-abc.westeurope.cloudapp.azure.com",
+                            "sudo /usr/local/sbin/cvflow-add-user bob"]
+    assert call["stdin"] == pubkey.read_text().strip() + "\n"
+    assert "bob added" in r.stdout and "sudo cvflow-hub-password" in r.stdout and "/home/bob/cvflow" in r.stdout
+    assert pubkey.read_text().split()[1] not in r.stdout + r.stderr
+    r = subprocess.run(CLI + ["add-user", "bob", "--ssh-key", str(pubkey), "--host", "a@b", "--resource-group", "rg"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
+    r = subprocess.run(CLI + ["add-user", "Bob!", "--ssh-key", str(pubkey), "--host", "a@b"], capture_output=True, text=True,
+                       cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 1 and "user name 'Bob!'" in r.stderr
+    assert len(log.read_text().splitlines()) == 1  # neither bad call reached ssh
 
 
 def test_cli_deploy_dry_run_prints_the_exact_az_command(pubkey, tmp_path):
@@ -351,7 +520,7 @@ def test_cli_deploy_runs_az_and_prints_the_jupyter_url(pubkey, fake_az):
     r = subprocess.run(CLI + ["deploy", "--resource-group", "cvflow-rg", "--location", "westeurope", "--ssh-key", str(pubkey),
                               "--allowed-ip", "203.0.113.10"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "JupyterLab: https://cvflow-abc.westeurope.cloudapp.azure.com/" in r.stdout
+    assert "JupyterHub: https://cvflow-abc.westeurope.cloudapp.azure.com/" in r.stdout
     calls = _calls(log)
     assert calls[0] == ["group", "exists", "--name", "cvflow-rg"]
     assert calls[1] == ["group", "create", "--name", "cvflow-rg", "--location", "westeurope", "--output", "none"]

@@ -494,7 +494,9 @@ def require_azureml_pipeline() -> None:
 def stage_pipeline_source(plan: PipelinePlan, dst: str | Path) -> Path:
     "Write the steps' source folder (cvflow, notebooks, settings.ini, pipeline file, runner script) to `dst`, atomically."
     root, dst = Path(plan.source["root"]), Path(dst)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "_proc", "_docs")
+    patterns = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "_proc", "_docs")
+    def ignore(d, names):  # also sockets, FIFOs and dangling links (a running kernel's IPC files in nbs/)
+        return set(patterns(d, names)) | {n for n in names if not (os.path.isfile(os.path.join(d, n)) or os.path.isdir(os.path.join(d, n)))}
     with atomic_dir(dst) as tmp:
         shutil.copytree(Path(cvflow.__file__).resolve().parent, tmp / "cvflow", ignore=ignore)
         for folder in sorted({str(PurePosixPath(n).parent) for n in plan.source["notebooks"]}):

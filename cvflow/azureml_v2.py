@@ -93,6 +93,9 @@ def load_spec(path: str | Path, kind: str):
     require_azure_ml()
     if kind not in _LOADERS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(_LOADERS)}")
+    import logging
+    # the SDK's notice that some of its own schema classes are experimental says nothing about the spec: not shown
+    logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
     from azure.ai.ml.entities import _load_functions  # the public load_* functions live here
     return getattr(_load_functions, _LOADERS[kind])(source=str(path))
 
@@ -490,9 +493,12 @@ def run(mini_batch):
 def batch_score_job(compute: str, inputs: str, model: str, nodes: int = 1, mini_batch_size: int = 10,
                     workers_per_node: int = 1, max_retries: int = 3, timeout_s: int = 3600, error_threshold: int = -1,
                     score_threshold: float | None = None, every: int = 1, experiment: str = "cvflow-batch-score",
-                    environment: str | None = None, image: str = DEFAULT_TRAIN_IMAGE, paths: Paths | None = None) -> dict:
+                    environment: str | None = None, image: str = DEFAULT_TRAIN_IMAGE, results: str | None = None,
+                    paths: Paths | None = None) -> dict:
     """A v2 pipeline job with one `parallel` step as plain data: `{'job', 'component', 'data', 'pip'}`. `inputs`: a local
-    folder (uploaded once as a data asset versioned by content) or a registered 'azureml:NAME:VERSION'; `model`: 'name:version'."""
+    folder (uploaded once as a data asset versioned by content) or a registered 'azureml:NAME:VERSION'; `model`: 'name:version'.
+    `results`: where the JSON results go (an `azureml://` URI; default a fixed datastore folder per input and model, so
+    running the same command again resumes: files already scored there are skipped)."""
     paths = paths or get_paths()
     if not compute:
         raise ConfigError("--compute: name the Azure ML compute cluster to score on")
@@ -510,11 +516,16 @@ def batch_score_job(compute: str, inputs: str, model: str, nodes: int = 1, mini_
         data_doc = {"name": asset_name("cvflow-batch", d.name), "version": dataset_version(d), "type": "uri_folder",
                     "path": str(d), "description": f"files to score: {d.name} (version = content hash)"}
         data_path = f"azureml:{data_doc['name']}:{data_doc['version']}"
+    if results is None:
+        name = data_doc["name"] if data_doc else str(inputs).split(":")[1]
+        results = f"azureml://datastores/workspaceblobstore/paths/cvflow/batch-score/{name}/{model.replace(':', '-')}"
+    elif not str(results).startswith("azureml://"):
+        raise ConfigError(f"--results {results!r}: expected an azureml://datastores/<store>/paths/<folder> URI")
     args = "--model ${{inputs.model}} --out ${{outputs.results}} --every " + str(int(every))
     if score_threshold is not None:
         args += f" --score-threshold {float(score_threshold)}"
     env: Any = f"azureml:{environment}" if environment else {"image": image, "conda_file": "./conda.yml"}
-    component = {"type": "parallel", "name": "cvflow_batch_score", "version": cvflow.__version__.replace("+", "-"),
+    component = {"type": "parallel", "name": "cvflow_batch_score",  # no version: the SDK versions it by content
                  "display_name": "cvflow batch score",
                  "inputs": {"files": {"type": "uri_folder"}, "model": {"type": "custom_model"}},
                  "outputs": {"results": {"type": "uri_folder"}},
@@ -528,7 +539,7 @@ def batch_score_job(compute: str, inputs: str, model: str, nodes: int = 1, mini_
            "settings": {"default_compute": f"azureml:{compute}"},
            "inputs": {"files": {"type": "uri_folder", "path": data_path, "mode": "ro_mount"},
                       "model": {"type": "custom_model", "path": f"azureml:{model}"}},
-           "outputs": {"results": {"type": "uri_folder", "mode": "rw_mount"}},
+           "outputs": {"results": {"type": "uri_folder", "mode": "rw_mount", "path": results}},
            "jobs": {"score": {"type": "parallel", "component": "./batch_score.component.yml",
                               "inputs": {"files": "${{parent.inputs.files}}", "model": "${{parent.inputs.model}}"},
                               "outputs": {"results": "${{parent.outputs.results}}"}}}}
@@ -563,13 +574,15 @@ def main_batch_score(argv: list[str] | None = None) -> int:
     ap.add_argument("--error-threshold", type=int, default=-1, help="failed mini-batches tolerated (-1: all)")
     ap.add_argument("--score-threshold", type=float); ap.add_argument("--every", type=int, default=1, help="videos: every Nth frame")
     ap.add_argument("--environment", help="registered environment NAME:VERSION (default: inline, pinned)")
+    ap.add_argument("--results", help="azureml:// folder for the results (default: one per input and model, so a re-run resumes)")
     ap.add_argument("--job-dir", help="where to write the job's files (default: a temporary folder)")
     ap.add_argument("--dry-run", action="store_true", help="write and validate the YAML; do not submit")
     ap.add_argument("--no-stream", action="store_true")
     a = ap.parse_args(argv)
     try:
         spec = batch_score_job(a.compute, a.inputs, a.model, a.nodes, a.mini_batch_size, a.workers_per_node, a.max_retries,
-                               a.timeout, a.error_threshold, a.score_threshold, a.every, environment=a.environment)
+                               a.timeout, a.error_threshold, a.score_threshold, a.every, environment=a.environment,
+                               results=a.results)
         job_dir = Path(a.job_dir) if a.job_dir else Path(tempfile.mkdtemp(prefix="cvflow-batch-")) / "job"
         files = stage_batch_job(spec, job_dir)
         load_spec(files["component"], "component"); load_spec(files["job"], "job")

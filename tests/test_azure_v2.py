@@ -213,6 +213,9 @@ def test_batch_score_dry_run_loaded_back(home, tmp_path):
     assert (type(job).__name__, job.settings.default_compute) == ("PipelineJob", "cpu-cluster")
     assert job.inputs["model"].path == "shapes:3" and job.inputs["files"].path.startswith("cvflow-batch-images:")
     assert type(job.jobs["score"]).__name__ == "Parallel"
+    # a fixed results folder per input and model: running the same command again resumes where it stopped
+    assert job.outputs["results"].path == ("azureml://datastores/workspaceblobstore/paths/cvflow/batch-score/"
+                                           f"{job.inputs['files'].path.split(':')[0]}/shapes-3")
     assert load_data(tmp_path / "job" / "data.yml").version == v2.dataset_version(imgs)
 
 

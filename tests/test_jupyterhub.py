@@ -160,6 +160,8 @@ def hub(tmp_path):
     finally:
         stop(proc)
         log.close()
+        # shown by pytest only when the test failed: what the hub, its proxy and the users' servers said
+        print(f"--- {log_path} (last 4000 characters) ---\n{log_path.read_text()[-4000:]}")
 
 
 def log_in(page, url: str, user: str, password: str) -> None:

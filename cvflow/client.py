@@ -155,9 +155,11 @@ class ServiceClient:
         return Reply(status, body, parsed, dt, ctype)
 
     def health(self) -> bool:
-        "True if `GET /` answers 200 (liveness; it answers only once a worker has loaded the model)."
+        """True if `GET /` answers 200 (liveness; it answers only once a worker has loaded the model) or, behind an Azure
+        ML managed online endpoint, whose front end routes only `/score`, if `GET /score` (the model's info) does."""
         try:
-            return self.request("GET", self.root + "/").status == 200
+            return (self.request("GET", self.root + "/").status == 200
+                    or self.request("GET", self.scoring_uri).status == 200)
         except OSError:
             return False
 
@@ -437,7 +439,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
     `PARITY_TOLERANCES` of the runtime the service reports (ONNX Runtime's are those its export was checked with)."""
     client = ServiceClient(url, key)
     if not client.health():
-        raise ConnectionError(f"the service at {client.root} is not healthy (GET / did not answer 200)")
+        raise ConnectionError(f"the service at {client.root} is not healthy (neither GET / nor GET /score answered 200)")
     info = client.info()
     classes = (info.get("model") or {}).get("classes")
     imgs = load_test_images(get_paths().resolve(images), max_images)

@@ -253,3 +253,35 @@ def test_specs_carry_no_secret(package, tmp_path, home):
         doc = yaml.safe_load(f.read_text())
         text = json.dumps(doc).lower()
         assert not any(w in text for w in ("primary_key", "secondary_key", "password", "token", "client_secret")), f
+
+
+# --- test-service against a managed online endpoint's front end --------------------------------------------------------
+
+def test_service_client_behind_a_managed_endpoint_front_end():
+    "A stand-in on loopback for the endpoint's front end: only /score is routed, and key auth is a Bearer header."
+    import http.server
+    import threading
+    from cvflow.client import ServiceClient
+    seen = []
+
+    class FrontEnd(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.path == "/score" and self.headers.get("Authorization") == "Bearer k-123"
+            body = json.dumps({"status": "ready", "model": {"name": "shapes"}}).encode() if ok else b"not found"
+            self.send_response(200 if ok else (401 if self.path == "/score" else 404))
+            self.send_header("Content-Type", "application/json" if ok else "text/plain")
+            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FrontEnd)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}/score"
+        c = ServiceClient(url, key="k-123")
+        assert c.health() and c.info()["model"]["name"] == "shapes"
+        assert ("/", "Bearer k-123") in seen and ("/score", "Bearer k-123") in seen
+        assert "k-123" not in repr(c)  # the key is never shown
+        assert not ServiceClient(url, key="wrong").health()
+    finally:
+        srv.shutdown()

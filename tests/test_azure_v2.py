@@ -285,3 +285,26 @@ def test_service_client_behind_a_managed_endpoint_front_end():
         assert not ServiceClient(url, key="wrong").health()
     finally:
         srv.shutdown()
+
+
+def test_registry_and_tracking_pick_sdk_v2_with_a_workspace(home):
+    "With config.json and the SDK, `auto` is Azure ML v2 for the registry (an MLClient, built offline) and tracking."
+    from cvflow import registry
+    from cvflow.tracking import resolve_tracking
+    (home / "config.json").write_text(json.dumps({"subscription_id": "00000000-0000-0000-0000-000000000000",
+                                                  "resource_group": "rg", "workspace_name": "ws"}))
+    paths = get_paths(home)
+    assert registry.registry_backend("auto", Settings(), paths) == "azure"
+    mod, client = registry._azure_registry("azure", Settings(), paths)
+    assert mod is v2 and type(client).__name__ == "MLClient" and client.workspace_name == "ws"
+    uri = ("azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/00000000-0000-0000-0000-000000000000"
+           "/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws")
+    assert resolve_tracking("auto", Settings(), paths, env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": "r1"}) == ("azure", uri, "r1")
+    assert resolve_tracking("auto", Settings(backend="local"), paths, env={})[0] == "mlflow"
+    # the legacy SDK is asked for explicitly; without it the message says which extra installs it
+    from cvflow.config import azureml_available
+    if azureml_available():
+        assert detect_backend(Settings(backend="azure-v1"), start=home).name == "azure-v1"
+    else:
+        with pytest.raises(ConfigError, match=r"cvflow\[azure-v1\]"):
+            detect_backend(Settings(backend="azure-v1"), start=home)

@@ -296,6 +296,12 @@ def _ipc_kernel_manager():
     class IpcKernelManager(AsyncKernelManager):
         @default("transport")
         def _default_transport(self): return "ipc" if os.name == "posix" else "tcp"
+
+        @default("ip")
+        def _default_ip(self):   # the sockets in a private folder, never in the notebook's (a killed kernel leaves them)
+            if self.transport != "ipc": return "127.0.0.1"
+            import tempfile
+            return str(Path(tempfile.mkdtemp(prefix="cvflow-kernel-")) / "kernel-ipc")
     return IpcKernelManager
 
 

@@ -23,9 +23,9 @@ from .config import atomic_write_json, get_paths, parse_frame_filename
 from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, is_image_file, read_image
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'Problem', 'Instance', 'ImageRecord',
-           'Annotations', 'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points', 'shape_to_points',
-           'via3_shape', 'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults',
+__all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'CLASS_COLOURS', 'Problem', 'Instance',
+           'ImageRecord', 'Annotations', 'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points',
+           'shape_to_points', 'via3_shape', 'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults',
            'class_attribute_candidates', 'detect_class_attribute', 'RawImage', 'frame_manifest', 'resolve_image',
            'build_annotations', 'via_raw_images', 'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images',
            'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco', 'is_labelme', 'labelme_shape',
@@ -1220,11 +1220,37 @@ def simulate_annotator(ground_truth, frames, out_via_path: str | Path, classes: 
     return to_via_project(ann, folder, out_via_path, class_attribute=class_attribute, name="simulated annotator")
 
 # %% ../nbs/02_annotations.ipynb #9530068f
+CLASS_COLOURS = ("#ffe119", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#e6194b", "#bfef45", "#fabed4")
+_LAST_CLASS: dict = {}   # (project file, attribute) -> the class picked last: re-running the cell keeps it
+
+
+def _inside(pts, x: float, y: float) -> bool:
+    "Whether (x, y) is inside the polygon `pts` (even-odd rule, as VIA fills)."
+    inside, n = False, len(pts)
+    for i in range(n):
+        (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % n]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1): inside = not inside
+    return inside
+
+
+def _seg_dist(p, a, b) -> float:
+    "Distance from point `p` to the segment `a`-`b`."
+    (px, py), (ax, ay), (bx, by) = p, a, b
+    dx, dy = bx - ax, by - ay
+    t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(px - ax - t * dx, py - ay - t * dy)
+
+
 class PolygonAnnotator:
-    "A polygon annotation widget over a VIA 2 project: click points, close with a class, save the same project."
+    """A polygon annotation widget over a VIA 2 project: draw, select, reshape, re-class and delete regions; every
+    change is saved to the same project file (atomically) unless `autosave=False`."""
+    SNAP = 8   # screen pixels: a click this close to the first point closes the polygon; to a vertex grabs it
+    KEYS = {"ArrowRight": "next", "n": "next", "ArrowLeft": "prev", "p": "prev", "Enter": "close", "z": "undo",
+            "u": "undo", "Delete": "delete", "Backspace": "delete", "Escape": "escape", "s": "save",
+            "+": "zoom_in", "=": "zoom_in", "-": "zoom_out", "0": "fit"}
 
     def __init__(self, via_path: str | Path, images_dir: str | Path | None = None, class_attribute: str | None = None,
-                 max_width: int = 960):
+                 max_width: int = 960, autosave: bool = True):
         self.path = Path(via_path)
         self.project = json.loads(self.path.read_text(encoding="utf-8-sig"))
         if "_via_img_metadata" not in self.project:
@@ -1242,96 +1268,339 @@ class PolygonAnnotator:
             e = self.project["_via_img_metadata"][k]
             if isinstance(e.get("regions"), dict): e["regions"] = [e["regions"][r] for r in sorted(e["regions"], key=lambda s: int(s) if s.isdigit() else s)]
             e.setdefault("regions", [])
-        self.index, self.points, self.current_class = 0, [], (self.classes[0] if self.classes else None)
-        self.max_width, self._ui = max_width, None
+        self._class_key = (str(self.path.resolve()), class_attribute)
+        last = _LAST_CLASS.get(self._class_key)
+        self.current_class = last if last in self.classes else (self.classes[0] if self.classes else None)
+        self.max_width, self.autosave, self._ui = max_width, autosave, None
+        self.index, self.points, self.selected, self.vertex = 0, [], None, None
+        self.dirty, self.message, self._history, self._drag = False, "", [], None
+        self.zoom, self.offset, self._image, self._mouse = 1.0, (0.0, 0.0), None, (0.0, 0.0)
 
-    # --- the Python API (what the buttons call) ---
+    # --- what is on the current frame ---
     @property
     def entry(self) -> dict: return self.project["_via_img_metadata"][self.keys[self.index]]
     @property
     def file_name(self) -> str: return self.entry["filename"]
+    @property
+    def regions(self) -> list: return self.entry["regions"]
+
+    def region_points(self, i: int) -> list[tuple[float, float]]:
+        "The outline of region `i` (any VIA shape; rectangles, circles... as their polygon)."
+        pts, _ = shape_to_points(self.regions[i].get("shape_attributes") or {})
+        return [] if pts is None else [(float(x), float(y)) for x, y in pts]
+
+    def region_class(self, i: int) -> str | None: return (self.regions[i].get("region_attributes") or {}).get(self.class_attribute)
+
+    def colour(self, name) -> str:
+        "The class's colour on the canvas (the same for a class in every frame)."
+        return CLASS_COLOURS[self.classes.index(name) % len(CLASS_COLOURS)] if name in self.classes else "#9e9e9e"
+
+    @property
+    def scale(self) -> float:
+        "Screen pixels per image pixel: frames show at native size (fitted to `max_width`, never upscaled) times the zoom."
+        w = self._size()[0]
+        return min(1.0, self.max_width / w) * self.zoom
+
+    def _size(self) -> tuple[int, int]:
+        if self._image is not None: return self._image.size
+        p = self.images_dir / self.file_name
+        try: return image_size(p) if p.is_file() else (self.max_width, int(self.max_width * 0.6))
+        except Exception: return (self.max_width, int(self.max_width * 0.6))
+
+    def to_image(self, sx: float, sy: float) -> tuple[float, float]:
+        "Canvas pixels to image pixels (zoom and pan undone)."
+        s, (ox, oy) = self.scale, self.offset
+        return ox + sx / s, oy + sy / s
+
+    def region_at(self, x: float, y: float) -> int | None:
+        "The top-most region (drawn last) containing (x, y)."
+        return next((i for i in reversed(range(len(self.regions))) if _inside(self.region_points(i), x, y)), None)
+
+    def vertex_at(self, i: int, x: float, y: float) -> int | None:
+        "The vertex of region `i` within `SNAP` screen pixels of (x, y), the nearest."
+        d = [(math.hypot(px - x, py - y), v) for v, (px, py) in enumerate(self.region_points(i))]
+        return min(d)[1] if d and min(d)[0] <= self.SNAP / self.scale else None
+
+    def edge_at(self, i: int, x: float, y: float) -> int | None:
+        "The edge of region `i` within `SNAP` screen pixels of (x, y): the index of the vertex it starts at."
+        pts = self.region_points(i)
+        d = [(_seg_dist((x, y), pts[v], pts[(v + 1) % len(pts)]), v) for v in range(len(pts))]
+        return min(d)[1] if d and min(d)[0] <= self.SNAP / self.scale else None
+
+    # --- edits (each one undoable, then saved) ---
+    def _snapshot(self):
+        self._history.append((json.loads(json.dumps(self.regions)), list(self.points)))
+
+    def _changed(self, msg: str = ""):
+        self.dirty, self.message = True, msg
+        if self.autosave: self.save()
+        self._refresh()
+
+    def _set_points(self, i: int, pts):
+        r = self.regions[i]
+        r["shape_attributes"] = {"name": "polygon", "all_points_x": [_num(round(x, 1)) for x, _ in pts],
+                                 "all_points_y": [_num(round(y, 1)) for _, y in pts]}
+        r.setdefault("region_attributes", {})
+
+    def _clamp(self, x, y):
+        w, h = self._size()
+        return min(max(round(float(x), 1), 0.0), float(w)), min(max(round(float(y), 1), 0.0), float(h))
 
     def set_class(self, name: str):
+        "The class for new polygons; with a region selected, that region's class too."
         if self.classes and name not in self.classes: raise AnnotationError(f"class {name!r} is not one of {self.classes}")
-        self.current_class = name; self._refresh()
+        self.current_class = _LAST_CLASS[self._class_key] = name
+        if self._ui and self._ui["cls"].value != name: self._ui["cls"].value = name
+        if self.selected is not None and self.region_class(self.selected) != name:
+            self._snapshot(); self.regions[self.selected].setdefault("region_attributes", {})[self.class_attribute] = name
+            return self._changed(f"region {self.selected + 1} is now {name}")
+        self._refresh()
+
+    def class_key(self, k: int):
+        "Key `k` (1-9) picks the k-th class."
+        if not 1 <= k <= len(self.classes): raise AnnotationError(f"no class {k}: {len(self.classes)} class(es)")
+        self.set_class(self.classes[k - 1])
 
     def add_point(self, x: float, y: float):
-        self.points.append((round(float(x), 1), round(float(y), 1))); self._refresh()
+        "A point of the polygon being drawn; one within `SNAP` screen pixels of the first point closes it."
+        if len(self.points) >= 3 and math.hypot(x - self.points[0][0], y - self.points[0][1]) <= self.SNAP / self.scale:
+            return self.close_polygon()
+        self.points.append(self._clamp(x, y)); self.selected = self.vertex = None; self._refresh()
 
     def close_polygon(self) -> dict:
         "Finish the polygon being drawn as a region with the current class."
         if len(set(self.points)) < 3: raise AnnotationError(f"a polygon needs 3 distinct points, got {len(set(self.points))}")
         if self.current_class is None: raise AnnotationError("pick a class first (set_class)")
-        xs, ys = zip(*self.points)
-        region = {"shape_attributes": {"name": "polygon", "all_points_x": list(xs), "all_points_y": list(ys)},
-                  "region_attributes": {self.class_attribute: self.current_class}}
-        self.entry["regions"].append(region); self.points = []; self._refresh()
+        self._snapshot()
+        region = {"shape_attributes": {}, "region_attributes": {self.class_attribute: self.current_class}}
+        self.regions.append(region); self._set_points(len(self.regions) - 1, self.points); self.points = []
+        self._changed(f"closed a {self.current_class}")
         return region
 
+    def select(self, i: int | None):
+        "Select region `i` (None: nothing): the keys and the dropdown act on it."
+        if i is not None and not 0 <= i < len(self.regions): raise AnnotationError(f"no region {i} on this frame")
+        self.selected, self.vertex = i, None; self._refresh()
+
+    def move_vertex(self, i: int, v: int, x: float, y: float):
+        pts = self.region_points(i); pts[v] = self._clamp(x, y)
+        self._snapshot(); self._set_points(i, pts); self._changed(f"moved vertex {v + 1} of region {i + 1}")
+
+    def insert_vertex(self, i: int, after: int, x: float, y: float) -> int:
+        "A new vertex of region `i` after vertex `after`; returns its index."
+        pts = self.region_points(i); pts.insert(after + 1, self._clamp(x, y))
+        self._snapshot(); self._set_points(i, pts); self.selected, self.vertex = i, after + 1
+        self._changed(f"added a vertex to region {i + 1}")
+        return after + 1
+
+    def remove_vertex(self, i: int, v: int):
+        pts = self.region_points(i)
+        if len(pts) <= 3: raise AnnotationError("a polygon keeps at least 3 vertices; delete the region instead")
+        del pts[v]; self._snapshot(); self._set_points(i, pts); self.vertex = None
+        self._changed(f"removed vertex {v + 1} of region {i + 1}")
+
+    def move_region(self, i: int, dx: float, dy: float):
+        self._snapshot(); self._set_points(i, [self._clamp(x + dx, y + dy) for x, y in self.region_points(i)])
+        self._changed(f"moved region {i + 1}")
+
+    def delete_region(self, i: int | None = None):
+        "Delete region `i` (default: the selected one); nothing else is touched."
+        i = self.selected if i is None else i
+        if i is None: raise AnnotationError("select a region first (click inside it)")
+        self._snapshot(); del self.regions[i]; self.selected = self.vertex = None
+        self._changed(f"deleted region {i + 1}")
+
+    def delete_selected(self):
+        "The selected vertex if one is selected, else the selected region."
+        if self.selected is not None and self.vertex is not None: self.remove_vertex(self.selected, self.vertex)
+        else: self.delete_region()
+
     def undo(self):
-        "Remove the last point being drawn, or else the last region of this frame."
-        if self.points: self.points.pop()
-        elif self.entry["regions"]: self.entry["regions"].pop()
+        "The last point being drawn, else the last edit made on this frame (a closed polygon reopens); never anything else."
+        if self.points: self.points.pop(); return self._refresh()
+        if not self._history:
+            self.message = "nothing to undo on this frame"; return self._refresh()
+        regions, self.points = self._history.pop()
+        self.entry["regions"] = regions; self.selected = self.vertex = None
+        self._changed("undone")
+
+    def escape(self):
+        "Drop the polygon being drawn, else the vertex selection, else the region selection."
+        if self.points: self.points = []
+        elif self.vertex is not None: self.vertex = None
+        else: self.selected = None
         self._refresh()
 
+    # --- the mouse, in image pixels: press, drag, release ---
+    def press(self, x: float, y: float):
+        "A mouse press: drawing adds a point; on the selected region a vertex or an edge is grabbed; inside a region selects it (and grabs it to move); elsewhere starts a polygon."
+        self._drag, self.message = None, ""
+        if self.points: return self.add_point(x, y)
+        s = self.selected
+        if s is not None and (v := self.vertex_at(s, x, y)) is not None:
+            self.vertex, self._drag = v, ("vertex", s, v, (x, y), False)
+        elif s is not None and (e := self.edge_at(s, x, y)) is not None:
+            v = self.insert_vertex(s, e, x, y); self._drag = ("vertex", s, v, (x, y), True)
+        elif (r := self.region_at(x, y)) is not None:
+            self.selected, self.vertex = r, None; self._drag = ("region", r, None, (x, y), False)
+        elif s is not None: self.selected = self.vertex = None
+        else: return self.add_point(x, y)
+        if self._drag: self._drag_from = self.region_points(self._drag[1])
+        self._refresh()
+
+    def drag_to(self, x: float, y: float):
+        "The mouse moved with the button down: the grabbed vertex or region follows (saved on release)."
+        if not self._drag: return
+        kind, i, v, (x0, y0), _ = self._drag
+        pts = list(self._drag_from)
+        if kind == "vertex": pts[v] = self._clamp(x, y)
+        else: pts = [self._clamp(px + x - x0, py + y - y0) for px, py in pts]
+        self._set_points(i, pts); self._drag = (kind, i, v, (x0, y0), True); self._refresh()
+
+    def release(self, x: float, y: float):
+        "The mouse button went up: a drag that moved something is one undoable, saved edit."
+        if not self._drag: return
+        kind, i, v, _, moved = self._drag
+        self.drag_to(x, y) if moved else None
+        self._drag, after = None, self.region_points(i)
+        if after != self._drag_from:
+            now = json.loads(json.dumps(self.regions[i])); self._set_points(i, self._drag_from); self._snapshot(); self.regions[i] = now
+            self._changed(f"moved {'vertex %d of ' % (v + 1) if kind == 'vertex' else ''}region {i + 1}")
+
+    # --- frames, zoom, saving ---
     def goto(self, i: int):
-        self.points, self.index = [], max(0, min(int(i), len(self.keys) - 1)); self._refresh(new_image=True)
+        "Another frame. A polygon being drawn (3 points or more) is closed first; unsaved changes are saved (autosave)."
+        if len(set(self.points)) >= 3 and self.current_class is not None: self.close_polygon()
+        if self.dirty and self.autosave: self.save()
+        self.points, self.selected, self.vertex, self._history, self._drag = [], None, None, [], None
+        self.index, self.zoom, self.offset, self._image = max(0, min(int(i), len(self.keys) - 1)), 1.0, (0.0, 0.0), None
+        self._refresh(new_image=True)
 
     def next(self): self.goto(self.index + 1)
     def prev(self): self.goto(self.index - 1)
 
+    def set_zoom(self, zoom: float, x: float | None = None, y: float | None = None):
+        "Zoom (1 = fitted) keeping image point (x, y) (default: the centre of the view) where it is on screen."
+        w, h = self._size(); s0 = self.scale
+        cw, ch = w * s0 / self.zoom, h * s0 / self.zoom   # the canvas size
+        if x is None: x, y = self.to_image(cw / 2, ch / 2)
+        sx, sy = (x - self.offset[0]) * s0, (y - self.offset[1]) * s0
+        self.zoom = min(max(float(zoom), 1.0), 16.0)
+        self.offset = (x - sx / self.scale, y - sy / self.scale); self.pan(0, 0)
+
+    def pan(self, dx: float, dy: float):
+        "Move the view by (dx, dy) screen pixels, kept inside the image."
+        w, h = self._size(); s = self.scale; vw, vh = w * s / self.zoom / s, h * s / self.zoom / s
+        self.offset = (min(max(self.offset[0] + dx / s, 0.0), w - vw), min(max(self.offset[1] + dy / s, 0.0), h - vh))
+        self._refresh(view=True)
+
+    def key(self, key: str, shift: bool = False, ctrl: bool = False):
+        "A key press: next/prev (→ ← n p), close (Enter), undo (z u ctrl+z), delete (Delete Backspace), class (1-9), save (s), zoom (+ - 0), pan (shift+arrows), escape."
+        self.message = ""
+        if shift and key.startswith("Arrow"):
+            d = {"ArrowLeft": (-40, 0), "ArrowRight": (40, 0), "ArrowUp": (0, -40), "ArrowDown": (0, 40)}[key]
+            return self.pan(*d)
+        if key.isdigit() and key != "0": return self.class_key(int(key))
+        act = "undo" if ctrl and key.lower() == "z" else self.KEYS.get(key)
+        if act == "delete" and self.points: act = "undo"
+        if act == "close": return self.close_polygon()
+        if act in ("zoom_in", "zoom_out", "fit"):
+            return self.set_zoom({"zoom_in": self.zoom * 1.5, "zoom_out": self.zoom / 1.5, "fit": 1}[act], *self._mouse)
+        if act == "delete": return self.delete_selected()
+        if act: getattr(self, act)()
+
     def save(self) -> Path:
         "Write the project back to its file (atomically)."
         atomic_write_json(self.path, self.project, indent=None)
-        if self._ui: self._ui["status"].value = f"saved {self.path.name}"
+        self.dirty = False; self._refresh()
         return self.path
 
     # --- the widget ---
+    HELP = ("click: add a point (click the first point to close) · click a region: select, drag it or its vertices, "
+            "click its edge: new vertex · keys: ← → frames, Enter close, z undo, Del delete, 1-9 class, Esc, "
+            "+ − 0 zoom, shift+arrows pan, s save")
+
     def widget(self):
-        "The ipywidgets UI (canvas, class dropdown, buttons)."
+        "The ipywidgets UI: the canvas at the frame's native size, a class dropdown, buttons, the status line."
         import ipywidgets as W
         from ipycanvas import MultiCanvas
         canvas = MultiCanvas(2, width=self.max_width, height=int(self.max_width * 0.6))
-        cls = W.Dropdown(options=self.classes, value=self.current_class, description="class")
-        btns = {n: W.Button(description=n) for n in ("prev", "next", "undo", "close", "save")}
+        cls = W.Dropdown(options=self.classes, value=self.current_class, description="class", layout=W.Layout(width="200px"))
+        names = ("◀ prev", "next ▶", "undo", "close", "delete", "save", "−", "+", "fit")
+        acts = (self.prev, self.next, self.undo, self.close_polygon, self.delete_selected, self.save,
+                lambda: self.key("-"), lambda: self.key("+"), lambda: self.key("0"))
+        btns = [W.Button(description=n, layout=W.Layout(width="auto")) for n in names]
         status = W.Label()
-        self._ui = dict(canvas=canvas, status=status, scale=1.0)
-        cls.observe(lambda ch: self.set_class(ch["new"]), names="value")
-        btns["prev"].on_click(lambda _: self.prev()); btns["next"].on_click(lambda _: self.next())
-        btns["undo"].on_click(lambda _: self.undo()); btns["save"].on_click(lambda _: self.save())
-        btns["close"].on_click(lambda _: self._safe(self.close_polygon))
-        canvas[1].on_mouse_down(lambda x, y: self.add_point(x / self._ui["scale"], y / self._ui["scale"]))
+        self._ui = dict(canvas=canvas, status=status, cls=cls)
+        cls.observe(lambda ch: self._safe(lambda: self.set_class(ch["new"])) if ch["new"] != self.current_class else None, names="value")
+        for b, a in zip(btns, acts): b.on_click(lambda _, a=a: self._safe(a))
+        top = canvas[1]
+        def down(sx, sy): self._mouse = self.to_image(sx, sy); self._safe(lambda: self.press(*self._mouse))
+        def move(sx, sy):
+            self._mouse = self.to_image(sx, sy)
+            if self._drag: self._safe(lambda: self.drag_to(*self._mouse))
+        def up(sx, sy): self._safe(lambda: self.release(*self.to_image(sx, sy)))
+        top.on_mouse_down(down); top.on_mouse_move(move); top.on_mouse_up(up); top.on_mouse_out(up)
+        top.on_mouse_wheel(lambda dx, dy: self._safe(lambda: self.set_zoom(self.zoom * (1.25 if dy < 0 else 0.8), *self._mouse)))
+        canvas.on_key_down(lambda k, shift, ctrl, meta: self._safe(lambda: self.key(k, shift, ctrl or meta)))
         self._refresh(new_image=True)
-        return W.VBox([W.HBox([cls, *btns.values()]), canvas, status])
+        return W.VBox([W.HBox([cls, *btns]), canvas, status, W.HTML(f"<small>{self.HELP}</small>")])
 
     def _safe(self, fn):
         try: fn()
         except AnnotationError as e:
-            if self._ui: self._ui["status"].value = str(e)
+            self.message = str(e); self._refresh()
 
-    def _refresh(self, new_image: bool = False):
+    def _refresh(self, new_image: bool = False, view: bool = False):
         if not self._ui: return
+        from ipycanvas import hold_canvas
+        from PIL import Image
         canvas = self._ui["canvas"]
         if new_image:
             path = self.images_dir / self.file_name
-            from PIL import Image
-            im = Image.fromarray(read_image(path)) if path.is_file() else None
-            if im is not None:
-                s = min(1.0, self.max_width / im.width)
-                self._ui["scale"] = s
-                im = im.resize((max(1, int(im.width * s)), max(1, int(im.height * s))))
-                canvas.width, canvas.height = im.width, im.height
+            self._image = Image.fromarray(read_image(path)) if path.is_file() else None
+            if self._image is None: self.message = f"{path} not found"
+            w, h = self._size(); f = self.scale / self.zoom
+            canvas.width, canvas.height = max(1, round(w * f)), max(1, round(h * f))
+            canvas.layout.width, canvas.layout.height = f"{canvas.width}px", f"{canvas.height}px"   # never stretched
+        s, (ox, oy) = self.scale, self.offset
+        with hold_canvas():
+            if (new_image or view) and self._image is not None:
+                box = (ox, oy, ox + canvas.width / s, oy + canvas.height / s)
+                im = self._image.transform((canvas.width, canvas.height), Image.EXTENT, box,
+                                           Image.NEAREST if self.zoom > 2 else Image.BILINEAR)
                 canvas[0].put_image_data(np.asarray(im), 0, 0)
-        s, layer = self._ui["scale"], canvas[1]
-        layer.clear()
-        for r in self.entry["regions"]:
-            pts, _ = shape_to_points(r.get("shape_attributes") or {})
-            if pts is None: continue
-            layer.stroke_style = "yellow"; layer.stroke_polygon((pts * s).tolist())
-        if self.points:
-            layer.stroke_style = "cyan"; layer.stroke_lines([(x * s, y * s) for x, y in self.points])
-        n = len(self.entry["regions"])
-        self._ui["status"].value = f"{self.index + 1}/{len(self.keys)} {self.file_name}: {n} region(s), {len(self.points)} point(s)"
+            layer = canvas[1]; layer.clear()
+            to_s = lambda pts: [((x - ox) * s, (y - oy) * s) for x, y in pts]
+            layer.font, layer.line_width = "12px sans-serif", 2
+            for i in range(len(self.regions)):
+                pts = self.region_points(i)
+                if len(pts) < 2: continue
+                c, sel, sp = self.colour(self.region_class(i)), i == self.selected, to_s(pts)
+                layer.stroke_style = layer.fill_style = c
+                layer.line_width = 3 if sel else 2
+                if sel: layer.global_alpha = 0.25; layer.fill_polygon(sp); layer.global_alpha = 1.0
+                layer.stroke_polygon(sp)
+                tx, ty = min(sp, key=lambda p: (p[1], p[0]))
+                layer.fill_text(f"{self.region_class(i) or '?'}", tx + 2, max(ty - 4, 12))
+                if sel:
+                    for v, (x, y) in enumerate(sp):
+                        layer.fill_style = "white" if v == self.vertex else c
+                        layer.fill_rect(x - 4, y - 4, 8, 8)
+            if self.points:
+                c, sp = self.colour(self.current_class), to_s(self.points)
+                layer.stroke_style = layer.fill_style = c; layer.line_width = 2
+                if len(sp) > 1: layer.stroke_lines(sp)
+                for x, y in sp: layer.fill_circle(x, y, 3)
+                layer.stroke_circle(sp[0][0], sp[0][1], self.SNAP)   # click here to close
+        n, parts = len(self.regions), [f"{self.index + 1}/{len(self.keys)} {self.file_name}: {len(self.regions)} region(s)"]
+        if self.selected is not None: parts.append(f"selected {self.selected + 1} ({self.region_class(self.selected)})")
+        if self.points: parts.append(f"drawing {len(self.points)} point(s)")
+        parts.append(f"class {self.current_class}")
+        if self.zoom != 1: parts.append(f"zoom {self.zoom:.2g}×")
+        parts.append("● unsaved" if self.dirty else "saved")
+        if self.message: parts.append(self.message)
+        self._ui["status"].value = " · ".join(parts)
 
 # %% ../nbs/02_annotations.ipynb #17065670
 def _split(s): return [c.strip() for c in s.split(",") if c.strip()] if s else None

@@ -71,3 +71,90 @@ def chromium_browser():
             yield browser
         finally:
             browser.close()
+
+
+def free_port() -> int:
+    "A free TCP port on the loopback interface."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process_group(proc) -> None:
+    "Stop a server and everything it started (kernels): SIGTERM to its process group, then SIGKILL."
+    import signal
+    import subprocess
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, home: Path, work: Path, timeout_s: float = 120):
+    """`jupyter lab` from this environment on 127.0.0.1 (a random token, a free port, no browser of its own) over
+    `root`, with `CVFLOW_HOME=home` and its settings, workspaces and runtime files under `work`; yields
+    (base url, token); always shut down."""
+    import secrets
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    jupyter = Path(sys.executable).parent / "jupyter"
+    conf = work / "jupyter"
+    token, port = secrets.token_hex(16), free_port()
+    env = {**os.environ, "CVFLOW_HOME": str(home),
+           "JUPYTER_CONFIG_DIR": str(conf / "config"), "JUPYTER_RUNTIME_DIR": str(conf / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(conf / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(conf / "workspaces")}
+    env.pop("MPLBACKEND", None)
+    news = conf / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false"}')
+    log_path = work / "jupyterlab.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer on {url} within {timeout_s:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url, token
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
+def poll(page, what: str, predicate, timeout_s: float):
+    "Poll `predicate()` until it returns something truthy (bounded); fail naming `what`."
+    import time
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        page.wait_for_timeout(200)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")

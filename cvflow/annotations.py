@@ -1243,16 +1243,17 @@ def _seg_dist(p, a, b) -> float:
 
 class PolygonAnnotator:
     """A polygon annotation widget over a VIA 2 project: draw, select, reshape, re-class and delete regions; every
-    change is saved to the same project file (atomically) unless `autosave=False`."""
+    change is saved (atomically) to the project file, or to `save_to` (read from it when it exists: work resumes),
+    unless `autosave=False`."""
     SNAP = 8   # screen pixels: a click this close to the first point closes the polygon; to a vertex grabs it
     KEYS = {"ArrowRight": "next", "n": "next", "ArrowLeft": "prev", "p": "prev", "Enter": "close", "z": "undo",
             "u": "undo", "Delete": "delete", "Backspace": "delete", "Escape": "escape", "s": "save",
             "+": "zoom_in", "=": "zoom_in", "-": "zoom_out", "0": "fit"}
 
     def __init__(self, via_path: str | Path, images_dir: str | Path | None = None, class_attribute: str | None = None,
-                 max_width: int = 960, autosave: bool = True):
-        self.path = Path(via_path)
-        self.project = json.loads(self.path.read_text(encoding="utf-8-sig"))
+                 max_width: int = 960, autosave: bool = True, save_to: str | Path | None = None):
+        self.source, self.path = Path(via_path), Path(save_to or via_path)
+        self.project = json.loads((self.path if self.path.is_file() else self.source).read_text(encoding="utf-8-sig"))
         if "_via_img_metadata" not in self.project:
             raise AnnotationError(f"{self.path}: not a VIA 2 project (no _via_img_metadata); write one with via_project_for_frames")
         dd = via2_dropdowns(self.project.get("_via_attributes"))
@@ -1262,7 +1263,7 @@ class PolygonAnnotator:
         self.class_attribute = class_attribute
         self.classes = dd.get(class_attribute, [])
         core = self.project.get("_via_settings", {}).get("core", {})
-        self.images_dir = Path(images_dir or core.get("default_filepath") or self.path.parent)
+        self.images_dir = Path(images_dir or core.get("default_filepath") or self.source.parent)
         self.keys = list(self.project.get("_via_image_id_list") or self.project["_via_img_metadata"])
         for k in self.keys:   # VIA 1 style dict regions become a list, as VIA 2 saves them
             e = self.project["_via_img_metadata"][k]
@@ -1510,7 +1511,9 @@ class PolygonAnnotator:
         if act: getattr(self, act)()
 
     def save(self) -> Path:
-        "Write the project back to its file (atomically)."
+        "Write the project to its file (or `save_to`), atomically."
+        proj = self.project.setdefault("_via_settings", {}).setdefault("project", {})
+        if proj.get("name") == "simulated annotator": proj["name"] = "simulated annotator, corrected by hand"   # a person's work: never redone
         atomic_write_json(self.path, self.project, indent=None)
         self.dirty = False; self._refresh()
         return self.path

@@ -19,8 +19,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .config import atomic_write_json, get_paths, parse_frame_filename
-from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, is_image_file, read_image
+from .config import atomic_write_json, parse_frame_filename
+from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, read_image
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'CLASS_COLOURS', 'Problem', 'Instance',
@@ -259,11 +259,13 @@ def via2_defaults(attributes: dict | None) -> dict[str, set[str]]:
     return out
 
 
-def class_attribute_candidates(region_attributes: Iterable[dict], defaults: dict[str, set[str]] | None = None
-                               ) -> tuple[dict[str, Counter], dict[str, str], int]:
+def class_attribute_candidates(region_attributes: Iterable[dict], defaults: dict[str, set[str]] | None = None,
+                               options: Iterable[str] = ()) -> tuple[dict[str, Counter], dict[str, str], int]:
     """`(candidates, excluded, n_regions)`: attribute -> Counter of class values for every attribute that could be the
     class (see above), attribute -> why not for the others. `defaults` (attribute -> default values) come from the
-    project; attributes it does not define fall back to VIA 2's built-in defaults (`VIA_DEFAULT_VALUES`)."""
+    project; attributes it does not define fall back to VIA 2's built-in defaults (`VIA_DEFAULT_VALUES`). `options`:
+    attributes the project offers as a fixed list (dropdown, radio): their values are labels however few regions there are."""
+    options = set(options)
     defaults = {**VIA_DEFAULT_VALUES, **(defaults or {})}
     values: dict[str, Counter] = defaultdict(Counter)
     carried, unusable = Counter(), Counter()
@@ -283,7 +285,7 @@ def class_attribute_candidates(region_attributes: Iterable[dict], defaults: dict
         if unusable[k]: excluded[k] = f"{unusable[k]} of its {m} regions have several values (a checkbox with more than one tick)"
         elif m < 0.5 * n: excluded[k] = f"on {m} of {n} regions only"
         elif set(vs) <= defaults.get(k, set()): excluded[k] = f"holds only VIA's default value {', '.join(sorted(vs))!r}"
-        elif not (d <= 50 and (d == 1 or d <= 0.5 * m or (d == 2 and m > 2))):
+        elif k not in options and not (d <= 50 and (d == 1 or d <= 0.5 * m or (d == 2 and m > 2))):
             excluded[k] = f"{d} distinct values on {m} regions (free text, not a label)"
         else: cands[k] = vs
     return cands, excluded, n
@@ -295,11 +297,11 @@ def _counts(vs: Counter, k: int = 6) -> str:
 
 
 def detect_class_attribute(region_attributes: Iterable[dict], declared: Iterable[str] = (),
-                           defaults: dict[str, set[str]] | None = None) -> tuple[str | None, str]:
+                           defaults: dict[str, set[str]] | None = None, options: Iterable[str] = ()) -> tuple[str | None, str]:
     """The attribute holding the class (or None: no attribute could be) and why, from all regions' attribute dicts.
     `declared`: attributes the project itself names as its label (cvflow's own projects). Raises `AnnotationError`
     listing every candidate with its value counts when more than one could be the class."""
-    cands, excluded, n = class_attribute_candidates(region_attributes, defaults)
+    cands, excluded, n = class_attribute_candidates(region_attributes, defaults, options)
     if len(cands) > 1:
         decl = [k for k in declared if k in cands]
         if len(decl) == 1:
@@ -413,7 +415,7 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
     dropdown = dropdown or {}
     all_attrs = [ra for r in raws for _, _, ra in r.regions]
     if class_attribute is None:
-        try: class_attribute, why = detect_class_attribute(all_attrs, declared, defaults)
+        try: class_attribute, why = detect_class_attribute(all_attrs, declared, defaults, options=list(dropdown))
         except AnnotationError as e: raise AnnotationError(f"{file or 'annotations'}: {e}") from None
         if class_attribute is None and dropdown and not any(ra for ra in all_attrs):   # a project with a class dropdown (possibly nothing drawn yet)
             class_attribute = next(iter(dropdown))
@@ -1596,7 +1598,7 @@ class PolygonAnnotator:
                 if len(sp) > 1: layer.stroke_lines(sp)
                 for x, y in sp: layer.fill_circle(x, y, 3)
                 layer.stroke_circle(sp[0][0], sp[0][1], self.SNAP)   # click here to close
-        n, parts = len(self.regions), [f"{self.index + 1}/{len(self.keys)} {self.file_name}: {len(self.regions)} region(s)"]
+        parts = [f"{self.index + 1}/{len(self.keys)} {self.file_name}: {len(self.regions)} region(s)"]
         if self.selected is not None: parts.append(f"selected {self.selected + 1} ({self.region_class(self.selected)})")
         if self.points: parts.append(f"drawing {len(self.points)} point(s)")
         parts.append(f"class {self.current_class}")

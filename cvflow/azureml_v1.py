@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cvflow
-from .config import (ConfigError, Paths, Settings, atomic_dir, azureml_available, detect_backend, file_hash,
+from .config import (ConfigError, Paths, Settings, atomic_dir, azureml_available, detect_backend,
                            get_paths, load_settings, path_hash)
 
 # %% auto #0

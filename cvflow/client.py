@@ -402,7 +402,6 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 def plot_latency(latencies_ms: list[float], path: str | os.PathLike, title: str = "") -> Path:
     "Histogram of latencies with p50/p95/p99 marked, saved as PNG (atomically)."
-    import matplotlib
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if latencies_ms:

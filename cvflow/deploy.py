@@ -22,8 +22,8 @@ from typing import Any
 from .config import ConfigError, atomic_write_text, get_paths
 
 # %% auto #0
-__all__ = ['SERVER_MODULE', 'LOOPBACK', 'DEMO_CLASSES', 'TARGETS', 'service_dir', 'pid_file', 'log_file', 'free_port',
-           'port_in_use', 'check_package', 'server_command', 'pid_alive', 'is_service_process', 'stop_pid', 'log_tail',
+__all__ = ['SERVER_MODULE', 'LOOPBACK', 'TARGETS', 'service_dir', 'pid_file', 'log_file', 'free_port', 'port_in_use',
+           'check_package', 'server_command', 'pid_alive', 'is_service_process', 'stop_pid', 'log_tail',
            'http_get_json', 'wait_ready', 'ServiceProcess', 'start_service', 'stop_service', 'LocalService',
            'demo_package', 'main_serve', 'valid_service_name', 'azure_deploy_plan', 'azure_objects', 'deploy_to_azure',
            'deploy_managed', 'main_deploy']
@@ -287,25 +287,17 @@ class LocalService:
             self.service.stop()
 
 # %% ../nbs/08_deploy.ipynb #c2fd4eb2
-DEMO_CLASSES = ["disc", "square", "triangle"]
+from .package import demo_checkpoint   # the one untrained demo model (07)
 
 
 def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 0, min_size: int = 128,
                  max_size: int = 160, max_detections: int = 10, onnx: bool = False) -> Path:
     "Export an untrained `cpu-small` model (classes disc/square/triangle) as a model package at `out` (`onnx`: with model.onnx)."
     import tempfile
-    import torch
-    from cvflow.model import build_model, model_config
     from cvflow.package import export_package
-    torch.manual_seed(seed)
-    m = build_model("cpu-small", len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size,
-                    box_detections_per_img=max_detections)
-    cfg = {"preset": "cpu-small", "classes": DEMO_CLASSES, "category_ids": [1, 2, 3], "num_classes": len(DEMO_CLASSES) + 1,
-           "input_size": {"min_size": min_size, "max_size": max_size}, "model": model_config(m), "data": {}}
     with tempfile.TemporaryDirectory() as d:
-        ck = Path(d) / name / "checkpoints" / "last.pt"
-        ck.parent.mkdir(parents=True)
-        torch.save({"model": m.state_dict(), "config": cfg, "step": 0, "epoch": 0, "metrics": {}}, ck)
+        ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, min_size=min_size, max_size=max_size,
+                             box_detections_per_img=max_detections)
         return export_package(ck.parent.parent, get_paths().resolve(out), name=name, which="last", quiet=True, onnx=onnx)
 
 # %% ../nbs/08_deploy.ipynb #a8a71a2a

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, parse_frame_filename, record_results
+from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, parse_frame_filename
 
 # %% auto #0
 __all__ = ['read_coco_any', 'source_video', 'coco_tables', 'load_tables', 'class_counts', 'eda_warnings', 'plot_class_counts',

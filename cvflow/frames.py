@@ -12,18 +12,16 @@ import math
 import os
 import sys
 import time
-import traceback
 from array import array
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
 import numpy as np
 
-from .config import atomic_dir, atomic_path, atomic_write_json, frame_filename, get_paths
+from .config import atomic_dir, atomic_path, atomic_write_json, frame_filename
 
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'content',

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
 
 import numpy as np
 import torch

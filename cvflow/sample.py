@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import atomic_dir, atomic_write_json, frame_filename, get_paths, record_results
+from .config import atomic_dir, atomic_write_json, frame_filename, get_paths
 
 # %% auto #0
 __all__ = ['CLASSES', 'shape_polygon', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render', 'make_sample',

@@ -25,7 +25,7 @@ import torch
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, record_results
+from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package

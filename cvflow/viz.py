@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .config import atomic_path, get_paths, record_results
+from .config import atomic_path, get_paths
 from .dataset import CocoInstanceDataset, train_transforms
 
 # %% auto #0

@@ -32,18 +32,11 @@ def chromium_path() -> str:
 @contextlib.contextmanager
 def chromium_page(viewport=(1400, 900)):
     "A Playwright page in a fresh headless system Chromium; the browser is closed however the block ends."
-    exe = chromium_path()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed "
-                                   "(`pip install playwright`; its browser download is not needed)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS, timeout=60_000)
-        try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
 
 
 def save_screenshot(page_or_png, tmp_path: Path, name: str) -> Path:
@@ -107,8 +100,6 @@ def jupyter_lab(root: Path, home: Path, work: Path, timeout_s: float = 120):
     import secrets
     import subprocess
     import sys
-    import time
-    import urllib.request
     jupyter = Path(sys.executable).parent / "jupyter"
     conf = work / "jupyter"
     token, port = secrets.token_hex(16), free_port()
@@ -129,23 +120,30 @@ def jupyter_lab(root: Path, home: Path, work: Path, timeout_s: float = 120):
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer on {url} within {timeout_s:.0f} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
+        wait_until_answering(proc, f"{url}/api/status?token={token}", "jupyter lab", log_path, timeout_s)
         yield url, token
     finally:
         stop_process_group(proc)
         log.close()
+
+
+def wait_until_answering(proc, url: str, name: str, log_path: Path, timeout_s: float = 120) -> None:
+    "Wait (bounded) until `url` answers 200, failing with the end of the server's log if `proc` exits or time runs out."
+    import time
+    import urllib.request
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} did not answer on {url.split('?')[0]} within {timeout_s:.0f} s:\n{log_path.read_text()[-4000:]}")
+        time.sleep(1)
 
 
 def poll(page, what: str, predicate, timeout_s: float):

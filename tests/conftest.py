@@ -1,5 +1,4 @@
 """Shared pytest fixtures: the real third-party data beside the checkout, and a scratch project home."""
-import os
 from pathlib import Path
 
 import pytest

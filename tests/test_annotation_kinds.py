@@ -1,7 +1,6 @@
 """Real users' annotation files and images, kind by kind (issue: every kind handled right at every step, or refused
 clearly at the first): each input is generated here, small, in the shape public exports and bug reports have."""
 import json
-import math
 import os
 import subprocess
 import sys
@@ -9,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from cvflow.annotations import AnnotationError, main as annotations_main, read_annotations, to_coco
@@ -384,7 +382,7 @@ def test_split_from_keeps_the_users_split_and_identical_copies_stay_on_one_side(
 
 def test_relative_paths_resolve_against_the_current_directory(tmp_path, home, monkeypatch):
     "`dataset --out out/ds` then `train --data out/ds` from the same shell: the same folder."
-    src = _named_dataset(tmp_path / "work" / "src", [f"p{i}.jpg" for i in range(6)])
+    _named_dataset(tmp_path / "work" / "src", [f"p{i}.jpg" for i in range(6)])
     monkeypatch.chdir(tmp_path / "work")
     r = subprocess.run([sys.executable, "-c", "import sys; from cvflow.cli import main; sys.exit(main(sys.argv[1:]))",
                         "dataset", "src/instances.json", "--out", "out/ds", "--group-by", "image"],

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mu
 
-from cvflow.annotations import (Annotations, PolygonAnnotator, check_annotations, from_coco, instance_mask, main,
-                                parse_annotations, read_annotations, report, simulate_annotator, to_coco,
+from cvflow.annotations import (Annotations, PolygonAnnotator, check_annotations, instance_mask, main,
+                                read_annotations, report, simulate_annotator, to_coco,
                                 to_via_project, validate_coco, via_project_for_frames)
 from cvflow.config import file_hash, frame_filename
 

@@ -4,7 +4,7 @@ here), and — only where the legacy `cvflow[azure-pipeline]` SDK v1 is installe
 import json
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import nbformat
 import pytest

@@ -4,9 +4,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
-import pytest
 
 from cvflow.eda import class_counts, coco_tables, eda_warnings, load_tables, write_eda
 

@@ -1,6 +1,5 @@
 """Frame reduction (cvflow.frames): the synthetic sample's ground truth, the real videos in ../shared/data, broken files."""
 import json
-import shutil
 from pathlib import Path
 
 import av

@@ -11,7 +11,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -285,7 +284,6 @@ def test_hub_config_loads_with_traitlets_and_keeps_everything_on_loopback(tmp_pa
     from jupyterhub.app import JupyterHub
     app = JupyterHub()
     assert app.authenticator_class is not None
-    from traitlets import import_item
     from importlib.metadata import entry_points
     auth = {e.name for e in entry_points(group="jupyterhub.authenticators")}
     spawners = {e.name for e in entry_points(group="jupyterhub.spawners")}

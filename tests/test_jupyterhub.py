@@ -21,15 +21,14 @@ import secrets
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from browser import REPO, chromium_browser, chromium_path, save_screenshot
-from test_jupyterlab import CAPTION, NOTEBOOK, caption_of, free_port, stop, wait_for
+from browser import (REPO, chromium_browser, chromium_path, free_port, poll, save_screenshot, stop_process_group,
+                     wait_until_answering)
+from test_jupyterlab import CAPTION, NOTEBOOK, caption_of
 
 from cvflow import infra
 
@@ -143,22 +142,10 @@ def hub(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyterhub exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/hub/api/", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyterhub did not answer on {url} within 120 s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(1)
+        wait_until_answering(proc, f"{url}/hub/api/", "jupyterhub", log_path)
         yield url, passwords, homes, log_path
     finally:
-        stop(proc)
+        stop_process_group(proc)
         log.close()
         # shown by pytest only when the test failed: what the hub, its proxy and the users' servers said
         print(f"--- {log_path} (last 4000 characters) ---\n{log_path.read_text()[-4000:]}")
@@ -220,21 +207,21 @@ def test_two_users_each_their_own_jupyterlab_through_the_hub(hub, tmp_path):
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
         next_button = page.get_by_role("button", name="next ▶")
         next_button.wait_for(state="visible", timeout=300_000)
-        before = wait_for(page, "the dataset browser's caption", lambda: caption_of(page), 60)
+        before = poll(page, "the dataset browser's caption", lambda: caption_of(page), 60)
         widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=next_button).first
         image = widget.locator("img").first
-        wait_for(page, "the browser's image", lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 60)
+        poll(page, "the browser's image", lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 60)
         src_before = image.get_attribute("src")
         next_button.click()
-        after = wait_for(page, "the caption to change after clicking next",
+        after = poll(page, "the caption to change after clicking next",
                          lambda: (c := caption_of(page)) and c != before and c, 60)
         (p0, n0), (p1, n1) = map(int, CAPTION.match(before).groups()), map(int, CAPTION.match(after).groups())
         assert n1 == n0 and p1 == p0 % n0 + 1, f"'next' went from {before!r} to {after!r}"
-        wait_for(page, "the image to change after clicking next", lambda: image.get_attribute("src") != src_before, 30)
+        poll(page, "the image to change after clicking next", lambda: image.get_attribute("src") != src_before, 30)
         widget.scroll_into_view_if_needed()
         shot = save_screenshot(page, tmp_path, "jupyterhub_alice_05_view_dataset.png")
         assert shot.stat().st_size > 10_000
-        wait_for(page, "every cell to finish", lambda: page.locator(".jp-InputPrompt", has_text="[*]").count() == 0, 300)
+        poll(page, "every cell to finish", lambda: page.locator(".jp-InputPrompt", has_text="[*]").count() == 0, 300)
         errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
         assert errors.count() == 0, f"a cell failed:\n{errors.first.inner_text()[:2000]}"
 

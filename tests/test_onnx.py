@@ -2,7 +2,6 @@
 opset and parity recorded, onnxruntime in the requirements), a failed parity check leaves no package, and the web
 service runs the package with ONNX Runtime (or eager when told to) while `test-service` compares it with eager."""
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cvflow.config import Settings, get_paths
+from cvflow.config import get_paths
 from cvflow.model import build_model, model_config
 from cvflow.package import export_package, load_package
 from cvflow.registry import (download_package, list_models, main_models, main_register, register_package, set_alias,

@@ -20,8 +20,7 @@ from pycocotools.coco import COCO
 from cvflow.model import build_model, model_config
 from cvflow.package import export_package, load_package
 from cvflow.sample import load_ground_truth, make_sample
-from cvflow.scoring import (IoUTracker, TRACK_COLUMNS, gt_detections, main_score, main_score_video, score_images,
-                            score_video, track_detections, tracking_errors)
+from cvflow.scoring import (TRACK_COLUMNS, gt_detections, main_score, main_score_video, score_video, track_detections, tracking_errors)
 
 CLASSES = ["disc", "square", "triangle"]
 

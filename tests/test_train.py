@@ -191,3 +191,17 @@ def test_a_few_steps_on_real_coco_data(shared_data, home, capsys):
     assert ck["config"]["classes"] == [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
     assert ck["model"]["roi_heads.box_predictor.cls_score.weight"].shape[0] == len(cats) + 1
     assert "segm/AP" in json.loads((home / "models" / "real" / "metrics.json").read_text())["latest"]
+
+
+def test_cpu_mobile_resume_is_bit_exact(tiny_data, home, capsys):
+    "The pipeline's default preset (MobileNetV3 FPN): 3 steps in one go equal 1 step + --resume to 3, weight for weight."
+    base = ["--data", str(tiny_data), "--preset", "cpu-mobile", "--max-steps", "3", "--set", "eval_every=3", *TINY]
+    assert T.main([*base, "--out", "models/m-full"]) == 0, capsys.readouterr().err
+    assert T.main([*base, "--out", "models/m-cut", "--set", "stop_after_steps=1"]) == 0, capsys.readouterr().err
+    assert load_checkpoint(home / "models" / "m-cut" / "checkpoints" / "last.pt")["step"] == 1
+    assert T.main([*base, "--out", "models/m-cut", "--resume"]) == 0, capsys.readouterr().err
+    full = load_checkpoint(home / "models" / "m-full" / "checkpoints" / "last.pt")
+    cut = load_checkpoint(home / "models" / "m-cut" / "checkpoints" / "last.pt")
+    assert full["config"]["model"]["arch"] == "mobilenet_fpn" and cut["step"] == full["step"] == 3
+    for k, v in full["model"].items():
+        assert torch.equal(v, cut["model"][k]), k

@@ -1,7 +1,6 @@
 """cvflow.viz: drawing in class colours, grids written without a display, the browser driven headless."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

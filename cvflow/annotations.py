@@ -362,9 +362,16 @@ def resolve_image(raw: RawImage, images_dir: Path | None, probs: list, file=None
                   by_size: dict | None = None, image_sizes: dict | None = None) -> tuple[str, int | None, int | None] | None:
     "`(file name on disk, width, height)` for a raw image entry, or None (reported) when it must be dropped."
     name = raw.file_name
+    if "://" in name and images_dir is not None:   # VIA's own demo projects name images by URL: a downloaded copy is used
+        local = name.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        if local and (images_dir / local).is_file():
+            _problem(probs, "info", "url-filename", f"image named by URL; using the local copy {local!r}", file, name, None, "filename", name)
+            name = local
     why = unsafe_filename(name)
     if why:
-        _problem(probs, "error", "unsafe-filename", f"file name {why}; refused (never followed outside the images folder)",
+        hint = (f"; download it into the images folder as {name.split('?')[0].rsplit('/', 1)[-1]!r} to use it"
+                if "://" in name else "")
+        _problem(probs, "error", "unsafe-filename", f"file name {why}; refused (never followed outside the images folder){hint}",
                  file, name, None, "filename", name)
         return None
     if image_sizes is not None and name in image_sizes:

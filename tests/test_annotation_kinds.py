@@ -195,6 +195,21 @@ def test_via2_demo_like_project_with_two_candidate_attributes_is_refused_listing
     assert "--class-attribute" in capsys.readouterr().out and not (tmp_path / "ds2").exists()
 
 
+def test_via2_demo_project_with_url_file_names_uses_downloaded_copies(tmp_path):
+    "VIA 2's demo project names its images by URL; with the images downloaded beside it, every region is kept."
+    url = "http://www.robots.ox.ac.uk/~vgg/software/via/images/swan.jpg"
+    Image.fromarray(_scene(96, 72)).save(tmp_path / "swan.jpg")
+    regs = [_poly(5, 5, 20, 20, name="swan", type="bird", image_quality=QUALITY),
+            _poly(40, 5, 20, 20, name="swan", type="bird", image_quality={"frontal": True})]
+    p = _via2_project(tmp_path, {url: regs}, VIA2_DEFAULT_ATTRIBUTES)
+    ann = read_annotations(p, tmp_path, class_attribute="type")
+    assert [im.file_name for im in ann.images] == ["swan.jpg"] and ann.class_counts() == {"bird": 2}
+    assert any(q.kind == "url-filename" for q in ann.problems) and not ann.errors
+    (tmp_path / "swan.jpg").unlink()
+    err = next(q for q in read_annotations(p, tmp_path, class_attribute="type").errors if q.kind == "unsafe-filename")
+    assert "download it into the images folder as 'swan.jpg'" in err.message
+
+
 # ------------------------------------------------------------------------ 4. masks are what the annotator drew
 
 def _even_odd(poly, h, w) -> np.ndarray:

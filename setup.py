@@ -24,6 +24,8 @@ extras = {
     "azure": ["azure-ai-ml>=1.28", "azureml-mlflow", "mlflow<=3.15.0"],
     # Legacy: Azure ML SDK v1 (azureml-core), support ended 2026-06-30; `backend: azure-v1` only.
     "azure-v1": ["azureml-core"],
+    # Benchmark only (bench/peer.py: cvflow against a from-scratch YOLO11n-seg); AGPL-3.0, never a runtime dependency.
+    "bench": ["ultralytics"],
     # Legacy v1 pipelines: azureml-pipeline-* downgrade numpy/pyarrow/cloudpickle (joblib<1.6 repairs pip check).
     "azure-pipeline": ["azureml-core", "azureml-pipeline-core", "azureml-pipeline-steps", "joblib<1.6"],
 }

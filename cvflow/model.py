@@ -54,6 +54,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                       rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150,
                       rpn_batch_size_per_image=128, box_batch_size_per_image=128,
                       description="ResNet-18 FPN (128 channels), small inputs: trains from scratch on a CPU"),
+    # the CPU default: MobileNetV3-Large FPN at strides 8/16/32 (+ pool), light heads, few proposals and detections
+    "cpu-mobile": dict(_COMMON, arch="mobilenet_fpn", backbone="mobilenet_v3_large", min_size=192, max_size=320,
+                       returned_layers=[6, 12, 16], fpn_channels=64, representation_size=256,
+                       mask_head_layers=[64, 64], box_roi_size=7, mask_roi_size=14,
+                       anchor_sizes=[[16], [32], [64], [128]], aspect_ratios=[0.5, 1.0, 2.0],
+                       rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+                       rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=60, box_detections_per_img=8,
+                       rpn_batch_size_per_image=128, box_batch_size_per_image=128,
+                       description="MobileNetV3-Large FPN (64 channels), small inputs, light heads: the fast CPU model"),
 }
 
 WEIGHT_URLS = {
@@ -160,15 +169,21 @@ def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
         mask_head = MaskRCNNHeads(256, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d)
         return MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors, rpn_head=rpn_head,
                         box_head=box_head, mask_head=mask_head, **kw)
-    if cfg["arch"] == "small_fpn":
+    if cfg["arch"] in ("small_fpn", "mobilenet_fpn"):
         body = getattr(torchvision.models, cfg["backbone"])(weights=None, norm_layer=norm)
-        _freeze(body, cfg["trainable_layers"])
         layers = list(cfg["returned_layers"])
-        stage2 = body.inplanes // 8
         ch = int(cfg["fpn_channels"])
-        backbone = BackboneWithFPN(body, {f"layer{k}": str(i) for i, k in enumerate(layers)},
-                                   [stage2 * 2 ** (k - 1) for k in layers], ch, extra_blocks=LastLevelMaxPool())
+        if cfg["arch"] == "small_fpn":
+            _freeze(body, cfg["trainable_layers"])
+            stage2 = body.inplanes // 8
+            backbone = BackboneWithFPN(body, {f"layer{k}": str(i) for i, k in enumerate(layers)},
+                                       [stage2 * 2 ** (k - 1) for k in layers], ch, extra_blocks=LastLevelMaxPool())
+        else:  # MobileNetV3 `features` blocks, by index (trained whole: there are no ImageNet weights to keep)
+            feats = body.features
+            backbone = BackboneWithFPN(feats, {str(k): str(i) for i, k in enumerate(layers)},
+                                       [feats[k].out_channels for k in layers], ch, extra_blocks=LastLevelMaxPool())
         names = [str(i) for i in range(len(layers))]
+        box_roi, mask_roi = int(cfg.get("box_roi_size", 7)), int(cfg.get("mask_roi_size", 14))
         sizes = tuple(tuple(s) for s in cfg["anchor_sizes"])
         if len(sizes) != len(layers) + 1:
             raise ConfigError(f"model setting `anchor_sizes`: {len(sizes)} size tuples for {len(layers) + 1} feature maps "
@@ -178,13 +193,13 @@ def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
         return MaskRCNN(
             backbone, num_classes=None, rpn_anchor_generator=anchors,
             rpn_head=RPNHead(ch, anchors.num_anchors_per_location()[0]),
-            box_roi_pool=MultiScaleRoIAlign(names, 7, 2), box_head=TwoMLPHead(ch * 7 * 7, rep),
+            box_roi_pool=MultiScaleRoIAlign(names, box_roi, 2), box_head=TwoMLPHead(ch * box_roi * box_roi, rep),
             box_predictor=FastRCNNPredictor(rep, num_classes),
-            mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+            mask_roi_pool=MultiScaleRoIAlign(names, mask_roi, 2),
             mask_head=MaskRCNNHeads(ch, list(cfg["mask_head_layers"]), 1),
             mask_predictor=MaskRCNNPredictor(cfg["mask_head_layers"][-1], cfg["mask_head_layers"][-1], num_classes),
             **kw)
-    raise ConfigError(f"model setting `arch`: {cfg['arch']!r} is not one of resnet50_fpn, resnet50_fpn_v2, small_fpn")
+    raise ConfigError(f"model setting `arch`: {cfg['arch']!r} is not one of resnet50_fpn, resnet50_fpn_v2, small_fpn, mobilenet_fpn")
 
 # %% ../nbs/06a_model.ipynb #b3ec341b
 _HEAD_KEYS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import datetime
 import json
@@ -41,7 +42,7 @@ __all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'TrainConfig', 'load_train_config', 'se
            'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor', 'make_optimizer',
            'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
            'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step', 'draw_predictions', 'run_config',
-           'check_classes', 'check_resume', 'train', 'step_config', 'score_heldout', 'main']
+           'check_classes', 'check_resume', 'ema_decay', 'update_ema', 'train', 'step_config', 'score_heldout', 'main']
 
 # %% ../nbs/06d_training.ipynb #3eb17bc7
 @dataclass
@@ -72,6 +73,7 @@ class TrainConfig:
     color: float = 0.2             # colour jitter (brightness, contrast, saturation ± this),
     scale: list = field(default_factory=lambda: [0.8, 1.25])  # zoom range and
     degrees: float = 0.0           # rotation range ± (a random affine; 0 and [1, 1] turn it off)
+    ema: float = 0.0               # > 0: evaluate and save an exponential moving average of the weights, this decay
     group_aspect_ratio: bool = True
     eval_every: int = 0            # steps between evaluations; 0: at each epoch end
     eval_max_images: int = 0       # 0: the whole val set
@@ -88,6 +90,8 @@ class TrainConfig:
     sample_images: int = 4         # val images drawn with predictions at the end
     stop_after_steps: int = 0      # stop this invocation after N steps, leaving last.pt to --resume (preemptible jobs)
     max_minutes: float = 0.0       # stop this invocation after this wall time, leaving last.pt to --resume
+    budget_minutes: float = 0.0    # > 0: a whole run in this wall time: total steps re-sized from the measured pace
+                                   # (evaluations included) every 10 steps, the schedule following; ends normally
     progress: bool = True
 
     def __post_init__(self):
@@ -101,6 +105,7 @@ class TrainConfig:
             raise ConfigError(f"train setting `model`: expected a mapping of preset overrides, got {self.model!r}")
         for k in ("hflip", "vflip"):
             if not 0 <= float(getattr(self, k)) <= 1: raise ConfigError(f"train setting `{k}`: {getattr(self, k)!r} is not a probability in 0..1")
+        if not 0 <= float(self.ema) < 1: raise ConfigError(f"train setting `ema`: {self.ema!r} is not a decay in [0, 1)")
         sc = list(self.scale) if isinstance(self.scale, (list, tuple)) else []
         if len(sc) != 2 or not 0 < float(sc[0]) <= float(sc[1]):
             raise ConfigError(f"train setting `scale`: {self.scale!r} is not a zoom range [low, high] with 0 < low <= high")
@@ -266,6 +271,12 @@ def _all_mean(values: torch.Tensor, di: DistInfo) -> torch.Tensor:
     return values
 
 
+def _broadcast_int(v: int, di: DistInfo) -> int:
+    if di.world <= 1: return int(v)
+    t = torch.tensor([float(v)]); dist.broadcast(t, 0)
+    return int(t.item())
+
+
 def _broadcast_flag(flag: bool, di: DistInfo) -> bool:
     if di.world <= 1: return flag
     t = torch.tensor([1.0 if flag else 0.0]); dist.broadcast(t, 0)
@@ -356,7 +367,7 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
 
 # %% ../nbs/06d_training.ipynb #d2f860dd
 _RESUME_KEYS = ("preset", "model", "batch_size", "optimizer", "seed", "weights", "hflip", "vflip", "color", "scale",
-                "degrees", "group_aspect_ratio")
+                "degrees", "group_aspect_ratio", "ema")
 
 
 def run_config(cfg: TrainConfig, ds: CocoInstanceDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
@@ -400,6 +411,19 @@ def _loader(ds, cfg: TrainConfig, di: DistInfo, epoch: int, start: int, groups, 
                       generator=torch.Generator().manual_seed(cfg.seed + epoch), persistent_workers=False)
 
 
+def ema_decay(step: int, cfg: TrainConfig) -> float:
+    "The EMA decay after optimizer step `step`: ramped up as (1 + step) / (10 + step), capped at `cfg.ema`."
+    return min(float(cfg.ema), (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    "ema <- decay * ema + (1 - decay) * model, for every floating-point parameter and buffer (BatchNorm statistics too)."
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point: e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+        else: e.copy_(m)
+
+
 def _evaluate(model, val_ds, cfg, di, mask_thresh) -> dict:
     loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size), shuffle=False, collate_fn=collate_fn, num_workers=0,
                         generator=torch.Generator().manual_seed(0))  # never draw from the global generator
@@ -441,7 +465,8 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     optimizer = make_optimizer(cfg, model, di.world)
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / di.world) / cfg.batch_size)
     total = min(cfg.max_steps, cfg.epochs * steps_per_epoch) if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    scheduler = make_scheduler(optimizer, total, cfg)
+    plan = {"total": total}   # `budget_minutes` re-sizes it as the run goes; the schedule follows
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan["total"], cfg))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     ckdir = out / "checkpoints"
     st = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": [], "latest": {}, "run_id": None}
@@ -449,9 +474,10 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if resume:
         ck = load_checkpoint(ckdir / "last.pt", map_location=di.device)
         check_resume(ck["config"], cfg, ckdir / "last.pt")
-        model.load_state_dict(ck["model"]); optimizer.load_state_dict(ck["optimizer"])
+        model.load_state_dict(ck.get("train_model", ck["model"])); optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
         st.update(ck["metrics"]); st["step"] = int(ck["step"])
+        plan["total"] = int(ck["metrics"].get("total", total))
         set_rng_state(ck["rng"]["process"][min(di.rank, len(ck["rng"]["process"]) - 1)])
     else:
         torch.manual_seed(cfg.seed + di.rank)  # model init is shared (DDP broadcasts rank 0's); sampling differs per rank
@@ -460,6 +486,9 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 raise ConfigError(f"run folder {out} already has checkpoints/last.pt: pass --resume to continue it, or choose another --out")
             atomic_write_json(out / "config.json", config)
 
+    # the averaged weights (evaluated, checkpointed as `model`; the trained ones as `train_model`, for resume)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    if ema is not None and resume: ema.load_state_dict(ck["model"])
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if cuda else None) if di.world > 1 else model
     core = model
     tracker = start_run(cfg.tracking, experiment=cfg.experiment or settings.experiment,
@@ -480,16 +509,18 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         rngs = gather_rng()  # every rank takes part; only rank 0 writes
         if not di.main: return
         epoch = st["step"] // steps_per_epoch
-        state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        state = {"model": (ema or core).state_dict(), **({"train_model": core.state_dict()} if ema is not None else {}),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict(), "step": st["step"], "epoch": epoch,
                  "rng": {"process": rngs, "data": {"seed": cfg.seed, "epoch": epoch, "batch": st["step"] % steps_per_epoch}},
-                 "config": config, "metrics": {k: st[k] for k in ("best", "best_step", "bad_evals", "history", "latest", "run_id")}}
+                 "config": config, "metrics": {**{k: st[k] for k in ("best", "best_step", "bad_evals", "history", "latest", "run_id")},
+                                               "total": plan["total"], "elapsed": st.get("elapsed", 0.0) + time.time() - t0}}
         save_checkpoint(ckdir / "last.pt", state)
         if best: link_checkpoint(ckdir / "last.pt", ckdir / "best.pt")
         atomic_write_json(out / "metrics.json", summary())
 
     def summary() -> dict:
-        return {"step": st["step"], "total_steps": total, "steps_per_epoch": steps_per_epoch, "best_metric": cfg.best_metric,
+        return {"step": st["step"], "total_steps": plan["total"], "steps_per_epoch": steps_per_epoch, "best_metric": cfg.best_metric,
                 "best": st["best"], "best_step": st["best_step"], "latest": st["latest"], "history": st["history"],
                 "run_id": st["run_id"], "out": str(out)}
 
@@ -497,7 +528,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         "Evaluate on rank 0, record, checkpoint; True when training should stop early."
         improved, stop = False, False
         if di.main and val_ds is not None:
-            m = _evaluate(ddp, val_ds, cfg, di, config["model"]["mask_thresh"])
+            m = _evaluate(ema if ema is not None else ddp, val_ds, cfg, di, config["model"]["mask_thresh"])
             flat = flat_metrics(m)
             st["latest"] = {"step": st["step"], **flat}
             st["history"].append(st["latest"])
@@ -514,18 +545,20 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
 
     # the loop
     t0, stopped_early, interrupted = time.time(), False, False
+    cap = total   # budget_minutes never trains past max_steps / epochs
     start_step = st["step"]
     bar = progress_bar(total=total, initial=st["step"], desc=f"train {cfg.preset}", unit="step", disable=not (cfg.progress and di.main),
                dynamic_ncols=True)
     ddp.train()
     last_eval_step = st["history"][-1]["step"] if st["history"] else -1
     try:
-        while st["step"] < total and not (stopped_early or interrupted):
+        while st["step"] < plan["total"] and not (stopped_early or interrupted):
             epoch, start = divmod(st["step"], steps_per_epoch)
             for images, targets in _loader(train_ds, cfg, di, epoch, start, groups, workers):
                 images, targets = to_device(images, targets, di.device, channels_last)
                 losses = train_step(ddp, optimizer, scaler, images, targets, cfg, di, st["step"], amp)
                 scheduler.step()
+                if ema is not None: update_ema(ema, core, ema_decay(st["step"], cfg))
                 st["step"] += 1
                 step = st["step"]
                 bar.update(1); bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
@@ -533,6 +566,11 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                     tracker.log_metrics({f"train/{k}": v for k, v in losses.items()} | {"train/lr": optimizer.param_groups[0]["lr"],
                                          "train/epoch": epoch}, step=step)
                 end_of_epoch = step % steps_per_epoch == 0
+                if cfg.budget_minutes > 0 and step % 10 == 0 and step < plan["total"]:
+                    pace = (st.get("elapsed", 0.0) + time.time() - t0) / max(step, 1)   # s/step, evaluations included
+                    want = min(cap, max(step + 1, int(cfg.budget_minutes * 60 * 0.97 / pace)))
+                    plan["total"] = _broadcast_int(want, di); bar.total = plan["total"]
+                total = plan["total"]
                 if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or (cfg.eval_every <= 0 and end_of_epoch) or step == total:
                     last_eval_step = step
                     stopped_early = run_eval()
@@ -549,17 +587,18 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         raise
     bar.close()
 
+    total = plan["total"]
     # the end: model, pictures, artifacts
     result = summary() | {"stopped_early": stopped_early, "interrupted": interrupted, "seconds": round(time.time() - t0, 1)}
     if di.main:
         atomic_write_json(out / "metrics.json", result)
         if not interrupted:
-            final = load_checkpoint(ckdir / "best.pt") if (ckdir / "best.pt").is_file() else {"model": core.state_dict(), "metrics": st["latest"]}
+            final = load_checkpoint(ckdir / "best.pt") if (ckdir / "best.pt").is_file() else {"model": (ema or core).state_dict(), "metrics": st["latest"]}
             with atomic_path(out / "model.pt") as tmp:
                 torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
             if val_ds is not None and cfg.sample_images > 0:
                 import matplotlib; import matplotlib.pyplot as plt
-                fig = draw_predictions(core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
+                fig = draw_predictions(ema or core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
                                        config["classes"], config["model"]["score_thresh"], config["model"]["mask_thresh"])
                 with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
                 tracker.log_figure(fig, "predictions.png"); plt.close(fig)
@@ -607,7 +646,7 @@ def _parser() -> argparse.ArgumentParser:
                     "here are relative to the current directory; those in --config files to the project home")
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
-    ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small (default cpu-small)")
+    ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)

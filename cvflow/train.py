@@ -477,7 +477,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         model.load_state_dict(ck.get("train_model", ck["model"])); optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
         st.update(ck["metrics"]); st["step"] = int(ck["step"])
-        plan["total"] = int(ck["metrics"].get("total", total))
+        if cfg.budget_minutes > 0: plan["total"] = min(total, int(ck["metrics"].get("total", total)))  # the budget's plan
         set_rng_state(ck["rng"]["process"][min(di.rank, len(ck["rng"]["process"]) - 1)])
     else:
         torch.manual_seed(cfg.seed + di.rank)  # model init is shared (DDP broadcasts rank 0's); sampling differs per rank

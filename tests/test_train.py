@@ -26,6 +26,13 @@ TINY = ["--tracking", "none", "--no-progress", "--batch-size", "2", "--set", "mo
         "--set", "num_workers=0", "--set", "sample_images=0", "--set", "warmup_steps=1", "--set", "eval_max_images=2"]
 
 
+@pytest.fixture(autouse=True)
+def _run_in_home(request, monkeypatch):
+    "The CLI reads --data/--out relative to the current directory: tests with a project home run inside it, as a user would."
+    if "home" in request.fixturenames:
+        monkeypatch.chdir(request.getfixturevalue("home"))
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     "A synthetic dataset folder: 8 images of 160x120 in groups of 4 (one video each) -> 6 train / 2 val or so."
@@ -196,10 +203,10 @@ def test_a_few_steps_on_real_coco_data(shared_data, home, capsys):
 def test_cpu_mobile_resume_is_bit_exact(tiny_data, home, capsys):
     "The pipeline's default preset (MobileNetV3 FPN): 3 steps in one go equal 1 step + --resume to 3, weight for weight."
     base = ["--data", str(tiny_data), "--preset", "cpu-mobile", "--max-steps", "3", "--set", "eval_every=3", *TINY]
-    assert T.main([*base, "--out", "models/m-full"]) == 0, capsys.readouterr().err
-    assert T.main([*base, "--out", "models/m-cut", "--set", "stop_after_steps=1"]) == 0, capsys.readouterr().err
+    assert T.main([*base, "--out", str(home / "models" / "m-full")]) == 0, capsys.readouterr().err
+    assert T.main([*base, "--out", str(home / "models" / "m-cut"), "--set", "stop_after_steps=1"]) == 0, capsys.readouterr().err
     assert load_checkpoint(home / "models" / "m-cut" / "checkpoints" / "last.pt")["step"] == 1
-    assert T.main([*base, "--out", "models/m-cut", "--resume"]) == 0, capsys.readouterr().err
+    assert T.main([*base, "--out", str(home / "models" / "m-cut"), "--resume"]) == 0, capsys.readouterr().err
     full = load_checkpoint(home / "models" / "m-full" / "checkpoints" / "last.pt")
     cut = load_checkpoint(home / "models" / "m-cut" / "checkpoints" / "last.pt")
     assert full["config"]["model"]["arch"] == "mobilenet_fpn" and cut["step"] == full["step"] == 3

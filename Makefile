@@ -15,7 +15,7 @@ DOCS_SRC := build/docs-src
 DOCS_OUT := docs/_build/html
 SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test venv export check-export check-clean nbtest pytest chp clean-test docs docs-test clean-docs
+.PHONY: run test venv export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/cvflow run $(if $(CONFIG),--config $(CONFIG),) $(ARGS)
 
 ## the test command CI runs
-test: check-export check-clean nbtest pytest
+test: check-export check-clean lint nbtest pytest
 
 export: $(STAMP)
 	$(BIN)/nbdev_export
@@ -40,6 +40,10 @@ check-export: $(STAMP)
 	@if [ -n "$$(git status --porcelain -- cvflow)" ]; then \
 	  echo "cvflow/ is stale against nbs/: run nbdev_export and commit the result."; \
 	  git status --porcelain -- cvflow; exit 1; fi
+
+# pyflakes' checks (unused imports, undefined names) on the package nbdev_export writes
+lint: $(STAMP)
+	$(BIN)/ruff check cvflow --select F
 
 check-clean: $(STAMP)
 	$(BIN)/nbdev_clean

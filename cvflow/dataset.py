@@ -22,11 +22,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from PIL import Image as PILImage
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .config import atomic_dir, file_hash, get_paths, path_hash, record_results
+from .config import atomic_dir, file_hash, get_paths, path_hash
 from .images import ImageReadError, image_size, read_image
 
 # %% auto #0

@@ -6,11 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import datetime
-import json
 import math
 import os
 import random
@@ -34,7 +32,7 @@ from .dataset import CocoInstanceDataset, collate_fn, small_objects, train_trans
 from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
 from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
-from .tracking import NullTracker, start_run
+from .tracking import start_run
 from .viz import draw_instances
 
 # %% auto #0
@@ -597,7 +595,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
             with atomic_path(out / "model.pt") as tmp:
                 torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
             if val_ds is not None and cfg.sample_images > 0:
-                import matplotlib; import matplotlib.pyplot as plt
+                import matplotlib.pyplot as plt
                 fig = draw_predictions(ema or core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
                                        config["classes"], config["model"]["score_thresh"], config["model"]["mask_thresh"])
                 with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from browser import (REPO, chromium_browser, chromium_path, free_port, poll, save_screenshot, stop_process_group,
+from browser import (REPO, chromium_browser, chromium_path, free_port, save_screenshot, stop_process_group,
                      wait_until_answering)
-from test_jupyterlab import CAPTION, NOTEBOOK, caption_of
+from test_jupyterlab import NOTEBOOK, run_viewer_and_click_next
 
 from cvflow import infra
 
@@ -201,29 +201,7 @@ def test_two_users_each_their_own_jupyterlab_through_the_hub(hub, tmp_path):
         # alice runs the dataset viewer of her own clone on the kernel `cvflow` and clicks through it
         page = alice
         page.goto(f"{url}/user/alice/lab/tree/cvflow/nbs/{NOTEBOOK}", wait_until="domcontentloaded", timeout=90_000)
-        page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=120_000)
-        page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"cvflow \| Idle")).first.wait_for(timeout=120_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        next_button = page.get_by_role("button", name="next ▶")
-        next_button.wait_for(state="visible", timeout=300_000)
-        before = poll(page, "the dataset browser's caption", lambda: caption_of(page), 60)
-        widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=next_button).first
-        image = widget.locator("img").first
-        poll(page, "the browser's image", lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 60)
-        src_before = image.get_attribute("src")
-        next_button.click()
-        after = poll(page, "the caption to change after clicking next",
-                         lambda: (c := caption_of(page)) and c != before and c, 60)
-        (p0, n0), (p1, n1) = map(int, CAPTION.match(before).groups()), map(int, CAPTION.match(after).groups())
-        assert n1 == n0 and p1 == p0 % n0 + 1, f"'next' went from {before!r} to {after!r}"
-        poll(page, "the image to change after clicking next", lambda: image.get_attribute("src") != src_before, 30)
-        widget.scroll_into_view_if_needed()
-        shot = save_screenshot(page, tmp_path, "jupyterhub_alice_05_view_dataset.png")
-        assert shot.stat().st_size > 10_000
-        poll(page, "every cell to finish", lambda: page.locator(".jp-InputPrompt", has_text="[*]").count() == 0, 300)
-        errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
-        assert errors.count() == 0, f"a cell failed:\n{errors.first.inner_text()[:2000]}"
+        run_viewer_and_click_next(page, re.compile(r"cvflow \| Idle"), tmp_path, "jupyterhub_alice_05_view_dataset.png")
 
         # her work lives in her home, not bob's: the notebook's project home is hers
         assert any((homes / "alice" / "cvflow").glob("data/**/*")), "alice's run wrote nothing under her home"

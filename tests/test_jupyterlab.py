@@ -43,37 +43,43 @@ def caption_of(page) -> str | None:
     return None
 
 
+def run_viewer_and_click_next(page, kernel_idle: re.Pattern | str, tmp_path, shot_name: str) -> None:
+    """In an open notebook tab: wait for the kernel (`kernel_idle` in the status bar), Run All Cells, click the dataset
+    browser's "next" and check its caption and image moved on, then that every cell finished without an error."""
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=120_000)
+    page.locator(".jp-StatusBar-Widget", has_text=kernel_idle).first.wait_for(timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    next_button = page.get_by_role("button", name="next ▶")
+    next_button.wait_for(state="visible", timeout=300_000)
+    before = poll(page, "the dataset browser's caption", lambda: caption_of(page), 60)
+    widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=next_button).first
+    image = widget.locator("img").first
+    poll(page, "the browser's image", lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 60)
+    src_before = image.get_attribute("src")
+    widget.scroll_into_view_if_needed()
+    save_screenshot(page, tmp_path, shot_name.replace(".png", "_before.png"))
+
+    next_button.click()
+    after = poll(page, "the caption to change after clicking next",
+                 lambda: (c := caption_of(page)) and c != before and c, 60)
+    (p0, n0), (p1, n1) = map(int, CAPTION.match(before).groups()), map(int, CAPTION.match(after).groups())
+    assert n1 == n0 and p1 == p0 % n0 + 1, f"'next' went from {before!r} to {after!r}"
+    poll(page, "the image to change after clicking next", lambda: image.get_attribute("src") != src_before, 30)
+    shot = save_screenshot(page, tmp_path, shot_name)
+    assert shot.stat().st_size > 10_000
+
+    # the rest of the notebook ran too, without an error
+    poll(page, "every cell to finish", lambda: page.locator(".jp-InputPrompt", has_text="[*]").count() == 0, 300)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
+                          ":text('Traceback'), .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, f"a cell failed:\n{errors.first.inner_text()[:2000]}"
+
+
 def test_dataset_browser_in_jupyterlab(lab, tmp_path):
     url, token = lab
     with chromium_page() as page:
         page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", wait_until="domcontentloaded", timeout=90_000)
-        page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=120_000)
         # the kernel is up when the status bar says so ("Python 3 (ipykernel) | Idle")
-        page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=120_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-
-        next_button = page.get_by_role("button", name="next ▶")
-        next_button.wait_for(state="visible", timeout=300_000)
-        before = poll(page, "the dataset browser's caption", lambda: caption_of(page), 60)
-        widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=next_button).first
-        image = widget.locator("img").first
-        poll(page, "the browser's image", lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 60)
-        src_before = image.get_attribute("src")
-        widget.scroll_into_view_if_needed()
-        save_screenshot(page, tmp_path, "jupyterlab_05_view_dataset_before.png")
-
-        next_button.click()
-        after = poll(page, "the caption to change after clicking next",
-                         lambda: (c := caption_of(page)) and c != before and c, 60)
-        (p0, n0), (p1, n1) = map(int, CAPTION.match(before).groups()), map(int, CAPTION.match(after).groups())
-        assert n1 == n0 and p1 == p0 % n0 + 1, f"'next' went from {before!r} to {after!r}"
-        poll(page, "the image to change after clicking next", lambda: image.get_attribute("src") != src_before, 30)
-        shot = save_screenshot(page, tmp_path, "jupyterlab_05_view_dataset.png")
-        assert shot.stat().st_size > 10_000
-
-        # the rest of the notebook ran too, without an error
-        poll(page, "every cell to finish", lambda: page.locator(".jp-InputPrompt", has_text="[*]").count() == 0, 300)
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
-                              ":text('Traceback'), .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
-        assert errors.count() == 0, f"a cell failed:\n{errors.first.inner_text()[:2000]}"
+        run_viewer_and_click_next(page, "Idle", tmp_path, "jupyterlab_05_view_dataset.png")

@@ -15,7 +15,7 @@ DOCS_SRC := build/docs-src
 DOCS_OUT := docs/_build/html
 SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test venv export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
+.PHONY: run test venv venv-v1 export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,21 @@ $(STAMP): setup.py settings.ini
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The legacy Azure ML SDK v1 *pipeline* packages (setup.py's `azure-pipeline` extra) downgrade numpy, pyarrow and
+# azure-identity, so they cannot share .venv: they get a small environment of their own, with cvflow installed without
+# its heavy dependencies (the v1 pipeline objects need only cvflow.azure_pipeline). tests/test_azure_pipeline.py runs
+# its v1 test there (~30 s to build, from the package index).
+V1_VENV := build/venv-v1
+V1_STAMP := $(V1_VENV)/.cvflow-installed
+V1_REQS = $(shell sed -n 's/^ *"azure-pipeline": \[\(.*\)\],.*/\1/p' setup.py | tr -d ',' | tr '"' "'")
+$(V1_STAMP): setup.py settings.ini
+	@test -x $(V1_VENV)/bin/python || $(PYTHON) -m venv $(V1_VENV)
+	$(V1_VENV)/bin/python -m pip install -q $(V1_REQS) pytest pytest-timeout pyyaml nbformat
+	$(V1_VENV)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+venv-v1: $(V1_STAMP)
 
 ## the main job: the production notebook series end to end on the embedded default
 run: $(STAMP)
@@ -55,7 +70,7 @@ nbtest: $(STAMP)
 	rm -rf $(TEST_HOME) && mkdir -p $(TEST_HOME)
 	CVFLOW_HOME=$(CURDIR)/$(TEST_HOME) MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
 
-pytest: $(STAMP) chp
+pytest: $(STAMP) $(V1_STAMP) chp
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
 
 # JupyterHub's proxy for tests/test_jupyterhub.py (the VM's version, cvflow.infra.CHP_VERSION), from npm, project-local

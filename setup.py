@@ -26,7 +26,8 @@ extras = {
     "azure-v1": ["azureml-core"],
     # Benchmark only (bench/peer.py: cvflow against a from-scratch YOLO11n-seg); AGPL-3.0, never a runtime dependency.
     "bench": ["ultralytics"],
-    # Legacy v1 pipelines: azureml-pipeline-* downgrade numpy/pyarrow/cloudpickle (joblib<1.6 repairs pip check).
+    # Legacy v1 pipelines: azureml-pipeline-* downgrade numpy/pyarrow/azure-identity (joblib<1.6 repairs pip check), so
+    # they live in an environment of their own: `make venv-v1` (build/venv-v1), where `make test` runs their test.
     "azure-pipeline": ["azureml-core", "azureml-pipeline-core", "azureml-pipeline-steps", "joblib<1.6"],
 }
 

@@ -80,7 +80,8 @@ class FrameOptions:
 def thumb(gray: np.ndarray, width: int = 64) -> np.ndarray:
     "A `width`-pixel-wide float32 thumbnail in [0, 1] of a grey frame (what changes are measured on)."
     h, w = gray.shape
-    return cv2.resize(gray, (width, max(2, round(width * h / w))), interpolation=cv2.INTER_AREA).astype(np.float32) * (1 / 255)
+    t = cv2.resize(gray, (width, max(2, round(width * h / w))), interpolation=cv2.INTER_AREA)
+    return np.multiply(t, np.float32(1 / 255), dtype=np.float32)
 
 
 def change(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,8 +96,9 @@ def changed_fraction(a: np.ndarray, b: np.ndarray, level: float = 0.08) -> float
 
 def sharpness(gray: np.ndarray) -> float:
     "Variance of the Laplacian of a grey frame (higher = sharper)."
-    _, sd = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
-    return float(sd[0, 0]) ** 2
+    lap = cv2.Laplacian(gray, cv2.CV_16S)      # |values| <= 1020: the sums below are exact in float64
+    mean = cv2.sumElems(lap)[0] / lap.size
+    return cv2.norm(lap, cv2.NORM_L2SQR) / lap.size - mean * mean   # E[x²] − E[x]²: ~15× faster than meanStdDev on int16
 
 
 def content(gray: np.ndarray, level: float = 6.0, grid: int = 16) -> float:
@@ -106,8 +108,9 @@ def content(gray: np.ndarray, level: float = 6.0, grid: int = 16) -> float:
     h, w = gray.shape[:2]
     rows = max(1, round(grid * h / w))
     t = cv2.resize(gray, (grid * 4, rows * 4), interpolation=cv2.INTER_AREA).astype(np.float32)
-    sd = t.reshape(rows, 4, grid, 4).std(axis=(1, 3))
-    return float(np.count_nonzero(sd > level)) / sd.size
+    m = cv2.resize(t, (grid, rows), interpolation=cv2.INTER_AREA)          # each cell's mean (an exact 4×4 average)
+    var = cv2.resize(t * t, (grid, rows), interpolation=cv2.INTER_AREA) - m * m
+    return cv2.countNonZero(cv2.compare(var, level * level, cv2.CMP_GT)) / var.size
 
 
 def object_change(fg: np.ndarray, fg0: np.ndarray) -> tuple[float, float]:
@@ -262,8 +265,9 @@ def small_gray(frame, score_width: int = 320, method: str = "auto") -> np.ndarra
 
 # %% ../nbs/01_frame_reduction.ipynb #11c31537
 def _frame_time(frame, stream, index: int) -> float:
-    if frame.pts is not None and stream.time_base is not None:
-        return float(frame.pts * stream.time_base)
+    tb = stream.time_base
+    if frame.pts is not None and tb is not None:
+        return frame.pts * tb.numerator / tb.denominator   # int / int: correctly rounded, as float(Fraction) is
     if frame.time is not None: return float(frame.time)
     rate = stream.average_rate or stream.guessed_rate or 25
     return index / float(rate)
@@ -345,7 +349,7 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
         scene, scene_level, scene_cands = -1, _Level(), []
         prev_thumb = seg_thumb = last_cand_thumb = None
         bg = seg_fg = None  # the scene's background (running average of thumbnails); the foreground mask at the segment start
-        seg = None      # the current segment: {"reason", "window", "min_t", "best": (sharp, index, t, pts, gray, key_pts)}
+        seg = None      # the current segment: {"reason", "window", "min_t", "best": (sharp, index, t, pts, gray, key_pts, thumb)}
         n, done = 0, 0  # frames decoded; frames reported
         pts_log = array("q") if skip_nonref else None   # every packet's PTS: frame index = rank of its PTS
         fallback = [None, -1.0]   # the most contentful of the low-content segment frames, kept if nothing else is
@@ -354,15 +358,15 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
         def close_segment():
             nonlocal last_cand_thumb, last_best_t
             if seg is None or seg["best"] is None: return
-            s_val, idx, t, pts, gray, kpts = seg["best"]
+            s_val, idx, t, pts, gray, kpts, th = seg["best"]
             last_best_t = t
-            info, mean = content(gray), float(gray.mean())
-            if float(gray.std()) < o.blank_std or info < o.min_content or not 10 <= mean <= 245:
+            (mean,), (sd,) = cv2.meanStdDev(gray)
+            info = content(gray)
+            if sd < o.blank_std or info < o.min_content or not 10 <= mean <= 245:
                 res.low_content += 1                                      # dark, flat, blown out, an overlay only
                 if info > fallback[1]:
-                    fallback[:] = [Candidate(str(path), idx, t, pts, scene, s_val, 1.0, 1.0, 0.0, "low content", dhash(gray), kpts, _u8(thumb(gray))), info]
+                    fallback[:] = [Candidate(str(path), idx, t, pts, scene, s_val, 1.0, 1.0, 0.0, "low content", dhash(gray), kpts, _u8(th)), info]
                 return
-            th = thumb(gray)
             nov = 1.0 if last_cand_thumb is None else changed_fraction(th, last_cand_thumb, o.pixel_change)
             last_cand_thumb = th
             scene_cands.append(Candidate(str(path), idx, t, pts, scene, s_val, 0.0, nov, 0.0, seg["reason"], dhash(gray), kpts, _u8(th)))
@@ -402,7 +406,9 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
             elif prev_thumb is None: reason = "start"
             elif cut: reason = "scene cut"
             elif changed_fraction(th, seg_thumb, o.pixel_change) >= o.motion_threshold: reason = "motion"
-            elif o.object_motion is not None:
+            # (a cheap first test: `moved` alone must reach object_motion·min_object_area before the area is measured)
+            elif o.object_motion is not None and \
+                    cv2.countNonZero(cv2.bitwise_xor(fg, seg_fg)) >= o.object_motion * o.min_object_area * fg.size:
                 moved, area = object_change(fg, seg_fg)
                 if area >= o.min_object_area and moved >= o.object_motion * area: reason = "objects moved"
             if reason is not None: close_segment()
@@ -415,7 +421,7 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
                 seg_thumb, seg_fg = th, fg
             scene_level.add(s_val)
             if t >= seg["min_t"] and (seg["best"] is None or s_val > seg["best"][0]):
-                seg["best"] = (s_val, n, t, frame.pts, gray, key_pts)
+                seg["best"] = (s_val, n, t, frame.pts, gray, key_pts, th)
             timeline.add(t, d_prev, s_val)
             prev_thumb = th
             n += 1

@@ -26,11 +26,11 @@ import numpy as np
 from .config import atomic_path, atomic_write_json, get_paths
 
 # %% auto #0
-__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'ERROR_SCHEMA', 'IMAGE_SUFFIXES', 'TINY_MASK',
-           'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient',
-           'ImageFile', 'load_test_images', 'mask_iou', 'compare_instances', 'percentiles', 'measure_load',
-           'png_header', 'bad_input_cases', 'run_bad_inputs', 'plot_latency', 'local_predictions', 'run_service_tests',
-           'summary', 'main']
+__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'ERROR_SCHEMA', 'IMAGE_SUFFIXES',
+           'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors', 'answer_problems',
+           'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'box_iou', 'compare_instances',
+           'percentiles', 'measure_load', 'png_header', 'bad_input_cases', 'run_bad_inputs', 'plot_latency',
+           'local_predictions', 'run_service_tests', 'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -54,6 +54,24 @@ RESPONSE_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "t
                                   "results": {"type": "array", "items": RESULT_SCHEMA, "minItems": 1},
                                   "timings_ms": {"type": "object", "required": ["total"],
                                                  "additionalProperties": {"type": "number", "minimum": 0}}}}
+TASKS_SERVED = ("segmentation", "detection")
+
+
+def response_schema(task: str = "segmentation") -> dict:
+    """The JSON schema of a `POST /score` answer for `task`: `RESPONSE_SCHEMA` (instances with a `mask`) for segmentation;
+    for detection the same document with `"task": "detection"` and instances of exactly class_id, class_name, score, box."""
+    if task == "segmentation":
+        return RESPONSE_SCHEMA
+    if task not in TASKS_SERVED:
+        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS_SERVED)}")
+    inst = {"type": "object", "required": ["class_id", "class_name", "score", "box"], "additionalProperties": False,
+            "properties": {k: v for k, v in INSTANCE_SCHEMA["properties"].items() if k not in ("mask", "polygons")}}
+    result = {**RESULT_SCHEMA, "properties": {**RESULT_SCHEMA["properties"], "instances": {"type": "array", "items": inst}}}
+    return {**RESPONSE_SCHEMA, "required": RESPONSE_SCHEMA["required"] + ["task"],
+            "properties": {**RESPONSE_SCHEMA["properties"], "task": {"const": task},
+                           "results": {"type": "array", "items": result, "minItems": 1}}}
+
+
 ERROR_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["error"],
                 "properties": {"error": {"type": "object", "required": ["status", "code", "message"],
                                          "properties": {"status": {"type": "integer", "minimum": 400, "maximum": 599},
@@ -70,9 +88,9 @@ def schema_errors(obj: Any, schema: dict) -> list[str]:
 
 # %% ../nbs/09_test_webservice.ipynb #d60b856f
 def answer_problems(answer: dict, sizes: list[tuple[int, int]], classes: list[str] | None = None,
-                    score_threshold: float | None = None) -> list[str]:
-    "Schema errors plus sense checks of a scoring answer for images of `sizes` `[(width, height), ...]`."
-    errs = schema_errors(answer, RESPONSE_SCHEMA)
+                    score_threshold: float | None = None, task: str = "segmentation") -> list[str]:
+    "Schema errors (`response_schema(task)`) plus sense checks of a scoring answer for images of `sizes` `[(width, height), ...]`."
+    errs = schema_errors(answer, response_schema(task))
     if errs:
         return errs
     res = answer["results"]
@@ -90,7 +108,7 @@ def answer_problems(answer: dict, sizes: list[tuple[int, int]], classes: list[st
             x0, y0, x1, y1 = inst["box"]
             if not (-0.5 <= x0 <= x1 <= w + 0.5 and -0.5 <= y0 <= y1 <= h + 0.5):
                 errs.append(f"{at}/box: {inst['box']} is not inside the {w}x{h} image")
-            if inst["mask"]["size"] != [h, w]:
+            if "mask" in inst and inst["mask"]["size"] != [h, w]:
                 errs.append(f"{at}/mask/size: {inst['mask']['size']}, expected [{h}, {w}]")
             if classes and (inst["class_id"] > len(classes) or classes[inst["class_id"] - 1] != inst["class_name"]):
                 errs.append(f"{at}: class_id {inst['class_id']} is not class {inst['class_name']!r} of {classes}")
@@ -225,17 +243,34 @@ def _mask_area(m: dict) -> int:
     return int(mask_utils.area({"size": m["size"], "counts": m["counts"].encode() if isinstance(m["counts"], str) else m["counts"]}))
 
 
+def box_iou(a: list[float], b: list[float]) -> float:
+    "IoU of two XYXY boxes (pixels); two identical empty boxes: 1."
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return iw * ih / union if union > 0 else float(list(a) == list(b))
+
+
+def _iou(s: dict, l: dict) -> float:  # masks when both have one (segmentation), else boxes (detection)
+    return mask_iou(s["mask"], l["mask"]) if "mask" in s and "mask" in l else box_iou(s["box"], l["box"])
+
+
+def _area(inst: dict) -> float:
+    if "mask" in inst: return _mask_area(inst["mask"])
+    x0, y0, x1, y1 = inst["box"]
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
 def compare_instances(service: list[dict], local: list[dict], threshold: float, score_tol: float = 1e-4,
                       min_iou: float = 0.99) -> dict:
     """Pair the instances of one image; `{'matched', 'problems', 'borderline', 'min_iou', 'max_score_diff'}`. An
     instance pairs by mask IoU (>= 0.5), else — degenerate masks of a few pixels, where floating-point noise (thread
     counts) flips a boundary pixel — by class, score (within `score_tol`) and box (within 1 px); masks under
-    `TINY_MASK` pixels are not held to `min_iou`."""
+    `TINY_MASK` pixels are not held to `min_iou`. Instances without a mask (a detection model's) are compared by box IoU."""
     left = list(range(len(local)))
     problems, borderline, ious, diffs, matched = [], 0, [], [], 0
     same_box = lambda s, l: abs(s["score"] - l["score"]) <= score_tol and max(abs(a - b) for a, b in zip(s["box"], l["box"])) <= 1.0
     for i, s in enumerate(service):
-        cands = [(mask_iou(s["mask"], local[j]["mask"]), j) for j in left if local[j]["class_id"] == s["class_id"]]
+        cands = [(_iou(s, local[j]), j) for j in left if local[j]["class_id"] == s["class_id"]]
         best = max(cands, default=None)
         if (best is None or best[0] < 0.5) and (alt := [(iou, j) for iou, j in cands if same_box(s, local[j])]):
             best = max(alt)
@@ -250,8 +285,8 @@ def compare_instances(service: list[dict], local: list[dict], threshold: float, 
         ious.append(iou); diffs.append(d)
         if d > score_tol:
             problems.append(f"instance {i} ({s['class_name']}): score {s['score']:.6f} vs local {local[j]['score']:.6f}")
-        if iou < min_iou and min(_mask_area(s["mask"]), _mask_area(local[j]["mask"])) >= TINY_MASK:
-            problems.append(f"instance {i} ({s['class_name']}): mask IoU {iou:.4f} < {min_iou}")
+        if iou < min_iou and min(_area(s), _area(local[j])) >= TINY_MASK:
+            problems.append(f"instance {i} ({s['class_name']}): {'mask' if 'mask' in s else 'box'} IoU {iou:.4f} < {min_iou}")
     for j in left:
         if abs(local[j]["score"] - threshold) <= score_tol: borderline += 1
         else: problems.append(f"local instance {j} ({local[j]['class_name']}, score {local[j]['score']:.6f}) missing from the service")
@@ -318,8 +353,9 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def bad_input_cases(image: bytes, limits: dict | None = None) -> list[dict]:
-    "The bad-input suite: `[{'name', 'method', 'content_type', 'body', 'query', 'status'}]` built around a real JPEG."
+def bad_input_cases(image: bytes, limits: dict | None = None, task: str = "segmentation") -> list[dict]:
+    """The bad-input suite: `[{'name', 'method', 'content_type', 'body', 'query', 'status'}]` built around a real JPEG;
+    for a detection service also polygons asked of a model without masks (400)."""
     from PIL import Image
     lim = {"max_images": 8, "max_pixels": 40_000_000, **(limits or {})}
     b64 = base64.b64encode(image).decode()
@@ -365,7 +401,8 @@ def bad_input_cases(image: bytes, limits: dict | None = None) -> list[dict]:
         ("wrong_content_type", "text/plain", b"hello", 415),
         ("form_content_type", "application/x-www-form-urlencoded", b"image=abc", 415),
         ("no_content_type", None, image, 415),
-    ]
+    ] + ([("polygons_without_masks", J, js({"image": b64, "polygons": True}), 400),
+          ("raw_polygons_without_masks", "image/jpeg", image, 400, {"polygons": "true"})] if task == "detection" else [])
     out = [{"name": c[0], "method": "POST", "content_type": c[1], "body": c[2], "status": c[3],
             "query": c[4] if len(c) > 4 else None} for c in cases]
     out.append({"name": "wrong_method", "method": "PUT", "content_type": J, "body": js({"image": b64}), "status": 405, "query": None})
@@ -441,9 +478,10 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
         raise ConnectionError(f"the service at {client.root} is not healthy (neither GET / nor GET /score answered 200)")
     info = client.info()
     classes = (info.get("model") or {}).get("classes")
+    task = (info.get("model") or {}).get("task", "segmentation")  # services from before tasks: segmentation
     imgs = load_test_images(get_paths().resolve(images), max_images)
     t_start = time.time()
-    report: dict = {"url": client.scoring_uri, "auth": bool(key), "model": info.get("model"), "limits": info.get("limits"),
+    report: dict = {"url": client.scoring_uri, "auth": bool(key), "task": task, "model": info.get("model"), "limits": info.get("limits"),
                     "images": [str(im.path) for im in imgs], "score_threshold": score_threshold}
 
     # 1. functional: each image raw, then all of them base64 in one JSON batch, then one with polygons
@@ -454,7 +492,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
             problems.append(f"{im.path.name}: HTTP {r.status} {r.body[:200]!r}")
             answers.append(None)
             continue
-        problems += [f"{im.path.name}: {p}" for p in answer_problems(r.json, [im.size], classes, score_threshold)]
+        problems += [f"{im.path.name}: {p}" for p in answer_problems(r.json, [im.size], classes, score_threshold, task)]
         answers.append(r.json)
     limit = int((info.get("limits") or {}).get("max_images", 8))
     batch = imgs[:max(1, min(limit, len(imgs)))]
@@ -465,16 +503,18 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
     if r.status != 200:
         problems.append(f"JSON batch of {len(batch)}: HTTP {r.status} {r.body[:200]!r}")
     else:
-        problems += [f"JSON batch: {p}" for p in answer_problems(r.json, [im.size for im in batch], classes, score_threshold)]
+        problems += [f"JSON batch: {p}" for p in answer_problems(r.json, [im.size for im in batch], classes, score_threshold, task)]
         for i, (res, single) in enumerate(zip(r.json["results"], answers)):
             if single is not None and len(res["instances"]) != len(single["results"][0]["instances"]):
                 problems.append(f"JSON batch image {i}: {len(res['instances'])} instances, raw request gave "
                                 f"{len(single['results'][0]['instances'])}")
     r = client.post_image(imgs[0].data, imgs[0].content_type, score_threshold=score_threshold, polygons="true")
-    if r.status != 200:
+    if task != "segmentation":   # no masks to outline: a 400, as the bad-input suite checks too
+        if r.status != 400: problems.append(f"polygons request to a {task} model: HTTP {r.status}, expected 400")
+    elif r.status != 200:
         problems.append(f"polygons request: HTTP {r.status}")
     else:
-        problems += [f"polygons request: {p}" for p in answer_problems(r.json, [imgs[0].size], classes, score_threshold)]
+        problems += [f"polygons request: {p}" for p in answer_problems(r.json, [imgs[0].size], classes, score_threshold, task)]
         if any("polygons" not in inst for inst in r.json["results"][0]["instances"]):
             problems.append("polygons request: an instance has no polygons")
     n_inst = sum(len(a["results"][0]["instances"]) for a in answers if a)
@@ -514,7 +554,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
         report["load"] = {"skipped": f"{client.host} is not a loopback address (allow_remote_load=False)", "passed": True}
 
     # 4. bad input, then health
-    bad = run_bad_inputs(client, bad_input_cases(imgs[0].data, info.get("limits")), imgs[0].data)
+    bad = run_bad_inputs(client, bad_input_cases(imgs[0].data, info.get("limits"), task), imgs[0].data)
     report["bad_input"] = bad
     report["passed"] = all(report[s]["passed"] for s in ("functional", "parity", "load", "bad_input") if s in report)
     report["seconds"] = round(time.time() - t_start, 2)

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths', 'ConfigError',
-           'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
+__all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths',
+           'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
            'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
            'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename', 'find_repo',
            'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'describe', 'main']
@@ -88,6 +88,9 @@ class ConfigError(ValueError):
     "A configuration value is wrong; the message names the key, the value and what is allowed."
 
 
+TASKS = ("segmentation", "detection")   # the vision tasks the series serves (`task` setting, `cvflow run --task`)
+
+
 @dataclass
 class Settings:
     "Installation-wide settings (see `load_settings`)."
@@ -96,12 +99,14 @@ class Settings:
     seed: int = 0
     experiment: str = "cvflow"       # MLflow / Azure ML experiment name
     model_name: str = "cvflow-maskrcnn"
+    task: str = "segmentation"     # segmentation (Mask R-CNN: instance masks) | detection (Faster R-CNN: boxes)
     tracking_uri: str = ""           # default: sqlite:///<home>/mlruns/mlflow.db
     azure_config: str = ""           # default: search config.json / .azureml/config.json upwards and in ~
     num_workers: int = -1            # DataLoader workers; -1: min(4, cpu count - 1)
     log_level: str = "INFO"
 
     _choices = {"backend": ("auto", "local", "azure", "azure-v1"), "device": ("auto", "cpu", "cuda"),
+                "task": TASKS,
                 "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
 
     def __post_init__(self):

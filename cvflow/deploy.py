@@ -291,13 +291,14 @@ from .package import demo_checkpoint   # the one untrained demo model (07)
 
 
 def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 0, min_size: int = 128,
-                 max_size: int = 160, max_detections: int = 10, onnx: bool = False) -> Path:
-    "Export an untrained `cpu-small` model (classes disc/square/triangle) as a model package at `out` (`onnx`: with model.onnx)."
+                 max_size: int = 160, max_detections: int = 10, onnx: bool = False, task: str = "segmentation") -> Path:
+    """Export an untrained `cpu-small` model (classes disc/square/triangle; `task` segmentation: Mask R-CNN, detection:
+    Faster R-CNN) as a model package at `out` (`onnx`: with model.onnx)."""
     import tempfile
     from cvflow.package import export_package
     with tempfile.TemporaryDirectory() as d:
         ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, min_size=min_size, max_size=max_size,
-                             box_detections_per_img=max_detections)
+                             box_detections_per_img=max_detections, task=task)
         return export_package(ck.parent.parent, get_paths().resolve(out), name=name, which="last", quiet=True, onnx=onnx)
 
 # %% ../nbs/08_deploy.ipynb #a8a71a2a

@@ -20,8 +20,8 @@ from pycocotools.cocoeval import COCOeval
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['STAT_NAMES', 'prediction_to_coco', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict', 'evaluate',
-           'match_categories', 'evaluate_file']
+__all__ = ['STAT_NAMES', 'prediction_to_coco', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict', 'iou_types_of',
+           'evaluate', 'match_categories', 'evaluate_file']
 
 # %% ../nbs/06b_evaluate.ipynb #686f3eb5
 def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh: float = 0.5) -> list[dict]:
@@ -115,9 +115,17 @@ def predict(model: torch.nn.Module, images: list[torch.Tensor], device: str | to
     return [{k: v.cpu() for k, v in o.items()} for o in outs]
 
 
+def iou_types_of(model: torch.nn.Module) -> tuple[str, ...]:
+    "The COCO IoU types a model's outputs can be scored on: ('bbox', 'segm') with a mask head, ('bbox',) without (Faster R-CNN)."
+    heads = getattr(getattr(model, "module", model), "roi_heads", None)
+    return ("bbox", "segm") if heads is None or heads.has_mask() else ("bbox",)
+
+
 def evaluate(model: torch.nn.Module, loader: Iterable, coco_gt: COCO, device: str | torch.device = "cpu",
-             mask_thresh: float = 0.5, max_images: int | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
-    "COCO bbox/segm metrics of `model` on the images of `loader` (at most `max_images`), scored against `coco_gt`."
+             mask_thresh: float = 0.5, max_images: int | None = None, progress: bool = True,
+             iou_types: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """COCO metrics of `model` on the images of `loader` (at most `max_images`), scored against `coco_gt`, per IoU type
+    (default `iou_types_of(model)`: bbox and segm for Mask R-CNN, bbox for Faster R-CNN)."""
     results, seen = [], []
     total = None
     with contextlib.suppress(TypeError):
@@ -135,7 +143,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable, coco_gt: COCO, device: st
     bar.close()
     if not seen:
         raise ValueError("evaluate: the data loader yielded no images")
-    return coco_metrics(coco_gt, results, image_ids=seen)
+    return coco_metrics(coco_gt, results, tuple(iou_types or iou_types_of(model)), image_ids=seen)
 
 # %% ../nbs/06b_evaluate.ipynb #77a04d37
 def match_categories(coco_dict: dict, classes: list[str], source: str = "annotations") -> dict:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 import torchvision
-from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
@@ -26,16 +26,18 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['PRESETS', 'WEIGHT_URLS', 'preset_config', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config',
-           'rebuild_model', 'load_checkpoint', 'model_from_checkpoint']
+__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'preset_config', 'weights_url',
+           'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
+           'load_checkpoint', 'model_from_checkpoint']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
     norm="auto", trainable_layers="auto", image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3, rpn_batch_size_per_image=256,
     box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100, box_batch_size_per_image=512,
-    box_positive_fraction=0.25, score_thresh=0.5, mask_thresh=0.5,
+    box_positive_fraction=0.25, score_thresh=0.5, mask_thresh=0.5, task="segmentation",
 )
+DETECTION_TASKS = ("segmentation", "detection")  # the tasks these presets build: Mask R-CNN, Faster R-CNN
 
 PRESETS: dict[str, dict[str, Any]] = {
     "r50-fpn": dict(_COMMON, arch="resnet50_fpn", backbone="resnet50", min_size=800, max_size=1333,
@@ -70,6 +72,11 @@ WEIGHT_URLS = {
     "r50-fpn-v2": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
     "cpu-small": "https://download.pytorch.org/models/resnet18-f37072fd.pth",  # ImageNet backbone only
 }
+DETECTION_WEIGHT_URLS = {  # task detection: torchvision's Faster R-CNN COCO files
+    "r50-fpn": "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+    "r50-fpn-v2": "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth",
+    "cpu-small": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+}
 
 # %% ../nbs/06a_model.ipynb #def68d27
 def preset_config(preset: str, **overrides) -> dict[str, Any]:
@@ -84,14 +91,22 @@ def preset_config(preset: str, **overrides) -> dict[str, Any]:
     cfg["preset"] = preset
     if cfg["norm"] not in ("auto", "bn", "frozen"):
         raise ConfigError(f"model setting `norm`: {cfg['norm']!r} is not one of auto, bn, frozen")
+    if cfg["task"] not in DETECTION_TASKS:
+        raise ConfigError(f"model setting `task`: {cfg['task']!r} is not one of {', '.join(DETECTION_TASKS)}")
     return cfg
 
 # %% ../nbs/06a_model.ipynb #d563c666
-def default_weights_path(preset: str) -> Path:
-    "Where `weights='DEFAULT'` for `preset` is read from: the torch hub checkpoint cache."
-    if preset not in WEIGHT_URLS:
-        raise ConfigError(f"model preset {preset!r} is not one of {', '.join(WEIGHT_URLS)}")
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(WEIGHT_URLS[preset])
+def weights_url(preset: str, task: str = "segmentation") -> str:
+    "torchvision's download address of `weights='DEFAULT'` for `preset` and `task` (segmentation: Mask R-CNN, detection: Faster R-CNN)."
+    urls = DETECTION_WEIGHT_URLS if task == "detection" else WEIGHT_URLS
+    if preset not in urls:
+        raise ConfigError(f"model preset {preset!r} has no default weights for task {task}; presets with them: {', '.join(urls)}")
+    return urls[preset]
+
+
+def default_weights_path(preset: str, task: str = "segmentation") -> Path:
+    "Where `weights='DEFAULT'` for `preset` and `task` is read from: the torch hub checkpoint cache."
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_url(preset, task))
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -106,17 +121,17 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_weights_file(preset: str, weights: str | Path) -> dict[str, torch.Tensor]:
-    "The state_dict meant by `weights` (`'DEFAULT'` or a path), with a clear error when the file is missing."
+def load_weights_file(preset: str, weights: str | Path, task: str = "segmentation") -> dict[str, torch.Tensor]:
+    "The state_dict meant by `weights` (`'DEFAULT'` for `task`, or a path), with a clear error when the file is missing."
     if str(weights) == "DEFAULT":
-        path = default_weights_path(preset)
+        path = default_weights_path(preset, task)
         if not path.is_file():
             try:
-                torch.hub.load_state_dict_from_url(WEIGHT_URLS[preset], progress=False, check_hash=True)
+                torch.hub.load_state_dict_from_url(weights_url(preset, task), progress=False, check_hash=True)
             except Exception as e:
                 raise FileNotFoundError(
                     f"weights='DEFAULT' for preset {preset!r}: {path} is missing and could not be downloaded "
-                    f"({type(e).__name__}: {e}). On a machine with internet access, download {WEIGHT_URLS[preset]} "
+                    f"({type(e).__name__}: {e}). On a machine with internet access, download {weights_url(preset, task)} "
                     f"and place it at {path} (torch.hub.get_dir()/checkpoints/{path.name}), or pass weights=<path to the file>."
                 ) from None
         return _read_state_dict(path)
@@ -149,7 +164,14 @@ def _rcnn_kwargs(cfg: dict) -> dict:
     return {k: cfg[k] for k in keys}
 
 
-def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
+def _detector(cfg: dict, backbone: nn.Module, num_classes: int | None, **parts) -> FasterRCNN:
+    "Mask R-CNN for task segmentation; for detection Faster R-CNN of the same parts, the `mask_*` ones left out."
+    if cfg["task"] == "detection":
+        return FasterRCNN(backbone, num_classes=num_classes, **{k: v for k, v in parts.items() if not k.startswith("mask_")})
+    return MaskRCNN(backbone, num_classes=num_classes, **parts)
+
+
+def _architecture(cfg: dict, num_classes: int) -> FasterRCNN:
     norm = FrozenBatchNorm2d if cfg["norm"] == "frozen" else nn.BatchNorm2d
     kw = _rcnn_kwargs(cfg)
     if cfg["arch"] == "resnet50_fpn":
@@ -157,7 +179,7 @@ def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
         _freeze(body, cfg["trainable_layers"])
         backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in (1, 2, 3, 4)}, [256, 512, 1024, 2048], 256,
                                    extra_blocks=LastLevelMaxPool())
-        return MaskRCNN(backbone, num_classes=num_classes, **kw)
+        return _detector(cfg, backbone, num_classes, **kw)
     if cfg["arch"] == "resnet50_fpn_v2":
         body = torchvision.models.resnet50(weights=None, norm_layer=norm)
         _freeze(body, cfg["trainable_layers"])
@@ -167,8 +189,8 @@ def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
         rpn_head = RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=2)
         box_head = FastRCNNConvFCHead((256, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d)
         mask_head = MaskRCNNHeads(256, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d)
-        return MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors, rpn_head=rpn_head,
-                        box_head=box_head, mask_head=mask_head, **kw)
+        return _detector(cfg, backbone, num_classes, rpn_anchor_generator=anchors, rpn_head=rpn_head,
+                         box_head=box_head, mask_head=mask_head, **kw)
     if cfg["arch"] in ("small_fpn", "mobilenet_fpn"):
         body = getattr(torchvision.models, cfg["backbone"])(weights=None, norm_layer=norm)
         layers = list(cfg["returned_layers"])
@@ -190,8 +212,8 @@ def _architecture(cfg: dict, num_classes: int) -> MaskRCNN:
                               f"(returned_layers {layers} + max-pool); give one tuple per feature map")
         anchors = AnchorGenerator(sizes, (tuple(cfg["aspect_ratios"]),) * len(sizes))
         rep = int(cfg["representation_size"])
-        return MaskRCNN(
-            backbone, num_classes=None, rpn_anchor_generator=anchors,
+        return _detector(
+            cfg, backbone, None, rpn_anchor_generator=anchors,
             rpn_head=RPNHead(ch, anchors.num_anchors_per_location()[0]),
             box_roi_pool=MultiScaleRoIAlign(names, box_roi, 2), box_head=TwoMLPHead(ch * box_roi * box_roi, rep),
             box_predictor=FastRCNNPredictor(rep, num_classes),
@@ -209,6 +231,8 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
     own = model.state_dict()
     if any(k.startswith("backbone.") for k in sd):           # a detection state_dict
         target, prefix = model, ""
+        if not hasattr(model.roi_heads, "mask_head") or model.roi_heads.mask_head is None:  # Faster R-CNN: no mask head to fill
+            sd = {k: v for k, v in sd.items() if not k.startswith("roi_heads.mask_")}
     elif any(k.startswith(("layer1.", "conv1.")) for k in sd):  # a classification backbone
         target, prefix = model.backbone.body, "backbone.body."
         sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
@@ -228,14 +252,15 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
     return {"loaded": len(sd), "reinitialised_heads": skipped, "into": "model" if not prefix else "backbone"}
 
 # %% ../nbs/06a_model.ipynb #6dadf73c
-def build_model(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> MaskRCNN:
-    "A torchvision Mask R-CNN for `preset` with `num_classes` (background included); `weights`: None, 'DEFAULT' or a file."
+def build_model(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> FasterRCNN:
+    """A torchvision Mask R-CNN (`task='segmentation'`, the default) or Faster R-CNN (`task='detection'`) for `preset`
+    with `num_classes` (background included); `weights`: None, 'DEFAULT' or a file. `ConfigError` for a bad setting."""
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes={num_classes}: Mask R-CNN needs background + at least one class (>= 2)")
     cfg = _resolve(preset_config(preset, **overrides), pretrained=weights is not None)
     model = _architecture(cfg, int(num_classes))
     if weights is not None:
-        sd = load_weights_file(preset, weights)
+        sd = load_weights_file(preset, weights, cfg["task"])
         cfg["weights_loaded"] = _load_into(model, sd, "DEFAULT" if str(weights) == "DEFAULT" else str(weights))
     cfg.pop("weights_loaded", None)
     cfg["num_classes"] = int(num_classes)
@@ -249,7 +274,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     return copy.deepcopy(m.cvflow_config)
 
 
-def rebuild_model(model_cfg: dict[str, Any]) -> MaskRCNN:
+def rebuild_model(model_cfg: dict[str, Any]) -> FasterRCNN:
     "The architecture described by a stored `model_config` (random weights; load the checkpoint's `model` into it)."
     cfg = {k: v for k, v in model_cfg.items() if k not in ("preset", "num_classes")}
     return build_model(model_cfg["preset"], model_cfg["num_classes"], None, **cfg)

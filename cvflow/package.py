@@ -178,6 +178,7 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
     commit, dirty = git_state()
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": str(name),
+        "task": mcfg.get("task", "segmentation"),
         "preset": mcfg.get("preset", config.get("preset")), "model_config": mcfg, "num_classes": num_classes,
         "classes": classes, "category_ids": [int(i) for i in config.get("category_ids", range(1, len(classes) + 1))],
         "input_size": {"min_size": mcfg.get("min_size"), "max_size": mcfg.get("max_size")},
@@ -332,7 +333,8 @@ def _instances(pred: dict, classes: list[str], score_threshold: float, mask_thre
     for r, box in zip(recs, pred["boxes"].tolist()):
         k = int(r["category_id"])
         out.append({"class_id": k, "class_name": classes[k - 1] if 1 <= k <= len(classes) else str(k),
-                    "score": float(r["score"]), "box": [float(v) for v in box], "mask": r["segmentation"]})
+                    "score": float(r["score"]), "box": [float(v) for v in box],
+                    **({"mask": r["segmentation"]} if "segmentation" in r else {})})  # no mask from a detection model
     return out
 
 
@@ -619,7 +621,8 @@ def compare_detections(eager: list[dict], other: list[dict], threshold: float, t
             else: unpaired_below += 1
             continue
         j = best[1]; left.remove(j); b = other[j]; pairs += 1
-        bd = max(abs(u - v) for u, v in zip(a["box"], b["box"])); sd = abs(a["score"] - b["score"]); iou, shifted = _rle_iou(a["mask"], b["mask"], int(tol["box_px"]), a.get("ties"))
+        bd = max(abs(u - v) for u, v in zip(a["box"], b["box"])); sd = abs(a["score"] - b["score"]); iou, shifted = (_rle_iou(a["mask"], b["mask"], int(tol["box_px"]), a.get("ties"))
+                                                                             if "mask" in a else (1.0, 1.0))  # detection: boxes only
         box_d.append(bd); score_d.append(sd); ious.append(shifted)
         what = f"instance {i} ({a['class_name']}, score {a['score']:.4f})"
         if bd > tol["box_px"]: problems.append(f"{what}: box differs by {bd:.3f} px > {tol['box_px']}")
@@ -708,7 +711,7 @@ def describe_package(path: str | Path) -> str:
     runtime = (f"\n  ONNX: opset {onnx['opset']}, parity on {par.get('images')} images: {par.get('pairs')} instances paired, "
                f"max box diff {par.get('max_box_px', 0):.3g} px, max score diff {par.get('max_score_diff', 0):.2g}, "
                f"min mask IoU {par.get('min_mask_iou', 1):.4f}") if onnx else ""
-    return (f"model package {Path(path)}\n  name {meta['name']}, preset {meta['preset']}, classes {', '.join(meta['classes'])}\n"
+    return (f"model package {Path(path)}\n  name {meta['name']}, task {meta.get('task', 'segmentation')}, preset {meta['preset']}, classes {', '.join(meta['classes'])}\n"
             f"  thresholds: score {meta['score_threshold']}, mask {meta['mask_threshold']}; {head}\n  files: {files}{runtime}")
 
 

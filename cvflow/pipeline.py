@@ -13,18 +13,20 @@ import os
 import re
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .config import (ConfigError, atomic_write_json, atomic_write_text, file_hash, find_repo, get_paths,
-                           path_hash, read_results)
+from .config import (TASKS, ConfigError, atomic_write_json, atomic_write_text, file_hash, find_repo, get_paths,
+                           load_settings, path_hash, read_results)
 
 # %% auto #0
-__all__ = ['MODES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_videos',
-           'with_annotations', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip', 'write_summary',
-           'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'run_pipeline', 'main']
+__all__ = ['MODES', 'TASK_SERIES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_task',
+           'with_videos', 'with_annotations', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip',
+           'write_summary', 'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'run_pipeline',
+           'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -43,6 +45,7 @@ class Pipeline:
     source: Path | None = None
     videos_mode: dict = field(default_factory=dict)   # how `--videos DIR` changes the steps (see below)
     annotations_mode: dict = field(default_factory=dict)   # how `--annotations FILE... --images DIR` changes them
+    tasks: dict = field(default_factory=dict)   # how `--task NAME` changes them (the series itself is segmentation)
 
     def names(self) -> list[str]: return [s.name for s in self.steps]
 
@@ -95,7 +98,15 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
         for name in [*vm.get("skip", []), *vm.get("parameters", {}), *vm.get("inputs", {}), *vm.get("outputs", {})]:
             if name not in seen: raise ConfigError(f"pipeline file {path}: `{key}` names step {name!r}, which is not in `steps`")
         modes[key] = vm
-    return Pipeline(steps, path, **modes)
+    tasks = data.get("tasks") or {}
+    if not isinstance(tasks, dict):
+        raise ConfigError(f"pipeline file {path}: `tasks` must map a task name to its changes (`rename`, `parameters`)")
+    for task, tm in tasks.items():
+        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters"}:
+            raise ConfigError(f"pipeline file {path}: `tasks.{task}` takes `rename` (path prefix: new prefix) and `parameters`")
+        for name in tm.get("parameters", {}):
+            if name not in seen: raise ConfigError(f"pipeline file {path}: `tasks.{task}` names step {name!r}, which is not in `steps`")
+    return Pipeline(steps, path, **modes, tasks=tasks)
 
 # %% ../nbs/10_pipeline.ipynb #bebaf17e
 def _subst(v, values: dict[str, str | list[str]]):
@@ -127,7 +138,36 @@ def with_mode(pipeline: Pipeline, mode: str, values: dict[str, str | list[str]])
         inputs = st.inputs + _subst(vm.get("inputs", {}).get(st.name, []), values)
         outputs = _subst(vm["outputs"][st.name], values) if st.name in vm.get("outputs", {}) else st.outputs   # replaced
         steps.append(Step(st.name, st.notebook, params, inputs, outputs))
-    return Pipeline(steps, pipeline.source, pipeline.videos_mode, pipeline.annotations_mode)
+    return dataclasses.replace(pipeline, steps=steps)
+
+
+TASK_SERIES = "segmentation"   # the task the steps as listed serve; `tasks` in the pipeline file says how the others differ
+
+
+def _rename(v, renames: dict[str, str]):
+    "`v` with every path string that starts with a `renames` key starting with its value instead."
+    if isinstance(v, str):
+        for old, new in renames.items():
+            if v == old or v.startswith(old.rstrip("/") + "/"): return new + v[len(old):]
+        return v
+    if isinstance(v, list): return [_rename(x, renames) for x in v]
+    if isinstance(v, dict): return {k: _rename(x, renames) for k, x in v.items()}
+    return v
+
+
+def with_task(pipeline: Pipeline, task: str) -> Pipeline:
+    """The pipeline for `task`: unchanged for segmentation; else per the pipeline file's `tasks.<task>`: its `rename`
+    (path prefixes, e.g. the model folder) applied to every step's parameters, inputs and outputs, then its
+    `parameters` merged over the steps'. `ConfigError` for a task the file does not describe."""
+    if task == TASK_SERIES: return pipeline
+    if task not in pipeline.tasks:
+        raise ConfigError(f"task {task!r}: pipeline file {pipeline.source} describes {', '.join([TASK_SERIES, *pipeline.tasks])}")
+    tm, steps = pipeline.tasks[task], []
+    for st in pipeline.steps:
+        ren = lambda v: _rename(v, tm.get("rename", {}))
+        params = {**ren(st.parameters), **tm.get("parameters", {}).get(st.name, {})}
+        steps.append(Step(st.name, st.notebook, params, ren(st.inputs), ren(st.outputs)))
+    return dataclasses.replace(pipeline, steps=steps)
 
 
 def with_videos(pipeline: Pipeline, videos: str | Path) -> Pipeline:
@@ -201,6 +241,9 @@ HEADLINES = [  # (step, key in its recorded results, label on the page)
     ("train", "held-out segm/AP50", "mask AP50 on held-out frames (never trained on)"),
     ("train", "held-out segm/AP", "mask AP (0.50:0.95) on held-out frames"),
     ("train", "val segm/AP50", "mask AP50 on the validation split"),
+    ("train", "held-out bbox/AP50", "box AP50 on held-out frames (never trained on)"),
+    ("train", "held-out bbox/AP", "box AP (0.50:0.95) on held-out frames"),
+    ("train", "val bbox/AP50", "box AP50 on the validation split"),
     ("register", "uri", "registered model"),
     ("test_service", "latency ms (p50, p95, p99)", "service latency, ms (p50, p95, p99)"),
     ("test_service", "bad-input suite", "service bad-input suite"),
@@ -505,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--annotations", nargs="+", metavar="FILE", help="run on annotations you already have (COCO, VIA "
                       "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
     ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
+    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN) or detection (Faster R-CNN); default: the "
+                    "`task` setting of cvflow.yaml")
     ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
                     "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)
@@ -514,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         pl = load_pipeline(a.config)
         if a.videos: pl = with_videos(pl, a.videos)
         if a.annotations: pl = with_annotations(pl, a.annotations, a.images)
+        pl = with_task(pl, a.task or load_settings().task)
         if a.classes:
             for st in pl.steps:
                 if "classes" in st.parameters: st.parameters["classes"] = a.classes

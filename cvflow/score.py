@@ -265,6 +265,7 @@ def init() -> None:
     _STATE.clear()
     _STATE.update(predictor=predictor, package=pkg, limits=limits(),
                   model={"name": meta.get("name", pkg.name), "version": model_version(meta, root),
+                         "task": meta.get("task", "segmentation"),
                          "preset": meta.get("preset"), "classes": list(predictor.classes),
                          "score_threshold": meta.get("score_threshold"),
                          "runtime": getattr(predictor, "runtime", "eager"), "threads": threads})
@@ -276,6 +277,9 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
     "Decode, predict and describe `images` (as returned by `parse_request`); `RequestError` for a bad image."
     if "predictor" not in _STATE:
         raise RuntimeError("init() has not loaded a model")
+    if opts.get("polygons") and _STATE["model"]["task"] != "segmentation":
+        raise RequestError(400, "not_supported", f"polygons: this {_STATE['model']['task']} model answers boxes only "
+                           "(no masks to outline); leave `polygons` out", "polygons")
     t0 = time.perf_counter()
     arrays = [decode_image(data, _STATE["limits"]["max_pixels"], field, opts.get("content_type")) for field, data in images]
     t1 = time.perf_counter()
@@ -287,7 +291,7 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
                 inst["polygons"] = mask_polygons(inst["mask"])
     t3 = time.perf_counter()
     thr = opts.get("score_threshold")
-    return {"model": {k: _STATE["model"][k] for k in ("name", "version")},
+    return {"model": {k: _STATE["model"][k] for k in ("name", "version")}, "task": _STATE["model"]["task"],
             "score_threshold": thr if thr is not None else _STATE["model"]["score_threshold"],
             "results": results,
             "timings_ms": {"decode": round((t1 - t0) * 1e3, 3), "predict": round((t2 - t1) * 1e3, 3),

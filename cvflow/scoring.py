@@ -47,13 +47,13 @@ def category_ids(meta: dict) -> list[int]:
 
 
 def instances_to_coco(instances: list[dict], image_id: int, cat_ids: list[int]) -> list[dict]:
-    "COCO result records (`image_id, category_id, score, bbox [x,y,w,h], segmentation`) of a predictor's instances."
+    "COCO result records (`image_id, category_id, score, bbox [x,y,w,h]`, and `segmentation` when the instances have masks)."
     out = []
     for r in instances:
         x0, y0, x1, y1 = r["box"]
         out.append({"image_id": int(image_id), "category_id": cat_ids[r["class_id"] - 1], "score": round(float(r["score"]), 5),
                     "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                    "segmentation": {"size": list(r["mask"]["size"]), "counts": r["mask"]["counts"]}})
+                    **({"segmentation": {"size": list(r["mask"]["size"]), "counts": r["mask"]["counts"]}} if "mask" in r else {})})
     return out
 
 # %% ../nbs/09a_score_video.ipynb #06475cc2
@@ -70,17 +70,18 @@ _FONT = None
 
 def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], masks: torch.Tensor | None = None,
                  track_ids: list | None = None, alpha: float = 0.45) -> np.ndarray:
-    "`image` (RGB uint8 HxWx3) with `instances` drawn: masks, boxes, `class #track score`; returns RGB uint8 HxWx3."
+    "`image` (RGB uint8 HxWx3) with `instances` drawn: masks (when they have them), boxes, `class #track score`; returns RGB uint8 HxWx3."
     from torchvision.utils import draw_bounding_boxes
     global _FONT
     if not instances:
         return image
     h, w = image.shape[:2]
     labels = [r["class_id"] for r in instances]
-    if masks is None:
+    has_masks = all("mask" in r for r in instances)   # a detection model's instances have boxes only
+    if masks is None and has_masks:
         masks = decode_masks(instances, h, w)
     img = draw_instances(torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1), None, masks, labels, classes,
-                         alpha=alpha, extents=mask_boxes(instances))
+                         alpha=alpha, extents=mask_boxes(instances) if has_masks else None)
     track_ids = track_ids if track_ids is not None else [r.get("track_id") for r in instances]
     names = [f"{r['class_name']}{'' if t is None else f' #{t}'} {r['score']:.2f}" for r, t in zip(instances, track_ids)]
     if _FONT is None:
@@ -530,7 +531,7 @@ def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, classes: 
                 if item is _END: break
                 rgb, instances, record = item
                 if instances and instances is not cached[0]:   # unscored frames reuse the last scored frame's masks
-                    cached = (instances, decode_masks(instances, rgb.shape[0], rgb.shape[1]))
+                    cached = (instances, decode_masks(instances, rgb.shape[0], rgb.shape[1]) if "mask" in instances[0] else None)
                 img = draw_overlay(rgb, instances, classes, cached[1]) if instances else rgb
                 if pad != (0, 0): img = np.pad(img, ((0, pad[1]), (0, pad[0]), (0, 0)), mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):

@@ -31,7 +31,7 @@ from .config import ConfigError, atomic_path, atomic_write_json, get_paths, load
 from .dataset import CocoInstanceDataset, collate_fn, small_objects, train_transforms
 from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
-from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
+from .model import DETECTION_TASKS, build_model, load_checkpoint, model_config, model_from_checkpoint
 from .tracking import start_run
 from .viz import draw_instances
 
@@ -49,6 +49,7 @@ class TrainConfig:
     data: str = ""                 # dataset folder: train.json, val.json, images/
     out: str = "models/run"        # run folder (relative paths: to the project home)
     preset: str = "cpu-small"
+    task: str = "segmentation"    # segmentation (Mask R-CNN) | detection (Faster R-CNN: boxes only)
     weights: str | None = None     # None | "DEFAULT" | path of a state_dict / checkpoint
     model: dict = field(default_factory=dict)  # overrides of the preset's settings (min_size, ...)
     epochs: int = 10
@@ -76,7 +77,7 @@ class TrainConfig:
     eval_every: int = 0            # steps between evaluations; 0: at each epoch end
     eval_max_images: int = 0       # 0: the whole val set
     checkpoint_every: int = 0      # steps between last.pt saves besides evaluations; 0: only at evaluations
-    best_metric: str = "segm/AP"
+    best_metric: str = ""         # the tracked metric that picks best.pt; "": segm/AP (segmentation) or bbox/AP (detection)
     patience: int = 0              # early stop after this many evaluations without improvement; 0: off
     seed: int = 0
     device: str = "auto"           # auto | cpu | cuda
@@ -108,6 +109,11 @@ class TrainConfig:
         if len(sc) != 2 or not 0 < float(sc[0]) <= float(sc[1]):
             raise ConfigError(f"train setting `scale`: {self.scale!r} is not a zoom range [low, high] with 0 < low <= high")
         self.scale = [float(v) for v in sc]
+        if self.task not in DETECTION_TASKS:
+            raise ConfigError(f"train setting `task`: {self.task!r} is not one of {', '.join(DETECTION_TASKS)}")
+        if "task" in self.model:
+            raise ConfigError("train setting `model`: give the task as the `task` setting, not as a model override")
+        self.best_metric = self.best_metric or ("bbox/AP" if self.task == "detection" else "segm/AP")
 
 
 DEFAULT_LR = {"sgd": 0.02 / 16, "adamw": 1e-4 / 16}  # per image; x batch size x processes
@@ -356,7 +362,7 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
         img, _ = ds[i]
         (p,) = predict(model, [img], device)
         keep = p["scores"] >= score_thresh
-        canvas = draw_instances(img, p["boxes"], p["masks"], p["labels"], classes, scores=p["scores"],
+        canvas = draw_instances(img, p["boxes"], p.get("masks"), p["labels"], classes, scores=p["scores"],
                                 score_threshold=score_thresh, mask_threshold=mask_thresh)
         ax.imshow(canvas.permute(1, 2, 0).numpy()); ax.set_axis_off()
         ax.set_title(f"image {ds.ids[i]}: {int(keep.sum())} instance(s)", fontsize=9)
@@ -364,7 +370,7 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
     return fig
 
 # %% ../nbs/06d_training.ipynb #d2f860dd
-_RESUME_KEYS = ("preset", "model", "batch_size", "optimizer", "seed", "weights", "hflip", "vflip", "color", "scale",
+_RESUME_KEYS = ("preset", "task", "model", "batch_size", "optimizer", "seed", "weights", "hflip", "vflip", "color", "scale",
                 "degrees", "group_aspect_ratio", "ema")
 
 
@@ -452,7 +458,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if workers < 0: workers = min(4, max((os.cpu_count() or 1) // di.world - 1, 0))
 
     # model, optimizer, schedule
-    model = build_model(cfg.preset, len(train_ds.classes) + 1, cfg.weights, **cfg.model)
+    model = build_model(cfg.preset, len(train_ds.classes) + 1, cfg.weights, task=cfg.task, **cfg.model)
     config = run_config(cfg, train_ds, model, di, data_dir)
     if di.main and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
         print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
@@ -638,13 +644,14 @@ def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu
 
 # %% ../nbs/06d_training.ipynb #f30b0feb
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN on a prepared dataset "
+    ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN (or with --task detection a Faster R-CNN) on a prepared dataset "
                                  "(also under torchrun for multi-process / multi-GPU training).")
     ap.add_argument("--data", help="dataset folder with train.json, val.json, images/ (data/processed/<name>). Paths given "
                     "here are relative to the current directory; those in --config files to the project home")
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
+    ap.add_argument("--task", choices=list(DETECTION_TASKS), help="segmentation (Mask R-CNN, default) or detection (Faster R-CNN)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)
@@ -668,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         if "=" not in kv:
             print(f"cvflow train: --set {kv!r}: expected KEY=VALUE", file=sys.stderr); return 2
         k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
-    over = {k: getattr(a, k) for k in ("data", "out", "preset", "weights", "epochs", "max_steps", "batch_size", "lr",
+    over = {k: getattr(a, k) for k in ("data", "out", "preset", "task", "weights", "epochs", "max_steps", "batch_size", "lr",
                                        "eval_every", "device", "tracking", "seed")}
     for k in ("data", "out"):   # relative to the current directory, as every command's paths are
         if over[k]: over[k] = str(Path(over[k]).resolve())

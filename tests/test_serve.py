@@ -132,3 +132,23 @@ def test_deploy_dry_run_and_azure_objects(package, capsys, tmp_path):
     objs = azure_objects(azure_deploy_plan(package, "aci"), tmp_path / "stage")
     assert objs["inference_config"].entry_script == "score.py"
     assert objs["deployment_config"].auth_enabled is True
+
+
+def test_local_detection_service_full_suite(shared_data, home, tmp_path):
+    "A Faster R-CNN package (task detection) behind the real server: the boxes-only schema, parity, load and bad input."
+    from cvflow.package import load_package
+    package = demo_package(tmp_path / "det" / "package", task="detection")
+    images = _images(shared_data)
+    imgs = load_test_images(images, 2)
+    pred = load_package(package, device="cpu", runtime="eager")
+    expected = [len(pred.predict([im.array], score_threshold=THRESHOLD)[0]["instances"]) for im in imgs]
+    assert sum(expected) > 0
+    with LocalService(package) as svc:
+        assert svc.info["model"]["task"] == "detection"
+        rep = run_service_tests(svc.url, images, package=package, concurrency=1, duration=2, max_requests=3,
+                                max_images=2, score_threshold=THRESHOLD, out=home / "rep-det")
+    assert rep["passed"], json.dumps({k: rep[k] for k in ("functional", "parity", "bad_input")}, indent=1)[:4000]
+    assert rep["task"] == "detection" and rep["functional"]["instances"] == sum(expected)
+    assert rep["parity"]["instances_compared"] == sum(expected)
+    statuses = {c["name"]: c["status"] for c in rep["bad_input"]["cases"]}
+    assert statuses["polygons_without_masks"] == 400 and statuses["raw_polygons_without_masks"] == 400

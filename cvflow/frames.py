@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import csv
 import io
 import math
@@ -26,9 +27,11 @@ from .config import atomic_dir, atomic_path, atomic_write_json, frame_filename
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'content',
            'object_change', 'dhash', 'hash_distance', 'Candidate', 'VideoScan', 'VideoError', 'open_video',
-           'display_rotation', 'upright', 'small_gray', 'estimate_frames', 'scan_video', 'choose_frames', 'save_frames',
-           'FramesResult', 'progress_bar', 'progress_note', 'expand_videos', 'reduce_videos', 'write_manifest',
-           'read_manifest', 'select_frames', 'main', 'plot_strip', 'plot_timeline', 'save_figures', 'frame_browser']
+           'display_rotation', 'upright', 'small_gray', 'FrameInfo', 'SegmentRule', 'SceneCut', 'Motion',
+           'ObjectMotion', 'Interval', 'segment_rules', 'low_content', 'blurred', 'estimate_frames', 'scan_video',
+           'choose_frames', 'save_frames', 'FramesResult', 'progress_bar', 'progress_note', 'expand_videos',
+           'reduce_videos', 'write_manifest', 'read_manifest', 'select_frames', 'main', 'plot_strip', 'plot_timeline',
+           'save_figures', 'frame_browser']
 
 # %% ../nbs/01_frame_reduction.ipynb #cbb3649e
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -263,6 +266,99 @@ def small_gray(frame, score_width: int = 320, method: str = "auto") -> np.ndarra
     return frame.reformat(width=max(2, -(-w // k)), height=max(2, -(-h // k)), format="gray",   # the same size
                           interpolation="AREA").to_ndarray()
 
+# %% ../nbs/01_frame_reduction.ipynb #5e9a0c32
+@dataclass(slots=True)
+class FrameInfo:
+    "One decoded frame as the segment rules see it (measured once per frame by the scan)."
+    index: int            # rank among the decoded frames
+    t: float              # presentation time, seconds
+    thumb: np.ndarray     # (h, 64) float32 thumbnail in [0, 1] of the grey frame (`thumb`)
+    change: float         # `change` from the previous decoded frame (1.0 for the first)
+    cut: bool             # a scene cut: the first frame, or change >= cut_threshold
+
+
+class SegmentRule:
+    """One reason to start a segment. For each decoded frame the scan calls `update(f)` on every rule, then asks the
+    rules in order whether `f` `starts` a segment (the first that says yes names it with its `reason`); when a segment
+    starts, whichever rule started it, every rule's `started(f)` is called, so rules measure from a segment's first
+    frame. `earliest(last_pick_t)`: the first time (s) at which a frame of the new segment may be picked."""
+    reason: str = "rule"
+    def update(self, f: FrameInfo) -> None: pass
+    def starts(self, f: FrameInfo) -> bool: return False
+    def started(self, f: FrameInfo) -> None: pass
+    def earliest(self, last_pick_t: float) -> float: return -math.inf
+
+
+class SceneCut(SegmentRule):
+    "A segment at each scene cut (`FrameInfo.cut`)."
+    reason = "scene cut"
+    def starts(self, f): return f.cut
+
+
+class Motion(SegmentRule):
+    "A segment when `threshold` of the thumbnail differs by more than `pixel_change` from the segment's first frame."
+    reason = "motion"
+    def __init__(self, threshold: float, pixel_change: float):
+        self.threshold, self.pixel_change, self.ref = threshold, pixel_change, None
+    def started(self, f): self.ref = f.thumb
+    def starts(self, f): return changed_fraction(f.thumb, self.ref, self.pixel_change) >= self.threshold
+
+
+class ObjectMotion(SegmentRule):
+    """Static shots: a segment when what differs from the scene's background (a running average of the thumbnails,
+    `bg_rate` per frame, restarted at each cut) has moved by `motion` of its own area (`object_change`) since the
+    segment's first frame, and covers at least `min_area` of the picture."""
+    reason = "objects moved"
+    def __init__(self, motion: float, min_area: float, pixel_change: float, bg_rate: float):
+        self.motion, self.min_area, self.pixel_change, self.bg_rate = motion, min_area, pixel_change, bg_rate
+        self.bg = self.fg = self.ref = None
+    def update(self, f):
+        if f.cut:
+            self.bg, self.fg = f.thumb.copy(), np.zeros(f.thumb.shape, np.uint8)
+        else:
+            self.fg = cv2.compare(cv2.absdiff(f.thumb, self.bg), self.pixel_change, cv2.CMP_GT)
+            cv2.accumulateWeighted(f.thumb, self.bg, self.bg_rate)
+    def started(self, f): self.ref = self.fg
+    def starts(self, f):
+        # a cheap first test: what moved must reach motion·min_area before the area is measured
+        if cv2.countNonZero(cv2.bitwise_xor(self.fg, self.ref)) < self.motion * self.min_area * self.fg.size: return False
+        moved, area = object_change(self.fg, self.ref)
+        return area >= self.min_area and moved >= self.motion * area
+
+
+class Interval(SegmentRule):
+    """Fixed windows of `seconds` from the first frame, a segment each; a scene cut inside one adds none. A frame may
+    be picked only `seconds` after the previous pick, so kept frames are at least that far apart."""
+    reason = "interval"
+    def __init__(self, seconds: float): self.seconds, self.t0, self.window = seconds, None, None
+    def _window(self, t): return math.floor((t - self.t0) / self.seconds + 1e-9)
+    def update(self, f):
+        if self.t0 is None: self.t0 = f.t
+    def started(self, f): self.window = self._window(f.t)
+    def starts(self, f): return self._window(f.t) != self.window
+    def earliest(self, last_pick_t): return last_pick_t + self.seconds - 1e-6
+
+
+def segment_rules(o: FrameOptions) -> list[SegmentRule]:
+    "The rules `o` asks for: `Interval` alone with `every_seconds`; else scene cuts, motion and object motion (unless None)."
+    if o.every_seconds is not None: return [Interval(o.every_seconds)]
+    rules = [SceneCut(), Motion(o.motion_threshold, o.pixel_change)]
+    if o.object_motion is not None: rules.append(ObjectMotion(o.object_motion, o.min_object_area, o.pixel_change, o.bg_rate))
+    return rules
+
+
+def low_content(gray: np.ndarray, o: FrameOptions) -> tuple[bool, float]:
+    """`(low, content)` of a grey uint8 frame: low when it is flat (std < `blank_std`), dark or blown out (mean outside
+    10..245) or shows little detail (`content` < `min_content`: e.g. a timestamp on black)."""
+    (mean,), (sd,) = cv2.meanStdDev(gray)
+    info = content(gray)
+    return bool(sd < o.blank_std or info < o.min_content or not 10 <= mean <= 245), info
+
+
+def blurred(c: Candidate, o: FrameOptions) -> bool:
+    "Is candidate `c` blurred relative to its scene (`rel_sharpness` < `blur_ratio`)?"
+    return c.rel_sharpness < o.blur_ratio
+
 # %% ../nbs/01_frame_reduction.ipynb #11c31537
 def _frame_time(frame, stream, index: int) -> float:
     tb = stream.time_base
@@ -289,18 +385,20 @@ def estimate_frames(path: str | Path) -> int | None:
 
 
 def scan_video(path: str | Path, options: FrameOptions | None = None,
-               progress: Callable[[int], None] | None = None) -> VideoScan:
-    "Stream `path` once and return its candidates and timeline (`VideoScan.error` set instead of raising)."
+               progress: Callable[[int], None] | None = None, rules: list[SegmentRule] | None = None) -> VideoScan:
+    """Stream `path` once and return its candidates and timeline (`VideoScan.error` set instead of raising). `rules`:
+    the segment rules (default `segment_rules(options)`); each scan works on its own copies of them."""
     o = options or FrameOptions()
+    rules = segment_rules(o) if rules is None else rules
     path = Path(path)
     res = VideoScan(str(path))
     t0 = time.perf_counter()
     try:
         try:
-            _scan(path, o, res, progress, o.skip_nonref)
+            _scan(path, o, res, progress, o.skip_nonref, copy.deepcopy(rules))
         except _NoPts:      # packets without PTS: frames can only be counted by decoding all of them
             res.__init__(str(path))
-            _scan(path, o, res, progress, False)
+            _scan(path, o, res, progress, False, copy.deepcopy(rules))
     except VideoError as e:
         res.error = str(e)
     except Exception as e:  # a decoder error mid-stream, a codec PyAV cannot open, ...
@@ -332,7 +430,7 @@ def _decoded(container, stream, pts_log: array | None):
         yield from packet.decode()
 
 
-def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bool) -> None:
+def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bool, rules: list[SegmentRule]) -> None:
     container, stream = open_video(path)
     with container:
         cc = stream.codec_context
@@ -347,22 +445,21 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
         key_pts = None   # the last keyframe's PTS: where the saving pass can seek to reach a candidate
         timeline = _Timeline(o.timeline_points)
         scene, scene_level, scene_cands = -1, _Level(), []
-        prev_thumb = seg_thumb = last_cand_thumb = None
-        bg = seg_fg = None  # the scene's background (running average of thumbnails); the foreground mask at the segment start
-        seg = None      # the current segment: {"reason", "window", "min_t", "best": (sharp, index, t, pts, gray, key_pts, thumb)}
+        prev_thumb = last_cand_thumb = None
+        seg = None      # the current segment: {"reason", "min_t", "best": (sharp, index, t, pts, gray, key_pts, thumb)}
         n, done = 0, 0  # frames decoded; frames reported
         pts_log = array("q") if skip_nonref else None   # every packet's PTS: frame index = rank of its PTS
         fallback = [None, -1.0]   # the most contentful of the low-content segment frames, kept if nothing else is
-        every, t_first, last_best_t = o.every_seconds, None, -math.inf
+        last_best_t = -math.inf  # when the previous segment's pick was
+        updaters = [r for r in rules if type(r).update is not SegmentRule.update]   # (rules that measure every frame)
 
         def close_segment():
             nonlocal last_cand_thumb, last_best_t
             if seg is None or seg["best"] is None: return
             s_val, idx, t, pts, gray, kpts, th = seg["best"]
             last_best_t = t
-            (mean,), (sd,) = cv2.meanStdDev(gray)
-            info = content(gray)
-            if sd < o.blank_std or info < o.min_content or not 10 <= mean <= 245:
+            low, info = low_content(gray, o)
+            if low:
                 res.low_content += 1                                      # dark, flat, blown out, an overlay only
                 if info > fallback[1]:
                     fallback[:] = [Candidate(str(path), idx, t, pts, scene, s_val, 1.0, 1.0, 0.0, "low content", dhash(gray), kpts, _u8(th)), info]
@@ -376,7 +473,7 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
             ref = max(scene_level.quantile(0.9), 1e-6)
             for c in scene_cands:
                 c.rel_sharpness = c.sharpness / ref
-                if c.rel_sharpness < o.blur_ratio: continue             # blurred relative to its scene
+                if blurred(c, o): continue
                 c.score = 0.7 * min(1.0, c.novelty / 0.3) + 0.3 * min(1.0, c.rel_sharpness)
                 res.candidates.append(c)
             scene_cands.clear()
@@ -391,34 +488,20 @@ def _scan(path: Path, o: FrameOptions, res: VideoScan, progress, skip_nonref: bo
             th = thumb(gray)
             s_val = sharpness(gray)
             d_prev = 1.0 if prev_thumb is None else change(th, prev_thumb)
-            cut = prev_thumb is None or d_prev >= o.cut_threshold
-            if cut:
-                bg = th.copy(); fg = np.zeros(th.shape, np.uint8)
-            else:                                                          # what differs from the scene's background
-                fg = cv2.compare(cv2.absdiff(th, bg), o.pixel_change, cv2.CMP_GT)
-                cv2.accumulateWeighted(th, bg, o.bg_rate)
-            reason = None
-            if every is not None:          # fixed windows; a scene cut inside one does not add a frame
-                if t_first is None: t_first = t
-                window = math.floor((t - t_first) / every + 1e-9)
-                if seg is None: reason = "start"
-                elif window != seg["window"]: reason = "interval"
-            elif prev_thumb is None: reason = "start"
-            elif cut: reason = "scene cut"
-            elif changed_fraction(th, seg_thumb, o.pixel_change) >= o.motion_threshold: reason = "motion"
-            # (a cheap first test: `moved` alone must reach object_motion·min_object_area before the area is measured)
-            elif o.object_motion is not None and \
-                    cv2.countNonZero(cv2.bitwise_xor(fg, seg_fg)) >= o.object_motion * o.min_object_area * fg.size:
-                moved, area = object_change(fg, seg_fg)
-                if area >= o.min_object_area and moved >= o.object_motion * area: reason = "objects moved"
+            f = FrameInfo(n, t, th, d_prev, prev_thumb is None or d_prev >= o.cut_threshold)
+            for r in updaters: r.update(f)
+            reason = "start" if seg is None else None
+            if reason is None:
+                for r in rules:                      # the first rule that says so starts a segment and names it
+                    if r.starts(f):
+                        reason = r.reason; break
             if reason is not None: close_segment()
-            if cut:
+            if f.cut:
                 close_scene(); scene += 1; scene_level = _Level()
             if reason is not None:
-                # every_seconds: a frame only if it is `every` after the previous segment's pick (at most one per `every`)
-                seg = {"reason": reason, "best": None, "window": window if every is not None else None,
-                       "min_t": last_best_t + every - 1e-6 if every is not None else -math.inf}
-                seg_thumb, seg_fg = th, fg
+                for r in rules: r.started(f)
+                seg = {"reason": reason, "best": None,
+                       "min_t": max((r.earliest(last_best_t) for r in rules), default=-math.inf)}
             scene_level.add(s_val)
             if t >= seg["min_t"] and (seg["best"] is None or s_val > seg["best"][0]):
                 seg["best"] = (s_val, n, t, frame.pts, gray, key_pts, th)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from cvflow.config import frame_filename
-from cvflow.frames import FrameOptions, main, read_manifest, reduce_videos, scan_video, select_frames
+from cvflow.frames import (FrameOptions, SceneCut, SegmentRule, main, read_manifest, reduce_videos, scan_video,
+                           segment_rules, select_frames)
 from cvflow.sample import load_ground_truth, make_sample
 
 REAL = ["intel_sample_videos/car-detection.mp4", "intel_sample_videos/one-by-one-person-detection.mp4",
@@ -305,6 +306,25 @@ def test_static_camera_small_movement_makes_candidates(tmp_path):
     res = select_frames(video, tmp_path / "out", progress=False, budget=10)
     kept = [r["timestamp"] for r in read_manifest(res.manifest)]
     assert any(k < 20 for k in kept) and any(k >= 60 for k in kept)
+
+
+def test_a_new_segment_rule_plugs_in_without_touching_the_scan(tmp_path):
+    "A rule written by a user (a segment every 4 s of a static shot) is asked alongside the default ones, and scans"
+    "are independent: the rule's state is copied for each scan."
+    class Every4s(SegmentRule):
+        reason = "every 4 s"
+        def __init__(self): self.start = None
+        def started(self, f): self.start = f.t
+        def starts(self, f): return f.t - self.start >= 4 - 1e-9
+    video = write_video(tmp_path / "parking.mp4", _static_shot(20, 5, lambda t: None), fps=5)
+    assert len(scan_video(video).candidates) == 1                     # nothing moves: the default rules find one
+    rules = [SceneCut(), Every4s()]
+    for _ in range(2):                                                # the same rules object twice: same answer
+        scan = scan_video(video, rules=rules)
+        assert [c.reason for c in scan.candidates] == ["start"] + ["every 4 s"] * 4
+        assert [round(c.timestamp) for c in scan.candidates] == [0, 4, 8, 12, 16]
+    assert rules[1].start is None                                     # the caller's rule objects are left as they were
+    assert [type(r).__name__ for r in segment_rules(FrameOptions())] == ["SceneCut", "Motion", "ObjectMotion"]
 
 
 def test_static_camera_nothing_moving_warns(tmp_path, capsys):

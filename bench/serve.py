@@ -11,9 +11,9 @@ each service over its own in-process p50 (the serving overhead). Threads: both r
 cores per worker (1 worker here: every core), in-process too. The four are measured interleaved, image by image,
 so a shared, busy machine slows them alike; warm-up calls are not counted.
 
-Usage: .venv/bin/python bench/serve.py [--package DIR] [--images DIR] [--n-images 8] [--repeat 3]
-       (default package: an untrained cpu-small demo package (min_size 192, max_size 320, the preset's) exported
-       with model.onnx; a --package must have model.onnx (`cvflow export --onnx`); default images:
+Usage: .venv/bin/python bench/serve.py [--task segmentation|detection] [--package DIR] [--images DIR] [--n-images 8] [--repeat 3]
+       (default package: an untrained cpu-small demo package of --task (Mask R-CNN, or Faster R-CNN for detection;
+       min_size 192, max_size 320, the preset's) exported with model.onnx; a --package must have model.onnx (`cvflow export --onnx`); default images:
        ../shared/data/coco_rle_labelbox/images)
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["segmentation", "detection"], default="segmentation",
+                    help="the demo package's task (ignored with --package: its model.json says)")
     ap.add_argument("--package")
     ap.add_argument("--images")
     ap.add_argument("--n-images", type=int, default=8)
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
             print(f"{pkg} has no model.onnx: export it with `cvflow export --onnx`", file=sys.stderr)
             return 2
     else:
-        pkg = demo_package(Path(tmp.name) / "package", min_size=192, max_size=320, onnx=True)
+        pkg = demo_package(Path(tmp.name) / "package", min_size=192, max_size=320, onnx=True, task=a.task)
     if a.images:
         img_dir = paths.resolve(a.images)
     elif shared_data_dir() is not None:
@@ -63,10 +65,12 @@ def main(argv=None) -> int:
     eager = load_package(pkg, device="cpu", runtime="eager")
     fast = load_package(pkg, device="cpu", runtime="onnx", threads=threads)
     par = read_package_meta(pkg)["onnx"]["parity"]
-    print(f"package {pkg} ({eager.meta['preset']}, input {eager.meta['input_size']}), {len(imgs)} images from {img_dir}, "
+    print(f"package {pkg} (task {eager.meta.get('task', 'segmentation')}, {eager.meta['preset']}, input {eager.meta['input_size']}), "
+          f"{len(imgs)} images from {img_dir}, "
           f"repeat {a.repeat}; threads: torch {torch.get_num_threads()}, onnxruntime {fast.threads}; "
           f"export parity: {par['pairs']} instances, max box diff {par['max_box_px']:.2g} px, "
-          f"max score diff {par['max_score_diff']:.2g}, min mask IoU {par['min_mask_iou']:.4f}")
+          f"max score diff {par['max_score_diff']:.2g}"
+          + (f", min mask IoU {par['min_mask_iou']:.4f}" if eager.meta.get("task", "segmentation") == "segmentation" else ""))
 
     ms = {k: [] for k in ("eager", "onnx", "eager_service", "onnx_service")}
     inner = {k: [] for k in ("eager_service", "onnx_service")}

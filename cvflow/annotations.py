@@ -1684,9 +1684,10 @@ class AnnotationNeeded(RuntimeError):
     "The frames are chosen and the VIA project is written, but no annotated project exists yet."
 
 
-def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int) -> str:
-    "What a person must do to continue the pipeline."
+def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int, task: str = "segmentation") -> str:
+    "What a person must do to continue the pipeline: polygons for segmentation, rectangles (VIA's rectangle tool) for detection."
+    shape = ("select the rectangle shape and draw a box" if task == "detection" else "draw a polygon")
     return (f"{n_frames} frames are ready to annotate. Open VGG Image Annotator 2 "
             f"(https://www.robots.ox.ac.uk/~vgg/software/via/via.html), Project → Open project → {via_project}; "
-            f"draw a polygon around every object and pick its class in the `class` dropdown; then Project → Save "
+            f"{shape} around every object and pick its class in the `class` dropdown; then Project → Save "
             f"project and save the file as {annotated}. Then run the pipeline again: it continues from here.")

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['STAT_NAMES', 'prediction_to_coco', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict', 'iou_types_of',
-           'evaluate', 'match_categories', 'evaluate_file']
+           'evaluate', 'classification_metrics', 'confusion_figure', 'evaluate_classifier', 'match_categories',
+           'evaluate_file']
 
 # %% ../nbs/06b_evaluate.ipynb #686f3eb5
 def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh: float = 0.5) -> list[dict]:
@@ -91,7 +92,9 @@ def flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
     for t, d in metrics.items():
         for k, v in d.items():
-            if k == "per_class":
+            if k == "per_class" and all(isinstance(x, dict) for x in v.values()):   # classification: cls/f1/<class>, ...
+                out.update({f"{t}/{m}/{n}": float(x) for n, ms in v.items() for m, x in ms.items() if not math.isnan(x)})
+            elif k == "per_class":
                 out.update({f"{t}/AP/{n}": float(x) for n, x in v.items() if not math.isnan(x)})
             elif isinstance(v, (int, float)) and not math.isnan(v):
                 out[f"{t}/{k}"] = float(v)
@@ -144,6 +147,48 @@ def evaluate(model: torch.nn.Module, loader: Iterable, coco_gt: COCO, device: st
     if not seen:
         raise ValueError("evaluate: the data loader yielded no images")
     return coco_metrics(coco_gt, results, tuple(iou_types or iou_types_of(model)), image_ids=seen)
+
+# %% ../nbs/06b_evaluate.ipynb #f80a4383
+def classification_metrics(y_true: Iterable[int], y_pred: Iterable[int], classes: list[str]) -> dict[str, dict[str, Any]]:
+    """`{'cls': {'accuracy', 'macro_f1', 'n', 'per_class': {name: {'precision', 'recall', 'f1', 'support'}}, 'confusion'}}` of
+    1-based class ids (`classes[k - 1]` is id k), by scikit-learn; `confusion[i][j]`: images of class i+1 predicted j+1.
+    ValueError when there is nothing to score or the two lists differ in length."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    y_true, y_pred = [int(v) for v in y_true], [int(v) for v in y_pred]
+    if not y_true or len(y_true) != len(y_pred):
+        raise ValueError(f"classification_metrics: {len(y_true)} true and {len(y_pred)} predicted labels (need as many, >= 1)")
+    ids = list(range(1, len(classes) + 1))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    per = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(classes)}
+    present = [i for i in range(len(classes)) if s[i] > 0]
+    return {"cls": {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(np.mean(f[present])) if present else float("nan"),
+                    "n": len(y_true), "per_class": per, "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist()}}
+
+
+def confusion_figure(metrics: dict, classes: list[str], title: str = "confusion matrix"):
+    "A matplotlib figure of `classification_metrics(...)['cls']['confusion']` (scikit-learn's `ConfusionMatrixDisplay`)."
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.1 * len(classes) + 2))
+    ConfusionMatrixDisplay(np.asarray(metrics["cls"]["confusion"]), display_labels=classes).plot(ax=ax, colorbar=False)
+    ax.set_title(f"{title} (accuracy {metrics['cls']['accuracy']:.3f}, n={metrics['cls']['n']})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def evaluate_classifier(model: torch.nn.Module, loader: Iterable, classes: list[str], device: str | torch.device = "cpu",
+                        max_images: int | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
+    "`classification_metrics` of `model` on a loader of `(images, targets)` batches (`targets[i]['labels']`: the 1-based class)."
+    y_true, y_pred = [], []
+    for images, targets in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        if max_images and len(y_true) >= max_images: break
+        n = len(images) if not max_images else min(len(images), max_images - len(y_true))
+        for out, t in zip(predict(model, list(images)[:n], device), list(targets)[:n]):
+            y_true.append(int(t["labels"].reshape(-1)[0])); y_pred.append(int(out["labels"]))
+    if not y_true:
+        raise ValueError("evaluate_classifier: the data loader yielded no images")
+    return classification_metrics(y_true, y_pred, classes)
 
 # %% ../nbs/06b_evaluate.ipynb #77a04d37
 def match_categories(coco_dict: dict, classes: list[str], source: str = "annotations") -> dict:

@@ -26,9 +26,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'preset_config', 'weights_url',
-           'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
-           'load_checkpoint', 'model_from_checkpoint']
+__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'preset_config',
+           'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
+           'ImageClassifier', 'build_classifier', 'load_checkpoint', 'model_from_checkpoint']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -254,7 +254,10 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
 # %% ../nbs/06a_model.ipynb #6dadf73c
 def build_model(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> FasterRCNN:
     """A torchvision Mask R-CNN (`task='segmentation'`, the default) or Faster R-CNN (`task='detection'`) for `preset`
-    with `num_classes` (background included); `weights`: None, 'DEFAULT' or a file. `ConfigError` for a bad setting."""
+    with `num_classes` (background included); `weights`: None, 'DEFAULT' or a file. `ConfigError` for a bad setting.
+    `task='classification'`: `build_classifier(preset, num_classes, weights)` (`num_classes` without background)."""
+    if overrides.get("task") == "classification":
+        return build_classifier(preset, num_classes, weights, **{k: v for k, v in overrides.items() if k != "task"})
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes={num_classes}: Mask R-CNN needs background + at least one class (>= 2)")
     cfg = _resolve(preset_config(preset, **overrides), pretrained=weights is not None)
@@ -278,6 +281,80 @@ def rebuild_model(model_cfg: dict[str, Any]) -> FasterRCNN:
     "The architecture described by a stored `model_config` (random weights; load the checkpoint's `model` into it)."
     cfg = {k: v for k, v in model_cfg.items() if k not in ("preset", "num_classes")}
     return build_model(model_cfg["preset"], model_cfg["num_classes"], None, **cfg)
+
+# %% ../nbs/06a_model.ipynb #9a2c0874
+CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-small": dict(arch="resnet18", image_size=160, description="ResNet-18 at 160 px: trains from scratch on a CPU"),
+    "cpu-mobile": dict(arch="mobilenet_v3_small", image_size=160, description="MobileNetV3-Small at 160 px: the fast CPU model"),
+    "r50": dict(arch="resnet50", image_size=224, description="ResNet-50 at 224 px (torchvision's ImageNet recipe): the reference"),
+}
+_CLS_COMMON = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], score_thresh=0.0, top_k=3,
+                   task="classification")
+
+
+class ImageClassifier(nn.Module):
+    "A torchvision classification network behind the detection models' interface (see above)."
+    def __init__(self, net: nn.Module, image_size: int, image_mean: list[float], image_std: list[float]):
+        super().__init__()
+        self.net, self.image_size = net, int(image_size)
+        self.register_buffer("mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
+        s = self.image_size
+        x = torch.cat([nn.functional.interpolate(im[None].float(), size=(s, s), mode="bilinear", align_corners=False)
+                       for im in images])
+        logits = self.net((x - self.mean) / self.std)
+        if self.training:
+            if targets is None: raise ValueError("in training mode the classifier needs targets ({'labels': tensor([k])})")
+            y = torch.cat([t["labels"].reshape(-1)[:1] for t in targets]).to(logits.device) - 1
+            return {"loss_classifier": nn.functional.cross_entropy(logits, y)}
+        p = logits.float().softmax(1)
+        return [{"scores": pi, "labels": pi.argmax() + 1} for pi in p]
+
+
+def _classifier_head(net: nn.Module) -> str:
+    return "fc." if hasattr(net, "fc") else "classifier.3."
+
+
+def build_classifier(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> ImageClassifier:
+    """An `ImageClassifier` for `preset` (of `CLASSIFIER_PRESETS`) with `num_classes` classes (no background; >= 2);
+    `weights`: None, 'DEFAULT' (torchvision's ImageNet file, head re-initialised) or a file (a state_dict of the network or
+    of this classifier, e.g. a cvflow checkpoint). `ConfigError` for a bad preset, setting or file."""
+    if preset not in CLASSIFIER_PRESETS:
+        raise ConfigError(f"classification preset {preset!r} is not one of {', '.join(CLASSIFIER_PRESETS)}")
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes={num_classes}: a classifier needs at least two classes")
+    cfg = {**copy.deepcopy(_CLS_COMMON), **copy.deepcopy(CLASSIFIER_PRESETS[preset])}
+    unknown = sorted(set(overrides) - set(cfg) - {"preset", "num_classes"})
+    if unknown:
+        raise ConfigError(f"classification preset {preset!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(cfg))}")
+    cfg.update({k: v for k, v in overrides.items() if k not in ("preset", "num_classes")})
+    net = getattr(torchvision.models, cfg["arch"])(weights=None, num_classes=int(num_classes))
+    model = ImageClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"])
+    if weights is not None:
+        if str(weights) == "DEFAULT":
+            url = torchvision.models.get_model_weights(cfg["arch"]).DEFAULT.url
+            path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+            if not path.is_file():
+                raise FileNotFoundError(f"weights='DEFAULT' for classification preset {preset!r}: {path} is missing; on a machine "
+                                        f"with internet access download {url} and place it there, or pass weights=<file>")
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file {path} does not exist (pass weights=None to start from random weights)")
+        sd = _read_state_dict(path)
+        sd = {k[4:] if k.startswith("net.") else k: v for k, v in sd.items()}
+        own, head = net.state_dict(), _classifier_head(net)
+        sd = {k: v for k, v in sd.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)}
+        res = net.load_state_dict(sd, strict=False)
+        missing = [k for k in res.missing_keys if not k.startswith(head)]
+        if missing or res.unexpected_keys:
+            raise ConfigError(f"weights {weights}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]} "
+                              f"(not a {cfg['arch']} state_dict?)")
+    cfg.update(preset=preset, num_classes=int(num_classes))
+    model.cvflow_config = cfg
+    return model
 
 # %% ../nbs/06a_model.ipynb #6350bffe
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

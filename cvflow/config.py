@@ -14,9 +14,10 @@ import os
 import re
 import shutil
 import tempfile
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -25,7 +26,8 @@ __all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MIS
            'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
            'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
            'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename', 'find_repo',
-           'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'describe', 'main']
+           'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'option', 'add_option_arguments',
+           'options_from_arguments', 'describe', 'main']
 
 # %% ../nbs/00_config.ipynb #830162a0
 def _is_cvflow_repo(d: Path) -> bool:
@@ -88,7 +90,7 @@ class ConfigError(ValueError):
     "A configuration value is wrong; the message names the key, the value and what is allowed."
 
 
-TASKS = ("segmentation", "detection")   # the vision tasks the series serves (`task` setting, `cvflow run --task`)
+TASKS = ("segmentation", "detection", "classification")   # the vision tasks the series serves (`task` setting, `cvflow run --task`)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Settings:
     seed: int = 0
     experiment: str = "cvflow"       # MLflow / Azure ML experiment name
     model_name: str = "cvflow-maskrcnn"
-    task: str = "segmentation"     # segmentation (Mask R-CNN: instance masks) | detection (Faster R-CNN: boxes)
+    task: str = "segmentation"     # segmentation (Mask R-CNN: instance masks) | detection (Faster R-CNN: boxes) | classification (a label per image)
     tracking_uri: str = ""           # default: sqlite:///<home>/mlruns/mlflow.db
     azure_config: str = ""           # default: search config.json / .azureml/config.json upwards and in ~
     num_workers: int = -1            # DataLoader workers; -1: min(4, cpu count - 1)
@@ -384,6 +386,47 @@ def resolve_device(device: str | None = None, settings: Settings | None = None) 
     if device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
     return device
+
+# %% ../nbs/00_config.ipynb #a1c0f002
+def option(default: Any, help: str, **kw) -> Any:
+    "A dataclass field with its help text: `x: float = option(0.5, 'what x is')`."
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def _none_or(conv):
+    def parse(s: str):
+        return None if s.strip().lower() in ("none", "off") else conv(s)
+    parse.__name__ = f"{conv.__name__} or none"
+    return parse
+
+
+def add_option_arguments(parser, cls: type, only: Iterable[str] | None = None, flags: dict[str, str] | None = None,
+                         defaults: dict[str, Any] | None = None) -> None:
+    """Add one `--field-name` option per field of dataclass `cls` (those in `only`, in field order) to an argparse
+    `parser`: default, type and help come from the field. `bool` fields become switches (`--x`, or `--no-x` when the
+    default is True); `T | None` fields also take `none`/`off`. `flags` renames an option (`{"jpeg_quality":
+    "--quality"}`); `defaults` overrides a default for this command only (say why where you use it)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only: continue
+        default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        flag = (flags or {}).get(f.name, "--" + f.name.replace("_", "-"))
+        text = f.metadata.get("help", "")
+        args = typing.get_args(hints[f.name])
+        optional = type(None) in args
+        base = next(a for a in args if a is not type(None)) if optional else hints[f.name]
+        if base is bool:
+            if default: parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_false",
+                                            help=f"turn off (on by default): {text}")
+            else: parser.add_argument(flag, dest=f.name, action="store_true", help=text)
+            continue
+        parser.add_argument(flag, dest=f.name, type=_none_or(base) if optional else base, default=default,
+                            metavar={int: "N", float: "X"}.get(base, "VALUE"), help=f"{text} (default: {default})")
+
+
+def options_from_arguments(cls: type, namespace) -> Any:
+    "The `cls` dataclass from parsed arguments (the fields `add_option_arguments` added); its checks run as usual."
+    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)})
 
 # %% ../nbs/00_config.ipynb #38e8922d
 def describe(settings: Settings | None = None, paths: Paths | None = None) -> dict:

@@ -22,7 +22,8 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .config import atomic_dir, atomic_path, atomic_write_json, frame_filename
+from .config import (add_option_arguments, atomic_dir, atomic_path, atomic_write_json, frame_filename, option,
+                           options_from_arguments)
 
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'content',
@@ -39,25 +40,26 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".m
 
 @dataclass
 class FrameOptions:
-    "How frames are scored, grouped and chosen (see the notebook for the meaning of each)."
-    budget: int | None = None          # frames to keep over all videos; None: every candidate
-    every_seconds: float | None = None # one candidate per this many seconds instead of motion segments
-    min_gap: float = 0.0               # seconds between two kept frames of one video
-    score_width: int = 320             # width of the grey frame every score is computed on
-    cut_threshold: float = 0.07        # frame-to-frame mean thumbnail change that starts a new scene
-    motion_threshold: float = 0.08     # fraction of the picture changed since the segment began that starts a new one
-    pixel_change: float = 0.08         # a thumbnail pixel counts as changed above this difference (0-1)
-    blur_ratio: float = 0.5            # sharpness below this fraction of the scene's p90 = blurred
-    blank_std: float = 4.0             # grey std below this = a blank (black/flat) frame, never kept
-    min_content: float = 0.15          # share of the picture with detail below which a frame is "low content" (see `content`)
-    object_motion: float | None = 0.5  # static shots: objects moved by this share of their area starts a segment (None: off)
-    min_object_area: float = 0.003     # ...when the moving things cover at least this share of the picture
-    bg_rate: float = 0.03              # how fast the scene's background model follows the picture, per decoded frame
-    dup_distance: float = 0.05         # hash distance (fraction of bits) at or below which frames are duplicates
-    jpeg_quality: int = 95
-    skip_nonref: bool = True          # decode only reference frames (I/P) when scanning: B-frames are never candidates
-    allow_partial: bool = False        # a truncated file (stops well before its declared duration): warn instead of fail
-    timeline_points: int = 4000        # per-frame scores kept for plotting (decimated beyond this)
+    """How frames are scored, grouped and chosen (see the notebook for the meaning of each). The one declaration of
+    each option: `cvflow frames` makes its command-line options from these fields (`add_option_arguments`)."""
+    budget: int | None = option(300, "frames to keep over all videos (none: every candidate)")
+    every_seconds: float | None = option(None, "at most one frame in any S seconds (kept frames at least S apart), instead of by content")
+    min_gap: float = option(0.0, "minimum seconds between two kept frames of one video")
+    score_width: int = option(320, "width (px) of the grey frame every score is computed on")
+    cut_threshold: float = option(0.07, "frame-to-frame mean thumbnail change (0-1) that starts a new scene")
+    motion_threshold: float = option(0.08, "fraction of the picture changed since a segment began (0-1) that starts a new one")
+    pixel_change: float = option(0.08, "a thumbnail pixel counts as changed above this difference (0-1)")
+    blur_ratio: float = option(0.5, "blurred: sharpness below this fraction of the scene's 90th percentile")
+    blank_std: float = option(4.0, "grey standard deviation (0-255) below which a frame is blank (black, flat)")
+    min_content: float = option(0.15, "share of the picture with detail below which a frame is 'low content' (see `content`)")
+    object_motion: float | None = option(0.5, "static shots: things that moved by this share of their area start a segment (none: off)")
+    min_object_area: float = option(0.003, "...when the moving things cover at least this share of the picture")
+    bg_rate: float = option(0.03, "how fast the scene's background model follows the picture, per decoded frame")
+    dup_distance: float = option(0.05, "hash distance (fraction of bits) at or below which frames are duplicates")
+    jpeg_quality: int = option(95, "JPEG quality of the saved frames (1-100)")
+    skip_nonref: bool = option(True, "decode only reference frames when scanning (B-frames nothing refers to are never candidates)")
+    allow_partial: bool = option(False, "keep the frames of truncated files (warn) instead of failing them")
+    timeline_points: int = option(4000, "per-frame scores kept for plotting (decimated beyond this)")
 
     def __post_init__(self):
         if self.budget is not None and int(self.budget) < 1:
@@ -880,30 +882,18 @@ def select_frames(video: str | Path, out_dir: str | Path, progress: bool = True,
 def main(argv: list[str] | None = None) -> int:
     "`cvflow frames VIDEO... --out DIR [--budget N] [--every-seconds S] [--min-gap S] [--workers N]`; 0 ok, 1 a video failed, 2 bad arguments."
     import argparse
-    d = FrameOptions()
     ap = argparse.ArgumentParser(prog="cvflow frames", description="Pick the frames worth annotating from videos "
                                  "(by scene, motion, sharpness and duplicates) and save them as JPEGs with a manifest.")
     ap.add_argument("videos", nargs="+", help="video files, or folders searched recursively for videos")
     ap.add_argument("--out", required=True, help="output folder: frames/, frames.csv, frames.txt, frames_report.json")
-    ap.add_argument("--budget", type=int, default=300, help="frames to keep over all videos (default 300; 0 = every candidate)")
-    ap.add_argument("--every-seconds", type=float, default=None, help="at most one frame in any S seconds (kept frames are at least S apart), instead of by content")
-    ap.add_argument("--min-gap", type=float, default=d.min_gap, help="minimum seconds between kept frames of one video")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
-    ap.add_argument("--score-width", type=int, default=d.score_width, help="width of the grey frame scores use")
-    ap.add_argument("--cut-threshold", type=float, default=d.cut_threshold, help="frame change that starts a scene (0-1)")
-    ap.add_argument("--motion-threshold", type=float, default=d.motion_threshold, help="change that starts a new segment (0-1)")
-    ap.add_argument("--blur-ratio", type=float, default=d.blur_ratio, help="blurred below this fraction of the scene's sharpness")
-    ap.add_argument("--dup-distance", type=float, default=d.dup_distance, help="hash distance (0-1) counted as duplicate")
-    ap.add_argument("--quality", type=int, default=d.jpeg_quality, help="JPEG quality")
-    ap.add_argument("--allow-partial", action="store_true", help="keep the frames of truncated files instead of failing them")
+    add_option_arguments(ap, FrameOptions, flags={"jpeg_quality": "--quality"})   # the options: FrameOptions' fields
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--no-figures", action="store_true", help="do not draw strip.png and timelines/*.png")
     a = ap.parse_args(argv)
     try:
-        opts = FrameOptions(budget=a.budget or None, every_seconds=a.every_seconds, min_gap=a.min_gap,
-                            score_width=a.score_width, cut_threshold=a.cut_threshold, motion_threshold=a.motion_threshold,
-                            blur_ratio=a.blur_ratio, dup_distance=a.dup_distance, jpeg_quality=a.quality,
-                            allow_partial=a.allow_partial)
+        if a.budget == 0: a.budget = None             # 0: every candidate, as before
+        opts = options_from_arguments(FrameOptions, a)
         res = reduce_videos(a.videos, a.out, opts, workers=a.workers, progress=not a.no_progress)
     except ValueError as e:
         print(f"cvflow frames: {e}", file=sys.stderr)

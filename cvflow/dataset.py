@@ -33,7 +33,7 @@ __all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'MIN_OBJECT_PX', 'load_coco',
            'read_manifest', 'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups',
            'coco_group_stats', 'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder',
            'write_dataset', 'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn',
-           'train_transforms', 'model_scale', 'small_objects', 'main']
+           'train_transforms', 'model_scale', 'small_objects', 'write_label_dataset', 'ImageLabelDataset', 'main']
 
 # %% ../nbs/04_dataset_prep.ipynb #353ab0ad
 def load_coco(path: str | Path) -> dict:
@@ -558,6 +558,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int: return len(self.ids)
 
+    @property
+    def categories(self) -> list[dict]:
+        "The COCO categories (`id`, `name`) in id order."
+        return sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+
     def get_height_and_width(self, i: int) -> tuple[int, int]:
         "`(height, width)` of item `i` from the JSON, without reading the image."
         im = self.coco.imgs[self.ids[i]]
@@ -657,6 +662,91 @@ def small_objects(coco: dict, min_size: int, max_size: int, min_px: float = MIN_
            f"--set model={{min_size: {ms}, max_size: {mx}}} keeps them all at {min_px:g} px or more (slower), or drop them")
     return {"count": len(small), "of": len(coco["annotations"]), "smallest": round(min(small), 2), "min_size": ms,
             "max_size": mx, "message": msg}
+
+# %% ../nbs/04_dataset_prep.ipynb #b948253d
+def _label_counts(d: dict) -> dict:
+    names = {c["id"]: c["name"] for c in d["categories"]}
+    c = Counter(names[im["category_id"]] for im in d["images"])
+    return {"images": len(d["images"]), "per_class": {n: c.get(n, 0) for n in names.values()}}
+
+
+def write_label_dataset(labels: str | Path, images: str | Path | None = None, out: str | Path | None = None, val: float = 0.2,
+                        group_by: str = "video", seed: int = 0, name: str | None = None, manifest: str | Path | None = None,
+                        tol: float = 0.05, progress: bool = True) -> Path:
+    """Split a `labels.json` (images: `images`, default the file's folder) leak-free by `group_by` and stratified by class;
+    write `out/{train,val}.json`, `images/`, `dataset_card.json` all at once. `ValueError` (naming what would work) when a
+    side would be empty or nearly empty."""
+    from cvflow.labels import load_labels
+    labels = Path(labels)
+    d = load_labels(labels).to_dict()   # checked; ids renumbered 1..n
+    images_dir = Path(images) if images else labels.parent
+    missing = [im["file_name"] for im in d["images"] if not images_dir.joinpath(*im["file_name"].split("/")).is_file()]
+    if missing: raise ValueError(f"{labels}: {len(missing)} labelled image(s) not in {images_dir}, e.g. {missing[:3]}")
+    out = Path(out) if out is not None else get_paths().processed / (name or labels.stem)
+    if manifest is None and group_by in ("video", "scene"):
+        found = [p / "frames.csv" for p in (images_dir, images_dir.parent) if (p / "frames.csv").is_file()]
+        manifest = found[0] if found else None
+    if group_by == "scene" and manifest is None:
+        raise ValueError("group_by 'scene' needs the frame manifest (frames.csv beside the images, or manifest=)")
+    man = read_manifest(manifest, "scene" if group_by == "scene" else "video") if manifest is not None else None
+    as_coco = {"images": d["images"], "categories": d["categories"],   # one image-level "instance" each: its class
+               "annotations": [{"id": im["id"], "image_id": im["id"], "category_id": im["category_id"]} for im in d["images"]]}
+    groups = image_groups(d["images"], group_by, man)
+    found_groups = describe_groups(groups, group_by)
+    train, valc, split = split_coco(as_coco, val, seed, group_by, man, tol=tol)
+    why = side_too_small(len(train["images"]), len(valc["images"]), val)
+    if why: raise ValueError(f"{why}: {found_groups}, and a group is never split; try another group_by (scene, image) or val=0")
+    if progress: print(f"groups: {found_groups}")
+    sides = {s: {k: v for k, v in d.items() if k != "images"} | {"images": part["images"]} for s, part in (("train", train), ("val", valc))}
+    modes = Counter()
+    with atomic_dir(out) as tmp:
+        for im in d["images"]:
+            modes[_link_or_copy(images_dir.joinpath(*im["file_name"].split("/")), tmp.joinpath("images", *im["file_name"].split("/")))] += 1
+        for s, part in sides.items(): (tmp / f"{s}.json").write_text(json.dumps(part), encoding="utf-8")
+        card = {"name": out.name, "task": "classification", "classes": [c["name"] for c in d["categories"]],
+                "categories": d["categories"], "seed": seed, "group_by": group_by,
+                "manifest": str(Path(manifest).resolve()) if manifest is not None else None, "groups_found": found_groups,
+                "val_asked": val, "val_achieved": split.achieved, "counts": {s: _label_counts(p) for s, p in sides.items()},
+                "groups": {"train": split.groups("train"), "val": split.groups("val")}, "moved_to_balance": split.moved,
+                "sources": [{"labels": str(labels.resolve()), "sha256": path_hash(labels), "images_dir": str(images_dir.resolve())}],
+                "images": {"linked": modes.get("hardlink", 0), "copied": modes.get("copy", 0)}, "warnings": split.warnings}
+        (tmp / "dataset_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+class ImageLabelDataset(torch.utils.data.Dataset):
+    "Images and their class from a labels file (`write_label_dataset`'s train/val.json), with joint `transforms.v2` augmentation."
+
+    def __init__(self, labels_json: str | Path, images_dir: str | Path | None = None, transforms: Callable | None = None):
+        self.labels_json = Path(labels_json)
+        self.images_dir = Path(images_dir) if images_dir is not None else self.labels_json.parent / "images"
+        self.transforms = transforms
+        d = json.loads(self.labels_json.read_text(encoding="utf-8"))
+        self.categories = sorted(d["categories"], key=lambda c: c["id"])
+        self.classes = [c["name"] for c in self.categories]
+        self.images = d["images"]
+        self.ids = [int(im["id"]) for im in self.images]
+
+    def __len__(self) -> int: return len(self.images)
+
+    def get_height_and_width(self, i: int) -> tuple[int, int]:
+        return int(self.images[i]["height"]), int(self.images[i]["width"])
+
+    def image_path(self, i: int) -> Path:
+        return self.images_dir.joinpath(*self.images[i]["file_name"].split("/"))
+
+    def read_image(self, i: int) -> tv_tensors.Image:
+        "Item `i`'s image, decoded by `cvflow.images.read_image`, uint8 [3, H, W]."
+        try: return tv_tensors.Image(torch.from_numpy(read_image(self.image_path(i))).permute(2, 0, 1).contiguous())
+        except ImageReadError as e: raise RuntimeError(f"cannot read image {e}") from None
+
+    def target(self, i: int) -> dict:
+        return {"labels": torch.tensor([int(self.images[i]["category_id"])], dtype=torch.int64), "image_id": self.ids[i]}
+
+    def __getitem__(self, i: int):
+        image, target = self.read_image(i), self.target(i)
+        if self.transforms is not None: image, target = self.transforms(image, target)
+        return image, target
 
 # %% ../nbs/04_dataset_prep.ipynb #52986f39
 def main(argv: list[str] | None = None) -> int:

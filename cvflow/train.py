@@ -9,6 +9,7 @@ import argparse
 import copy
 import dataclasses
 import datetime
+import json
 import math
 import os
 import random
@@ -27,11 +28,11 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import cvflow
-from .config import ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
-from .dataset import CocoInstanceDataset, collate_fn, small_objects, train_transforms
-from .evaluate import evaluate, evaluate_file, flat_metrics, predict, to_float_image
+from .config import TASKS, ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
+from .dataset import CocoInstanceDataset, ImageLabelDataset, collate_fn, small_objects, train_transforms
+from .evaluate import evaluate, evaluate_classifier, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
-from .model import DETECTION_TASKS, build_model, load_checkpoint, model_config, model_from_checkpoint
+from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
 from .tracking import start_run
 from .viz import draw_instances
 
@@ -49,7 +50,7 @@ class TrainConfig:
     data: str = ""                 # dataset folder: train.json, val.json, images/
     out: str = "models/run"        # run folder (relative paths: to the project home)
     preset: str = "cpu-small"
-    task: str = "segmentation"    # segmentation (Mask R-CNN) | detection (Faster R-CNN: boxes only)
+    task: str = "segmentation"    # segmentation (Mask R-CNN) | detection (Faster R-CNN: boxes only) | classification
     weights: str | None = None     # None | "DEFAULT" | path of a state_dict / checkpoint
     model: dict = field(default_factory=dict)  # overrides of the preset's settings (min_size, ...)
     epochs: int = 10
@@ -77,7 +78,7 @@ class TrainConfig:
     eval_every: int = 0            # steps between evaluations; 0: at each epoch end
     eval_max_images: int = 0       # 0: the whole val set
     checkpoint_every: int = 0      # steps between last.pt saves besides evaluations; 0: only at evaluations
-    best_metric: str = ""         # the tracked metric that picks best.pt; "": segm/AP (segmentation) or bbox/AP (detection)
+    best_metric: str = ""         # the tracked metric that picks best.pt; "": segm/AP, bbox/AP or cls/accuracy by task
     patience: int = 0              # early stop after this many evaluations without improvement; 0: off
     seed: int = 0
     device: str = "auto"           # auto | cpu | cuda
@@ -109,11 +110,11 @@ class TrainConfig:
         if len(sc) != 2 or not 0 < float(sc[0]) <= float(sc[1]):
             raise ConfigError(f"train setting `scale`: {self.scale!r} is not a zoom range [low, high] with 0 < low <= high")
         self.scale = [float(v) for v in sc]
-        if self.task not in DETECTION_TASKS:
-            raise ConfigError(f"train setting `task`: {self.task!r} is not one of {', '.join(DETECTION_TASKS)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"train setting `task`: {self.task!r} is not one of {', '.join(TASKS)}")
         if "task" in self.model:
             raise ConfigError("train setting `model`: give the task as the `task` setting, not as a model override")
-        self.best_metric = self.best_metric or ("bbox/AP" if self.task == "detection" else "segm/AP")
+        self.best_metric = self.best_metric or {"detection": "bbox/AP", "classification": "cls/accuracy"}.get(self.task, "segm/AP")
 
 
 DEFAULT_LR = {"sgd": 0.02 / 16, "adamw": 1e-4 / 16}  # per image; x batch size x processes
@@ -354,13 +355,19 @@ def train_step(model, optimizer, scaler, images, targets, cfg: TrainConfig, di: 
 # %% ../nbs/06d_training.ipynb #a5f50057
 def draw_predictions(model, ds, indices: list[int], device: str, classes: list[str], score_thresh: float = 0.5,
                      mask_thresh: float = 0.5):
-    "A matplotlib figure of `ds[i]` images with the model's instances scoring at least `score_thresh`."
+    "A matplotlib figure of `ds[i]` images with the model's instances scoring at least `score_thresh` (a classifier's: its label)."
     import matplotlib.pyplot as plt
     n = len(indices)
     fig, axes = plt.subplots(1, max(n, 1), figsize=(4 * max(n, 1), 3.4), squeeze=False)
     for ax, i in zip(axes[0], indices):
-        img, _ = ds[i]
+        img, t = ds[i]
         (p,) = predict(model, [img], device)
+        if "boxes" not in p:   # a classifier: the image, titled with the predicted and the true class
+            k, true = int(p["labels"]), int(t["labels"][0])
+            ax.imshow(img.permute(1, 2, 0).numpy()); ax.set_axis_off()
+            ax.set_title(f"{classes[k - 1]} {float(p['scores'][k - 1]):.2f} (true: {classes[true - 1]})", fontsize=9,
+                         color="green" if k == true else "red")
+            continue
         keep = p["scores"] >= score_thresh
         canvas = draw_instances(img, p["boxes"], p.get("masks"), p["labels"], classes, scores=p["scores"],
                                 score_threshold=score_thresh, mask_threshold=mask_thresh)
@@ -374,20 +381,21 @@ _RESUME_KEYS = ("preset", "task", "model", "batch_size", "optimizer", "seed", "w
                 "degrees", "group_aspect_ratio", "ema")
 
 
-def run_config(cfg: TrainConfig, ds: CocoInstanceDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
+def run_config(cfg: TrainConfig, ds: CocoInstanceDataset | ImageLabelDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
     "The plain-data description of a run stored in config.json and checkpoints."
-    cats = sorted(ds.coco.loadCats(ds.coco.getCatIds()), key=lambda c: c["id"])
+    cats = ds.categories
     mc = model_config(model)
-    return {"preset": cfg.preset, "classes": [c["name"] for c in cats], "category_ids": [c["id"] for c in cats],
-            "num_classes": len(cats) + 1, "input_size": {"min_size": mc["min_size"], "max_size": mc["max_size"]},
+    return {"preset": cfg.preset, "task": cfg.task, "classes": [c["name"] for c in cats], "category_ids": [c["id"] for c in cats],
+            "num_classes": mc["num_classes"], "input_size": {"min_size": mc.get("min_size", mc.get("image_size")),
+                                                           "max_size": mc.get("max_size", mc.get("image_size"))},
             "model": mc, "train": asdict(cfg), "data": str(data_dir), "seed": cfg.seed, "world_size": di.world,
             "versions": {"cvflow": cvflow.__version__, "torch": str(torch.__version__),
                          "torchvision": str(__import__("torchvision").__version__)}}
 
 
-def check_classes(ds: CocoInstanceDataset, path: Path) -> None:
+def check_classes(ds: CocoInstanceDataset | ImageLabelDataset, path: Path) -> None:
     "Category ids must be 1..K (the model's label is the category id)."
-    ids = sorted(ds.coco.getCatIds())
+    ids = [c["id"] for c in ds.categories]
     if ids != list(range(1, len(ids) + 1)):
         raise ConfigError(f"{path}: category ids {ids} are not 1..{len(ids)}; re-write the dataset with `cvflow dataset`")
 
@@ -431,6 +439,9 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 def _evaluate(model, val_ds, cfg, di, mask_thresh) -> dict:
     loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size), shuffle=False, collate_fn=collate_fn, num_workers=0,
                         generator=torch.Generator().manual_seed(0))  # never draw from the global generator
+    if cfg.task == "classification":
+        return evaluate_classifier(getattr(model, "module", model), loader, val_ds.classes, di.device,
+                                   max_images=cfg.eval_max_images or None, progress=cfg.progress)
     return evaluate(getattr(model, "module", model), loader, val_ds.coco, di.device, mask_thresh=mask_thresh,
                     max_images=cfg.eval_max_images or None, progress=cfg.progress)
 
@@ -448,9 +459,11 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     data_dir, out = paths.resolve(cfg.data), paths.resolve(cfg.out)
     if not (data_dir / "train.json").is_file():
         raise ConfigError(f"dataset {data_dir}: train.json is missing (prepare it with `cvflow dataset`)")
-    train_ds = CocoInstanceDataset(data_dir / "train.json", data_dir / "images", transforms=augmentation(cfg))
+    classification = cfg.task == "classification"
+    Data = ImageLabelDataset if classification else CocoInstanceDataset   # labels (one class per image) or COCO instances
+    train_ds = Data(data_dir / "train.json", data_dir / "images", transforms=augmentation(cfg))
     check_classes(train_ds, data_dir / "train.json")
-    val_ds = CocoInstanceDataset(data_dir / "val.json", data_dir / "images") if (data_dir / "val.json").is_file() else None
+    val_ds = Data(data_dir / "val.json", data_dir / "images") if (data_dir / "val.json").is_file() else None
     if val_ds is not None and len(val_ds) == 0: val_ds = None
     if len(train_ds) == 0: raise ConfigError(f"dataset {data_dir}: train.json has no images")
     groups = aspect_groups(train_ds)
@@ -458,9 +471,9 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if workers < 0: workers = min(4, max((os.cpu_count() or 1) // di.world - 1, 0))
 
     # model, optimizer, schedule
-    model = build_model(cfg.preset, len(train_ds.classes) + 1, cfg.weights, task=cfg.task, **cfg.model)
+    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task, **cfg.model)
     config = run_config(cfg, train_ds, model, di, data_dir)
-    if di.main and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
+    if di.main and not classification and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
         print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
     cuda = di.device.startswith("cuda")
     amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
@@ -532,7 +545,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         "Evaluate on rank 0, record, checkpoint; True when training should stop early."
         improved, stop = False, False
         if di.main and val_ds is not None:
-            m = _evaluate(ema if ema is not None else ddp, val_ds, cfg, di, config["model"]["mask_thresh"])
+            m = _evaluate(ema if ema is not None else ddp, val_ds, cfg, di, config["model"].get("mask_thresh", 0.5))
             flat = flat_metrics(m)
             st["latest"] = {"step": st["step"], **flat}
             st["history"].append(st["latest"])
@@ -603,7 +616,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
             if val_ds is not None and cfg.sample_images > 0:
                 import matplotlib.pyplot as plt
                 fig = draw_predictions(ema or core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
-                                       config["classes"], config["model"]["score_thresh"], config["model"]["mask_thresh"])
+                                       config["classes"], config["model"]["score_thresh"], config["model"].get("mask_thresh", 0.5))
                 with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
                 tracker.log_figure(fig, "predictions.png"); plt.close(fig)
             for f in ("metrics.json", "model.pt"):
@@ -627,18 +640,39 @@ def step_config(data, out, preset: str = "cpu-small", weights=None, epochs: int 
         raise ConfigError(f"parameter augment: unknown setting(s) {sorted(set(augment) - set(AUGMENT_KEYS))}; "
                           f"known: {', '.join(AUGMENT_KEYS)}")
     model = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v}
+    if extra.get("task") == "classification":   # a classifier's input is one square size: min_size
+        model = {"image_size": min_size} if min_size else {}
     warmup = min(100, max(int(max_steps) // 4, 1)) if max_steps else 100
     return TrainConfig(data=str(data), out=str(out), preset=preset, weights=weights, epochs=epochs, max_steps=max_steps,
                        batch_size=batch_size, optimizer=optimizer, lr=lr, eval_every=eval_every, device=device,
                        tracking=tracking, experiment=experiment, model=model, warmup_steps=warmup, **augment, **extra)
 
 
+def _heldout_labels_metrics(model, path: Path, classes: list[str], run_dir: Path, device: str) -> dict:
+    "A classifier on a labels file, or on a COCO instances file labelled by dominant class (`cvflow.labels.labels_from_coco`)."
+    from cvflow.labels import labels_from_coco, labels_from_dict, write_labels
+    from cvflow.dataset import load_coco
+    d = json.loads(path.read_text(encoding="utf-8"))
+    images_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+    labels = labels_from_coco(load_coco(path), classes) if "annotations" in d else labels_from_dict(d, str(path))
+    if labels.classes != list(classes):
+        raise ConfigError(f"{path}: classes {labels.classes} are not the model's {list(classes)}")
+    write_labels(labels, run_dir / "heldout_labels.json")
+    ds = ImageLabelDataset(run_dir / "heldout_labels.json", images_dir)
+    loader = DataLoader(ds, batch_size=4, shuffle=False, collate_fn=collate_fn, num_workers=0)
+    return evaluate_classifier(model, loader, list(classes), device, progress=False)
+
+
 def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
-    "COCO metrics of a run's final model on a COCO file of frames it never trained on; also written to `heldout_metrics.json`."
+    """COCO metrics of a run's final model on a COCO file of frames it never trained on; also written to `heldout_metrics.json`.
+    A classifier is scored on a labels file, or on a COCO file whose images are labelled by their dominant class."""
     run_dir = Path(run_dir)
     model, conf = model_from_checkpoint(run_dir / "model.pt", device=device)
-    metrics = evaluate_file(model, coco_json, conf["classes"], device=device, mask_thresh=conf["model"]["mask_thresh"],
-                            progress=False)
+    if conf["model"].get("task") == "classification":
+        metrics = _heldout_labels_metrics(model, Path(coco_json), conf["classes"], run_dir, device)
+    else:
+        metrics = evaluate_file(model, coco_json, conf["classes"], device=device, mask_thresh=conf["model"]["mask_thresh"],
+                                progress=False)
     atomic_write_json(run_dir / "heldout_metrics.json", {"heldout": str(coco_json), **flat_metrics(metrics)})
     return metrics
 
@@ -651,7 +685,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
-    ap.add_argument("--task", choices=list(DETECTION_TASKS), help="segmentation (Mask R-CNN, default) or detection (Faster R-CNN)")
+    ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN) or "
+                    "classification (an image classifier on a labels dataset)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)

@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 FLAG_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("train", "--azure"): ("cvflow.azureml_v2", "main_train_azure"),
     ("train", "--azure-v1"): ("cvflow.azureml_v1", "main_train_azure"),
+    ("frames", "--model"): ("cvflow.annotation_loop", "main_frames"),            # the frames a model is least sure of
+    ("annotations", "prelabel"): ("cvflow.annotation_loop", "main_prelabel"),    # a VIA project of a model's predictions
+    ("annotations", "corrections"): ("cvflow.annotation_loop", "main_corrections"),   # what the annotator changed
 }
 
 # %% ../nbs/11_cli.ipynb #bc4d2deb

@@ -26,11 +26,11 @@ import numpy as np
 from .config import atomic_path, atomic_write_json, get_paths
 
 # %% auto #0
-__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'ERROR_SCHEMA', 'IMAGE_SUFFIXES',
-           'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors', 'answer_problems',
-           'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'box_iou', 'compare_instances',
-           'percentiles', 'measure_load', 'png_header', 'bad_input_cases', 'run_bad_inputs', 'plot_latency',
-           'local_predictions', 'run_service_tests', 'summary', 'main']
+__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'LABEL_SCHEMA', 'ERROR_SCHEMA',
+           'IMAGE_SUFFIXES', 'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors',
+           'answer_problems', 'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'box_iou',
+           'compare_labels', 'compare_instances', 'percentiles', 'measure_load', 'png_header', 'bad_input_cases',
+           'run_bad_inputs', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -54,12 +54,15 @@ RESPONSE_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "t
                                   "results": {"type": "array", "items": RESULT_SCHEMA, "minItems": 1},
                                   "timings_ms": {"type": "object", "required": ["total"],
                                                  "additionalProperties": {"type": "number", "minimum": 0}}}}
-TASKS_SERVED = ("segmentation", "detection")
+TASKS_SERVED = ("segmentation", "detection", "classification")
+LABEL_SCHEMA = {"type": "object", "required": ["class_id", "class_name", "score"], "additionalProperties": False,
+                "properties": {k: INSTANCE_SCHEMA["properties"][k] for k in ("class_id", "class_name", "score")}}
 
 
 def response_schema(task: str = "segmentation") -> dict:
     """The JSON schema of a `POST /score` answer for `task`: `RESPONSE_SCHEMA` (instances with a `mask`) for segmentation;
-    for detection the same document with `"task": "detection"` and instances of exactly class_id, class_name, score, box."""
+    for detection the same document with `"task": "detection"` and instances of exactly class_id, class_name, score, box;
+    for classification `"task": "classification"` and per image `labels` (class_id, class_name, score) instead of instances."""
     if task == "segmentation":
         return RESPONSE_SCHEMA
     if task not in TASKS_SERVED:
@@ -67,6 +70,10 @@ def response_schema(task: str = "segmentation") -> dict:
     inst = {"type": "object", "required": ["class_id", "class_name", "score", "box"], "additionalProperties": False,
             "properties": {k: v for k, v in INSTANCE_SCHEMA["properties"].items() if k not in ("mask", "polygons")}}
     result = {**RESULT_SCHEMA, "properties": {**RESULT_SCHEMA["properties"], "instances": {"type": "array", "items": inst}}}
+    if task == "classification":
+        result = {"type": "object", "required": ["width", "height", "labels"], "additionalProperties": False,
+                  "properties": {"width": RESULT_SCHEMA["properties"]["width"], "height": RESULT_SCHEMA["properties"]["height"],
+                                 "labels": {"type": "array", "items": LABEL_SCHEMA}}}
     return {**RESPONSE_SCHEMA, "required": RESPONSE_SCHEMA["required"] + ["task"],
             "properties": {**RESPONSE_SCHEMA["properties"], "task": {"const": task},
                            "results": {"type": "array", "items": result, "minItems": 1}}}
@@ -100,12 +107,17 @@ def answer_problems(answer: dict, sizes: list[tuple[int, int]], classes: list[st
     for i, (r, (w, h)) in enumerate(zip(res, sizes)):
         if (r["width"], r["height"]) != (w, h):
             errs.append(f"results/{i}: size {r['width']}x{r['height']}, the image is {w}x{h}")
-        scores = [inst["score"] for inst in r["instances"]]
+        kind = "labels" if task == "classification" else "instances"
+        scores = [inst["score"] for inst in r[kind]]
         if scores != sorted(scores, reverse=True):
-            errs.append(f"results/{i}: instances are not sorted by score")
-        for j, inst in enumerate(r["instances"]):
-            at = f"results/{i}/instances/{j}"
-            x0, y0, x1, y1 = inst["box"]
+            errs.append(f"results/{i}: {kind} are not sorted by score")
+        if kind == "labels" and sum(scores) > 1 + 1e-4:
+            errs.append(f"results/{i}: the class probabilities add up to {sum(scores):.6f} > 1")
+        if kind == "labels" and len({l['class_id'] for l in r[kind]}) != len(r[kind]):
+            errs.append(f"results/{i}: a class is listed twice")
+        for j, inst in enumerate(r[kind]):
+            at = f"results/{i}/{kind}/{j}"
+            x0, y0, x1, y1 = inst.get("box", (0, 0, 0, 0))
             if not (-0.5 <= x0 <= x1 <= w + 0.5 and -0.5 <= y0 <= y1 <= h + 0.5):
                 errs.append(f"{at}/box: {inst['box']} is not inside the {w}x{h} image")
             if "mask" in inst and inst["mask"]["size"] != [h, w]:
@@ -260,6 +272,29 @@ def _area(inst: dict) -> float:
     return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 
 
+def compare_labels(service: list[dict], local: list[dict], threshold: float, score_tol: float = 1e-4) -> dict:
+    """A classifier's top-k labels of one image, service against local: the same classes in the same order (classes
+    whose probabilities lie within `score_tol` may swap; one within `score_tol` of `threshold` may be missing) and
+    probabilities within `score_tol`. The keys of `compare_instances`."""
+    loc = {l["class_id"]: l for l in local}
+    problems, borderline, diffs, matched = [], 0, [], 0
+    for i, s in enumerate(service):
+        l = loc.pop(s["class_id"], None)
+        if l is None:
+            if abs(s["score"] - threshold) <= score_tol or (i == len(service) - 1 and len(service) == len(local)): borderline += 1
+            else: problems.append(f"service label {i} ({s['class_name']}, {s['score']:.6f}) is not among the local ones")
+            continue
+        matched += 1; diffs.append(abs(s["score"] - l["score"]))
+        if diffs[-1] > score_tol: problems.append(f"label {s['class_name']}: probability {s['score']:.6f} vs local {l['score']:.6f}")
+    for l in loc.values():
+        if abs(l["score"] - threshold) <= score_tol or len(service) == len(local): borderline += 1
+        else: problems.append(f"local label {l['class_name']} ({l['score']:.6f}) missing from the service")
+    order = lambda xs: [x["class_id"] for x in xs]
+    if not problems and order(service)[:1] != order(local)[:1] and abs(service[0]["score"] - local[0]["score"]) > score_tol:
+        problems.append(f"most probable class {service[0]['class_name']} vs local {local[0]['class_name']}")
+    return {"matched": matched, "problems": problems, "borderline": borderline, "min_iou": None, "max_score_diff": max(diffs, default=None)}
+
+
 def compare_instances(service: list[dict], local: list[dict], threshold: float, score_tol: float = 1e-4,
                       min_iou: float = 0.99) -> dict:
     """Pair the instances of one image; `{'matched', 'problems', 'borderline', 'min_iou', 'max_score_diff'}`. An
@@ -355,7 +390,8 @@ def png_header(width: int, height: int) -> bytes:
 
 def bad_input_cases(image: bytes, limits: dict | None = None, task: str = "segmentation") -> list[dict]:
     """The bad-input suite: `[{'name', 'method', 'content_type', 'body', 'query', 'status'}]` built around a real JPEG;
-    for a detection service also polygons asked of a model without masks (400)."""
+    for a detection or classification service also polygons asked of a model without masks (400), for a
+    classification service bad `top_k` values (400)."""
     from PIL import Image
     lim = {"max_images": 8, "max_pixels": 40_000_000, **(limits or {})}
     b64 = base64.b64encode(image).decode()
@@ -402,7 +438,10 @@ def bad_input_cases(image: bytes, limits: dict | None = None, task: str = "segme
         ("form_content_type", "application/x-www-form-urlencoded", b"image=abc", 415),
         ("no_content_type", None, image, 415),
     ] + ([("polygons_without_masks", J, js({"image": b64, "polygons": True}), 400),
-          ("raw_polygons_without_masks", "image/jpeg", image, 400, {"polygons": "true"})] if task == "detection" else [])
+          ("raw_polygons_without_masks", "image/jpeg", image, 400, {"polygons": "true"})] if task != "segmentation" else []) \
+      + ([("top_k_zero", J, js({"image": b64, "top_k": 0}), 400), ("top_k_string", J, js({"image": b64, "top_k": "many"}), 400),
+          ("top_k_float", J, js({"image": b64, "top_k": 1.5}), 400),
+          ("raw_bad_query_top_k", "image/jpeg", image, 400, {"top_k": "-1"})] if task == "classification" else [])
     out = [{"name": c[0], "method": "POST", "content_type": c[1], "body": c[2], "status": c[3],
             "query": c[4] if len(c) > 4 else None} for c in cases]
     out.append({"name": "wrong_method", "method": "PUT", "content_type": J, "body": js({"image": b64}), "status": 405, "query": None})
@@ -466,6 +505,10 @@ def local_predictions(package: str | os.PathLike, images: list[ImageFile], score
     return [pred.predict([im.array], score_threshold=score_threshold)[0] for im in images]
 
 
+def _items(result: dict) -> list[dict]:   # an image's instances, or a classifier's labels
+    return result.get("instances", result.get("labels", []))
+
+
 def run_service_tests(url: str, images: str | os.PathLike, key: str | None = None, package: str | os.PathLike | None = None,
                  concurrency: int = 1, duration: float = 10.0, max_requests: int = 50, max_images: int = 8,
                  score_threshold: float | None = None, out: str | os.PathLike | None = None,
@@ -505,9 +548,9 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
     else:
         problems += [f"JSON batch: {p}" for p in answer_problems(r.json, [im.size for im in batch], classes, score_threshold, task)]
         for i, (res, single) in enumerate(zip(r.json["results"], answers)):
-            if single is not None and len(res["instances"]) != len(single["results"][0]["instances"]):
-                problems.append(f"JSON batch image {i}: {len(res['instances'])} instances, raw request gave "
-                                f"{len(single['results'][0]['instances'])}")
+            if single is not None and len(_items(res)) != len(_items(single["results"][0])):
+                problems.append(f"JSON batch image {i}: {len(_items(res))} instances, raw request gave "
+                                f"{len(_items(single['results'][0]))}")
     r = client.post_image(imgs[0].data, imgs[0].content_type, score_threshold=score_threshold, polygons="true")
     if task != "segmentation":   # no masks to outline: a 400, as the bad-input suite checks too
         if r.status != 400: problems.append(f"polygons request to a {task} model: HTTP {r.status}, expected 400")
@@ -517,7 +560,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
         problems += [f"polygons request: {p}" for p in answer_problems(r.json, [imgs[0].size], classes, score_threshold, task)]
         if any("polygons" not in inst for inst in r.json["results"][0]["instances"]):
             problems.append("polygons request: an instance has no polygons")
-    n_inst = sum(len(a["results"][0]["instances"]) for a in answers if a)
+    n_inst = sum(len(_items(a["results"][0])) for a in answers if a)
     report["functional"] = {"requests": len(imgs) + 2, "instances": n_inst, "problems": problems, "passed": not problems}
 
     # 2. parity with in-process predictions of the same package
@@ -533,8 +576,9 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
             if a is None:
                 pproblems.append(f"{im.path.name}: no service answer to compare")
                 continue
-            c = compare_instances(a["results"][0]["instances"], loc["instances"], thr, score_tol, min_iou)
-            per.append({"image": im.path.name, "service": len(a["results"][0]["instances"]), "local": len(loc["instances"]),
+            c = (compare_labels(a["results"][0]["labels"], loc["labels"], thr, score_tol) if task == "classification" else
+                 compare_instances(a["results"][0]["instances"], loc["instances"], thr, score_tol, min_iou))
+            per.append({"image": im.path.name, "service": len(_items(a["results"][0])), "local": len(_items(loc)),
                         **{k: c[k] for k in ("matched", "borderline", "min_iou", "max_score_diff")}})
             pproblems += [f"{im.path.name}: {p}" for p in c["problems"]]
         report["parity"] = {"package": str(package), "service_runtime": service_runtime, "local_runtime": "eager", "score_tol": score_tol, "min_iou": min_iou, "images": per,

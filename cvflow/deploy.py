@@ -297,8 +297,11 @@ def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 
     import tempfile
     from cvflow.package import export_package
     with tempfile.TemporaryDirectory() as d:
-        ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, min_size=min_size, max_size=max_size,
-                             box_detections_per_img=max_detections, task=task)
+        if task == "classification":   # a MobileNetV3-Small at min_size px
+            ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, task=task, preset="cpu-mobile", image_size=min_size)
+        else:
+            ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, min_size=min_size, max_size=max_size,
+                                 box_detections_per_img=max_detections, task=task)
         return export_package(ck.parent.parent, get_paths().resolve(out), name=name, which="last", quiet=True, onnx=onnx)
 
 # %% ../nbs/08_deploy.ipynb #a8a71a2a

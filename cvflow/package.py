@@ -64,15 +64,20 @@ DEMO_CLASSES = ["disc", "square", "triangle"]
 
 
 def demo_checkpoint(d: str | Path, metrics: dict | None = None, data: str | None = None, step: int = 7, seed: int = 0,
-                    min_size: int = 128, max_size: int = 160, run_id: str | None = None, **model_kw) -> Path:
-    """An untrained `cpu-small` Mask R-CNN (classes `DEMO_CLASSES`) saved as a training run's `d/checkpoints/last.pt`
-    (returned), `metrics` as its latest evaluation: what the export, registry and deploy steps fall back to in a fresh
-    project home, and what their tests export."""
+                    min_size: int = 128, max_size: int = 160, run_id: str | None = None, preset: str = "cpu-small",
+                    **model_kw) -> Path:
+    """An untrained `preset` model (a Mask R-CNN; `task=` detection or classification as `build_model` takes it; classes
+    `DEMO_CLASSES`) saved as a training run's `d/checkpoints/last.pt` (returned), `metrics` as its latest evaluation: what
+    the export, registry and deploy steps fall back to in a fresh project home, and what their tests export."""
     d = Path(d)
     torch.manual_seed(seed)
-    m = build_model("cpu-small", len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size, **model_kw)
-    cfg = {"preset": "cpu-small", "classes": DEMO_CLASSES, "category_ids": list(range(1, len(DEMO_CLASSES) + 1)),
-           "num_classes": len(DEMO_CLASSES) + 1, "input_size": {"min_size": min_size, "max_size": max_size},
+    if model_kw.get("task") == "classification":   # no background class, one square input size (model_kw image_size)
+        m = build_model(preset, len(DEMO_CLASSES), **model_kw)
+        min_size = max_size = model_config(m)["image_size"]
+    else:
+        m = build_model(preset, len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size, **model_kw)
+    cfg = {"preset": preset, "classes": DEMO_CLASSES, "category_ids": list(range(1, len(DEMO_CLASSES) + 1)),
+           "num_classes": model_config(m)["num_classes"], "input_size": {"min_size": min_size, "max_size": max_size},
            "model": model_config(m), "data": data or ""}
     (d / "checkpoints").mkdir(parents=True, exist_ok=True)
     state = {"best": None, "best_step": None, "history": [], "run_id": run_id, "latest": metrics or {}}
@@ -166,10 +171,12 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
             raise ConfigError(f"checkpoint config has no `{k}` (was it written by cvflow training?)")
     mcfg = dict(config["model"])
     classes = [str(c) for c in config["classes"]]
-    num_classes = int(mcfg.get("num_classes", config.get("num_classes", len(classes) + 1)))
-    if num_classes != len(classes) + 1:
+    task = mcfg.get("task", "segmentation")
+    background = 0 if task == "classification" else 1   # detection models count the background as a class
+    num_classes = int(mcfg.get("num_classes", config.get("num_classes", len(classes) + background)))
+    if num_classes != len(classes) + background:
         raise ConfigError(f"checkpoint config: {len(classes)} classes {classes} but the model has num_classes="
-                          f"{num_classes} (expected classes + background = {len(classes) + 1})")
+                          f"{num_classes} (expected {len(classes) + background}{' with the background' if background else ''})")
     st = float(mcfg.get("score_thresh", 0.5) if score_threshold is None else score_threshold)
     mt = float(mcfg.get("mask_thresh", 0.5) if mask_threshold is None else mask_threshold)
     for key, v in (("score_threshold", st), ("mask_threshold", mt)):
@@ -178,10 +185,10 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
     commit, dirty = git_state()
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": str(name),
-        "task": mcfg.get("task", "segmentation"),
+        "task": task,
         "preset": mcfg.get("preset", config.get("preset")), "model_config": mcfg, "num_classes": num_classes,
         "classes": classes, "category_ids": [int(i) for i in config.get("category_ids", range(1, len(classes) + 1))],
-        "input_size": {"min_size": mcfg.get("min_size"), "max_size": mcfg.get("max_size")},
+        "input_size": {"min_size": mcfg.get("min_size", mcfg.get("image_size")), "max_size": mcfg.get("max_size", mcfg.get("image_size"))},
         "input": {"color": "RGB", "dtype": "uint8", "layout": "HWC"},
         "score_threshold": st, "mask_threshold": mt,
         "metrics": flatten_metrics(metrics), "dataset_card_hash": card_hash,
@@ -338,8 +345,16 @@ def _instances(pred: dict, classes: list[str], score_threshold: float, mask_thre
     return out
 
 
+def _top_labels(pred: dict, classes: list[str], score_threshold: float, top_k: int) -> list[dict]:
+    "A classifier's `top_k` most probable classes scoring at least `score_threshold`, most probable first."
+    p = pred["scores"].float().reshape(-1)
+    order = torch.argsort(p, descending=True, stable=True)[:max(1, int(top_k))].tolist()
+    return [{"class_id": k + 1, "class_name": classes[k], "score": float(p[k])} for k in order if float(p[k]) >= score_threshold]
+
+
 class Predictor:
-    "A model package loaded for inference with eager PyTorch: `predict(images)` → instances per image."
+    """A model package loaded for inference with eager PyTorch: `predict(images)` → per image its size and `instances`
+    (segmentation, detection) or `labels` (classification: the top-k classes with their probabilities)."""
     runtime = "eager"
     mask_tie = 0.0  # mask probabilities this far below the mask threshold still count as on it (see OnnxPredictor)
 
@@ -362,8 +377,12 @@ class Predictor:
         tensors = [to_float_image(_to_tensor(im).to(self.device)) for im in images]
         return [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
 
-    def predict(self, images, score_threshold: float | None = None) -> list[dict]:
-        "Instances for one RGB uint8 `(H, W, 3)` array or a list of them (results in the same order)."
+    @property
+    def task(self) -> str: return self.meta.get("task", "segmentation")
+
+    def predict(self, images, score_threshold: float | None = None, top_k: int | None = None) -> list[dict]:
+        """Instances (or a classifier's top `top_k` labels, default the model's `top_k`) for one RGB uint8 `(H, W, 3)`
+        array or a list of them (results in the same order)."""
         images = as_image_list(images)
         thr = float(self.meta["score_threshold"] if score_threshold is None else score_threshold)
         if not 0.0 <= thr <= 1.0:
@@ -378,6 +397,10 @@ class Predictor:
                     chunk = idx[s:s + self.batch_size]
                     for i, o in zip(chunk, self._forward([images[i] for i in chunk])):
                         outs[i] = o
+        if self.task == "classification":
+            k = int(top_k or self.meta["model_config"].get("top_k", 3))
+            return [{"width": int(im.shape[1]), "height": int(im.shape[0]), "labels": _top_labels(o, self.classes, thr, k)}
+                    for im, o in zip(images, outs)]
         return [{"width": int(im.shape[1]), "height": int(im.shape[0]),
                  "instances": _instances(o, self.classes, thr, float(self.meta["mask_threshold"]) - self.mask_tie)}
                 for im, o in zip(images, outs)]
@@ -540,7 +563,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, example: np.ndarray, o
     with torch.inference_mode():
         outputs = list(model([x.permute(2, 0, 1).float().div(255)])[0])
     dyn = {"image": {0: "height", 1: "width"}}
-    dyn.update({k: {0: "instances"} for k in outputs})
+    if model_config(model).get("task") != "classification":   # a classifier's outputs have fixed shapes
+        dyn.update({k: {0: "instances"} for k in outputs})
     if "masks" in dyn:
         dyn["masks"] = {0: "instances", 2: "height", 3: "width"}
     with exact_resize_for_export(), warnings.catch_warnings():
@@ -648,6 +672,8 @@ def check_parity(eager: Predictor, other: Predictor, images, threshold: float | 
     thr = float(eager.meta["score_threshold"] if threshold is None else threshold)
     tol = {**PARITY_TOLERANCES, **(tolerances or {})}
     problems, rows = [], []
+    if eager.task == "classification":
+        return _check_label_parity(eager, other, images, thr, tol)
     mt = float(eager.meta["mask_threshold"])
     for n, im in enumerate(images):
         ra, rb = eager._forward([im])[0], other._forward([im])[0]
@@ -671,6 +697,22 @@ def check_parity(eager: Predictor, other: Predictor, images, threshold: float | 
         raise ParityError(f"{other.runtime} disagrees with eager PyTorch on {len(problems)} point(s):\n  "
                           + "\n  ".join(problems[:20]) + more)
     return summary
+
+
+def _check_label_parity(eager: Predictor, other: Predictor, images: list[np.ndarray], thr: float, tol: dict) -> dict:
+    "A classifier's parity: every class probability within `tol['score']`, the same most probable class."
+    problems, diffs = [], []
+    for n, im in enumerate(images):
+        a, b = eager._forward([im])[0]["scores"].float(), other._forward([im])[0]["scores"].float()
+        d = float((a - b).abs().max()); diffs.append(d)
+        if d > tol["score"]: problems.append(f"image {n}: class probabilities differ by {d:.2e} > {tol['score']}")
+        if int(a.argmax()) != int(b.argmax()) and float(a.max() - a.sort(descending=True).values[1]) > tol["score"]:
+            problems.append(f"image {n}: most probable class {eager.classes[int(a.argmax())]} vs {other.classes[int(b.argmax())]}")
+    if problems:
+        raise ParityError(f"{other.runtime} disagrees with eager PyTorch on {len(problems)} point(s):\n  " + "\n  ".join(problems[:20]))
+    return {"images": len(images), "sizes": [[int(im.shape[1]), int(im.shape[0])] for im in images], "threshold": thr,
+            "tolerances": tol, "pairs": len(images), "above_threshold": len(images), "unpaired_below_threshold": 0,
+            "max_box_px": 0.0, "max_score_diff": max(diffs, default=0.0), "min_mask_iou": 1.0}
 
 
 def default_parity_images(n: int = 4, seed: int = 7) -> list[np.ndarray]:

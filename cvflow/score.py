@@ -37,7 +37,7 @@ DEFAULT_LIMITS = {"max_pixels": 40_000_000, "max_images": 8, "max_body_bytes": 6
 IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/bmp": "BMP", "image/x-ms-bmp": "BMP", "image/tiff": "TIFF",
                "image/webp": "WEBP", "image/gif": "GIF"}
 _SAME_FORMAT = {"MPO": "JPEG"}
-JSON_FIELDS = {"image", "images", "score_threshold", "polygons"}
+JSON_FIELDS = {"image", "images", "score_threshold", "polygons", "top_k"}
 log = logging.getLogger("cvflow.score")
 
 
@@ -122,6 +122,13 @@ def _flag(value: Any, field: str) -> bool:
     raise RequestError(400, "bad_flag", f"{field}: expected true or false, got {value!r}", field)
 
 
+def _top_k(value: Any, field: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit(): value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError(400, "bad_top_k", f"{field}: expected a whole number >= 1, got {value!r}", field)
+    return value
+
+
 def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str):
         raise RequestError(400, "bad_type", f"{field}: expected a base64 string, got {type(value).__name__}", field)
@@ -138,7 +145,7 @@ def _b64(value: Any, field: str) -> bytes:
 
 def parse_request(method: str, content_type: str | None, body: bytes, args: dict | None = None,
                   lim: dict | None = None) -> tuple[list[tuple[str, bytes]], dict]:
-    "`([(field, image bytes), ...], {'score_threshold': float|None, 'polygons': bool})` of one request, or `RequestError`."
+    "`([(field, image bytes), ...], {'score_threshold': float|None, 'polygons': bool, 'top_k': int|None})` of one request, or `RequestError`."
     lim = lim or limits()
     args = dict(args or {})
     if method != "POST":
@@ -146,11 +153,12 @@ def parse_request(method: str, content_type: str | None, body: bytes, args: dict
     ctype = (content_type or "").split(";")[0].strip().lower()
     if len(body) > lim["max_body_bytes"]:
         raise RequestError(413, "body_too_large", f"body: {len(body)} bytes, more than the limit {lim['max_body_bytes']}", "body")
-    opts = {"score_threshold": None, "polygons": False}
+    opts = {"score_threshold": None, "polygons": False, "top_k": None}
     if ctype in IMAGE_TYPES:
-        unknown = sorted(set(args) - {"score_threshold", "polygons"})
+        unknown = sorted(set(args) - {"score_threshold", "polygons", "top_k"})
         if unknown:
-            raise RequestError(400, "unknown_field", f"query: unknown parameter(s) {', '.join(unknown)}; known: polygons, score_threshold", "query")
+            raise RequestError(400, "unknown_field", f"query: unknown parameter(s) {', '.join(unknown)}; known: polygons, score_threshold, top_k", "query")
+        if "top_k" in args: opts["top_k"] = _top_k(args["top_k"], "query.top_k")
         if "score_threshold" in args: opts["score_threshold"] = _threshold(args["score_threshold"], "query.score_threshold")
         if "polygons" in args: opts["polygons"] = _flag(args["polygons"], "query.polygons")
         if not body:
@@ -182,6 +190,9 @@ def parse_request(method: str, content_type: str | None, body: bytes, args: dict
         if not isinstance(doc["polygons"], bool):
             raise RequestError(400, "bad_flag", f"polygons: expected true or false, got {doc['polygons']!r}", "polygons")
         opts["polygons"] = doc["polygons"]
+    if doc.get("top_k") is not None:
+        if isinstance(doc["top_k"], str): raise RequestError(400, "bad_top_k", f"top_k: expected a number, got string {doc['top_k']!r}", "top_k")
+        opts["top_k"] = _top_k(doc["top_k"], "top_k")
     if "image" in doc:
         return [("image", _b64(doc["image"], "image"))], opts
     if "images" not in doc:
@@ -277,17 +288,21 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
     "Decode, predict and describe `images` (as returned by `parse_request`); `RequestError` for a bad image."
     if "predictor" not in _STATE:
         raise RuntimeError("init() has not loaded a model")
-    if opts.get("polygons") and _STATE["model"]["task"] != "segmentation":
-        raise RequestError(400, "not_supported", f"polygons: this {_STATE['model']['task']} model answers boxes only "
+    task = _STATE["model"]["task"]
+    if opts.get("polygons") and task != "segmentation":
+        raise RequestError(400, "not_supported", f"polygons: this {task} model answers {'boxes' if task == 'detection' else 'labels'} only "
                            "(no masks to outline); leave `polygons` out", "polygons")
+    if opts.get("top_k") is not None and task != "classification":
+        raise RequestError(400, "not_supported", f"top_k: this {task} model answers instances, not labels; leave `top_k` out", "top_k")
+    extra = {"top_k": opts["top_k"]} if opts.get("top_k") is not None else {}
     t0 = time.perf_counter()
     arrays = [decode_image(data, _STATE["limits"]["max_pixels"], field, opts.get("content_type")) for field, data in images]
     t1 = time.perf_counter()
-    results = _STATE["predictor"].predict(arrays, score_threshold=opts.get("score_threshold"))
+    results = _STATE["predictor"].predict(arrays, score_threshold=opts.get("score_threshold"), **extra)
     t2 = time.perf_counter()
     if opts.get("polygons"):
         for res in results:
-            for inst in res["instances"]:
+            for inst in res.get("instances", []):
                 inst["polygons"] = mask_polygons(inst["mask"])
     t3 = time.perf_counter()
     thr = opts.get("score_threshold")

@@ -32,10 +32,11 @@ from .package import PackageError, Predictor, load_package
 from .viz import class_color, draw_instances
 
 # %% auto #0
-__all__ = ['SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay', 'decode_masks', 'mask_boxes',
-           'list_images', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes', 'box_iou', 'Track',
-           'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker', 'track_detections',
-           'VideoScoreResult', 'score_video', 'plot_counts', 'main_score', 'main_score_video']
+__all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
+           'draw_label_overlay', 'decode_masks', 'mask_boxes', 'list_images', 'as_predictor', 'ScoreImagesResult',
+           'score_images', 'expand_boxes', 'box_iou', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors',
+           'gt_detections', 'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video',
+           'plot_counts', 'plot_label_timeline', 'main_score', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -75,6 +76,8 @@ def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], m
     global _FONT
     if not instances:
         return image
+    if "box" not in instances[0]:   # a classifier's labels
+        return draw_label_overlay(image, instances)
     h, w = image.shape[:2]
     labels = [r["class_id"] for r in instances]
     has_masks = all("mask" in r for r in instances)   # a detection model's instances have boxes only
@@ -91,6 +94,25 @@ def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], m
                               font=_FONT or None, font_size=max(9, min(h, w) // 40), label_colors="white",
                               fill_labels=True)
     return img.permute(1, 2, 0).numpy()
+
+
+def draw_label_overlay(image: np.ndarray, labels: list[dict], max_labels: int = 3) -> np.ndarray:
+    "`image` (RGB uint8 HxWx3) with a classifier's top labels (`class score`, most probable first) in a box at the top left."
+    from PIL import Image, ImageDraw, ImageFont
+    h, w = image.shape[:2]
+    im = Image.fromarray(np.ascontiguousarray(image))
+    dr = ImageDraw.Draw(im)
+    size = max(10, min(h, w) // 18)
+    try: font = ImageFont.truetype(_font_file() or "", size)
+    except OSError: font = ImageFont.load_default()
+    y = 4
+    for k, l in enumerate(labels[:max_labels]):
+        text = f"{l['class_name']} {l['score']:.2f}"
+        x0, y0, x1, y1 = dr.textbbox((6, y), text, font=font)
+        dr.rectangle([x0 - 3, y0 - 2, x1 + 3, y1 + 2], fill=class_color(l["class_id"]) if k == 0 else (40, 40, 40))
+        dr.text((6, y), text, fill=(255, 255, 255), font=font)
+        y = y1 + 5
+    return np.asarray(im)
 
 
 def decode_masks(instances: list[dict], h: int, w: int) -> torch.Tensor:
@@ -164,7 +186,8 @@ class ScoreImagesResult:
 def score_images(package: str | Path | Predictor, images_dir: str | Path, out_dir: str | Path, overlays: bool = False,
                  batch: int = 4, score_threshold: float | None = None, device: str = "auto",
                  progress: bool = True) -> ScoreImagesResult:
-    "Score every image under `images_dir` into `out_dir`: `results.json` (COCO results), `images.json`, overlays."
+    """Score every image under `images_dir` into `out_dir`: `results.json` (COCO results; for a classifier one record per
+    image: `image_id`, the top `category_id` and `score`, and its `labels`), `images.json`, overlays."""
     paths = get_paths()
     images_dir, out_dir = paths.resolve(images_dir), paths.resolve(out_dir)
     files = list_images(images_dir)
@@ -181,7 +204,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
         redraw = [(n, p) for n, p in zip(names, files) if n not in todo_names and "error" not in done[n]
                   and not (out_dir / "overlays" / (n + ".jpg")).is_file()]
         for n, p in redraw:
-            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), done[n]["instances"], pred.classes)
+            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), _items(done[n]), pred.classes)
     n_skipped, n_scored = len(files) - len(todo), 0
     if not partial.is_file() or partial.stat().st_size == 0:
         partial.write_text(json.dumps({"header": header}) + "\n", encoding="utf-8")
@@ -197,9 +220,10 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
                     recs.append({"file_name": n, "error": f"cannot read image {e}"})
             outs = pred.predict([im for _, _, im in ims], score_threshold=thr) if ims else []
             for (n, p, im), o in zip(ims, outs):
-                recs.append({"file_name": n, "width": o["width"], "height": o["height"], "instances": o["instances"]})
+                recs.append({"file_name": n, "width": o["width"], "height": o["height"],
+                             **({"labels": o["labels"]} if "labels" in o else {"instances": o["instances"]})})
                 if overlays:
-                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, o["instances"], pred.classes)
+                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, _items(o), pred.classes)
             for r in recs:
                 log.write(json.dumps(r) + "\n")
                 done[r["file_name"]] = r
@@ -207,6 +231,10 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
             n_scored += len(ims)
             bar.update(len(chunk))
     return _assemble_results(out_dir, names, done, pred.meta, n_skipped, n_scored)
+
+
+def _items(result: dict) -> list[dict]:   # an image's instances, or a classifier's labels
+    return result.get("instances", result.get("labels", []))
 
 
 def _write_overlay(dest: Path, image: np.ndarray, instances: list[dict], classes: list[str]) -> None:
@@ -225,7 +253,12 @@ def _assemble_results(out_dir: Path, names: list[str], done: dict, meta: dict, n
             errors[n] = r["error"] if r else "not scored"
             continue
         images.append({"id": iid, "file_name": n, "width": r["width"], "height": r["height"]})
-        results.extend(instances_to_coco(r["instances"], iid, cat_ids))
+        if "labels" in r:   # a classifier: the image's top labels, the first as its predicted category
+            if r["labels"]:
+                results.append({"image_id": iid, "category_id": cat_ids[r["labels"][0]["class_id"] - 1],
+                                "score": round(float(r["labels"][0]["score"]), 5), "labels": r["labels"]})
+        else:
+            results.extend(instances_to_coco(r["instances"], iid, cat_ids))
     cats = [{"id": c, "name": n} for c, n in zip(cat_ids, meta["classes"])]
     ip = atomic_write_json(out_dir / "images.json", {"info": {"description": f"images scored by model {meta['name']}"},
                                                      "images": images, "annotations": [], "categories": cats}, indent=None)
@@ -546,6 +579,22 @@ def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, classes: 
         while q.get() is not _END: pass   # drain so the producer never blocks
 
 
+SEGMENT_COLUMNS = ["class_name", "first_frame", "last_frame", "first_time", "last_time", "frames_seen", "mean_score"]
+
+
+def label_segments(timeline: list[tuple[int, str | None, float]], fps: float) -> list[dict]:
+    "Runs of consecutive scored frames `(frame, class or None, probability)` with the same class: `SEGMENT_COLUMNS` rows."
+    rows = []
+    for f, c, p in timeline:
+        if rows and rows[-1]["class_name"] == c:
+            r = rows[-1]; r["last_frame"] = f; r["last_time"] = round(f / fps, 3); r["_p"].append(p)
+        else:
+            rows.append({"class_name": c, "first_frame": f, "last_frame": f, "first_time": round(f / fps, 3),
+                         "last_time": round(f / fps, 3), "_p": [p]})
+    return [{**{k: v for k, v in r.items() if k != "_p"}, "frames_seen": len(r["_p"]), "mean_score": round(float(np.mean(r["_p"])), 4)}
+            for r in rows if r["class_name"] is not None]
+
+
 SCENE_CUT = 0.05   # mean thumbnail change between consecutive frames that counts as a scene cut (tracks restart)
 TRACK_COLUMNS = ["track_id", "class_name", "first_frame", "last_frame", "first_time", "last_time", "frames_seen", "mean_score"]
 
@@ -554,7 +603,9 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                 score_threshold: float | None = None, device: str = "auto", tracker: IoUTracker | None = None,
                 max_frames: int | None = None, cut_threshold: float | None = SCENE_CUT,
                 queue_size: int | None = None, progress: bool = True) -> VideoScoreResult:
-    "Score `video` with a model package: overlay video, per-frame JSON lines, tracks CSV and counts in `out_dir`."
+    """Score `video` with a model package: overlay video, per-frame JSON lines, tracks CSV and counts in `out_dir`. A
+    classifier's frames carry `labels` instead of tracked instances; `timeline.csv` (runs of frames with the same most
+    probable class, `label_segments`) replaces the tracks and `counts` are scored frames per class."""
     paths = get_paths()
     video, out_dir = paths.resolve(video), paths.resolve(out_dir)
     every, batch = int(every), int(batch)
@@ -579,6 +630,8 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
     model_s = wait_s = 0.0
     n_scored = 0
     last: list = []        # the last scored frame's instances, drawn on unscored frames
+    classification = pred.task == "classification"
+    timeline: list = []    # classification: (frame, top class or None, its probability) of each scored frame
     cuts, cut_pending = [], False   # scene cuts seen; one since the last scored frame
     total = max_frames if max_frames is not None else (info["declared_frames"] or None)
     with atomic_path(out_dir / "overlay.mp4") as tmp_video, atomic_path(out_dir / "frames.jsonl") as tmp_jsonl, \
@@ -606,7 +659,12 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                     record = None
                     if cut:
                         cuts.append(i); cut_pending = True
-                    if i in by_index:
+                    if i in by_index and classification:   # a label per frame: no tracking
+                        last = by_index[i]["labels"]
+                        record = {"frame": i, "time": round(t, 4), "labels": last}
+                        timeline.append((i, last[0]["class_name"] if last else None, last[0]["score"] if last else 0.0))
+                        n_scored += 1
+                    elif i in by_index:
                         if cut_pending: tracker.reset()
                         cut_pending = False
                         insts = by_index[i]["instances"]
@@ -639,21 +697,25 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                        f"{info['end']:.2f} s: the file looks truncated or corrupt")
     if stopped:
         warnings.append(f"{video}: {stopped}; scored the {n} frames that decoded")
-    rows = [{"track_id": t.track_id, "class_name": t.class_name, "first_frame": t.frames[0], "last_frame": t.frames[-1],
-             "first_time": round(t.frames[0] / info["fps"], 3), "last_time": round(t.frames[-1] / info["fps"], 3),
-             "frames_seen": len(t.frames), "mean_score": round(float(np.mean(t.scores)), 4)} for t in tracker.tracks()]
+    if classification:   # the label timeline: runs of scored frames with the same most probable class
+        rows = label_segments(timeline, info["fps"])
+        counts = {c: sum(1 for _, k, _ in timeline if k == c) for c in pred.classes}   # scored frames per class
+    else:
+        rows = [{"track_id": t.track_id, "class_name": t.class_name, "first_frame": t.frames[0], "last_frame": t.frames[-1],
+                 "first_time": round(t.frames[0] / info["fps"], 3), "last_time": round(t.frames[-1] / info["fps"], 3),
+                 "frames_seen": len(t.frames), "mean_score": round(float(np.mean(t.scores)), 4)} for t in tracker.tracks()]
+        counts = {c: sum(1 for r in rows if r["class_name"] == c) for c in pred.classes}
     buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=TRACK_COLUMNS, lineterminator="\n")
+    wr = csv.DictWriter(buf, fieldnames=SEGMENT_COLUMNS if classification else TRACK_COLUMNS, lineterminator="\n")
     wr.writeheader(); wr.writerows(rows)
-    atomic_write_text(out_dir / "tracks.csv", buf.getvalue())
-    counts = {c: sum(1 for r in rows if r["class_name"] == c) for c in pred.classes}
+    atomic_write_text(out_dir / ("timeline.csv" if classification else "tracks.csv"), buf.getvalue())
     seconds = time.perf_counter() - t0
     res = VideoScoreResult(str(video), str(out_dir), n, n_scored, info["width"], info["height"], info["fps"],
                            stopped is None, stopped, counts, cuts, rows, seconds, model_s, wait_s, warnings)
     summary = {k: v for k, v in asdict(res).items() if k != "tracks"}
-    summary.update({"every": every, "batch": batch, "score_threshold": thr, "model": pred.meta["name"],
-                    "fps_scored": res.fps_scored, "tracker": {"iou_threshold": tracker.iou_threshold, "min_hits": tracker.min_hits,
-                                                               "max_age": tracker.max_age, "metric": tracker.metric}})
+    summary.update({"every": every, "batch": batch, "score_threshold": thr, "model": pred.meta["name"], "task": pred.task,
+                    "fps_scored": res.fps_scored, "tracker": None if classification else {
+                        "iou_threshold": tracker.iou_threshold, "min_hits": tracker.min_hits, "max_age": tracker.max_age, "metric": tracker.metric}})
     atomic_write_json(out_dir / "summary.json", summary)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -679,6 +741,21 @@ def plot_counts(tracks: list[dict], classes: list[str], fps: float | None = None
     a2.set_xlabel(f"first seen ({unit})"); a2.set_ylabel("cumulative tracks"); a2.set_title("when they appeared", fontsize=10)
     if tracks: a2.legend(fontsize=8)
     fig.suptitle(title or f"{len(tracks)} tracks", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09a_score_video.ipynb #00c2df24
+def plot_label_timeline(segments: list[dict], classes: list[str], duration: float | None = None, title: str | None = None):
+    "A classifier's label timeline: one row per class, a bar over each segment (`label_segments` rows, times in s); the Figure."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(classes) + 1.4))
+    for r in segments:
+        k = classes.index(r["class_name"])
+        ax.broken_barh([(r["first_time"], max(r["last_time"] - r["first_time"], 0.05))], (k - 0.4, 0.8),
+                       color=np.asarray(class_color(k + 1)) / 255)
+    ax.set_yticks(range(len(classes)), classes); ax.set_xlabel("time (s)")
+    if duration: ax.set_xlim(0, duration)
+    ax.set_title(title or "most probable class over time", fontsize=10); ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -102,10 +102,13 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
     if not isinstance(tasks, dict):
         raise ConfigError(f"pipeline file {path}: `tasks` must map a task name to its changes (`rename`, `parameters`)")
     for task, tm in tasks.items():
-        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters"}:
-            raise ConfigError(f"pipeline file {path}: `tasks.{task}` takes `rename` (path prefix: new prefix) and `parameters`")
-        for name in tm.get("parameters", {}):
+        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters", "notebooks", "skip"}:
+            raise ConfigError(f"pipeline file {path}: `tasks.{task}` takes `rename` (path prefix: new prefix), `parameters`, "
+                              "`notebooks` (step: the notebook it runs instead) and `skip`")
+        for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", [])]:
             if name not in seen: raise ConfigError(f"pipeline file {path}: `tasks.{task}` names step {name!r}, which is not in `steps`")
+        for name, nb in tm.get("notebooks", {}).items():
+            if not (path.parent / nb).is_file(): raise ConfigError(f"pipeline file {path}: `tasks.{task}.notebooks.{name}`: {nb} does not exist")
     return Pipeline(steps, path, **modes, tasks=tasks)
 
 # %% ../nbs/10_pipeline.ipynb #bebaf17e
@@ -156,17 +159,21 @@ def _rename(v, renames: dict[str, str]):
 
 
 def with_task(pipeline: Pipeline, task: str) -> Pipeline:
-    """The pipeline for `task`: unchanged for segmentation; else per the pipeline file's `tasks.<task>`: its `rename`
-    (path prefixes, e.g. the model folder) applied to every step's parameters, inputs and outputs, then its
-    `parameters` merged over the steps'. `ConfigError` for a task the file does not describe."""
+    """The pipeline for `task`: unchanged for segmentation; else per the pipeline file's `tasks.<task>`: its `skip`ped steps
+    left out, its `rename` (path prefixes, e.g. the model folder) applied to every step's parameters, inputs and outputs,
+    its `parameters` merged over the steps', and a step's notebook replaced where `notebooks` names another.
+    `ConfigError` for a task the file does not describe."""
     if task == TASK_SERIES: return pipeline
     if task not in pipeline.tasks:
         raise ConfigError(f"task {task!r}: pipeline file {pipeline.source} describes {', '.join([TASK_SERIES, *pipeline.tasks])}")
     tm, steps = pipeline.tasks[task], []
     for st in pipeline.steps:
+        if st.name in tm.get("skip", []): continue
         ren = lambda v: _rename(v, tm.get("rename", {}))
         params = {**ren(st.parameters), **tm.get("parameters", {}).get(st.name, {})}
-        steps.append(Step(st.name, st.notebook, params, ren(st.inputs), ren(st.outputs)))
+        nb = tm.get("notebooks", {}).get(st.name)
+        notebook = (Path(pipeline.source).parent / nb).resolve() if nb else st.notebook
+        steps.append(Step(st.name, notebook, params, ren(st.inputs), ren(st.outputs)))
     return dataclasses.replace(pipeline, steps=steps)
 
 
@@ -244,6 +251,9 @@ HEADLINES = [  # (step, key in its recorded results, label on the page)
     ("train", "held-out bbox/AP50", "box AP50 on held-out frames (never trained on)"),
     ("train", "held-out bbox/AP", "box AP (0.50:0.95) on held-out frames"),
     ("train", "val bbox/AP50", "box AP50 on the validation split"),
+    ("train", "held-out cls/accuracy", "accuracy on held-out frames (never trained on)"),
+    ("train", "held-out cls/macro_f1", "macro F1 on held-out frames"),
+    ("train", "val cls/accuracy", "accuracy on the validation split"),
     ("register", "uri", "registered model"),
     ("test_service", "latency ms (p50, p95, p99)", "service latency, ms (p50, p95, p99)"),
     ("test_service", "bad-input suite", "service bad-input suite"),
@@ -548,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--annotations", nargs="+", metavar="FILE", help="run on annotations you already have (COCO, VIA "
                       "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
     ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
-    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN) or detection (Faster R-CNN); default: the "
-                    "`task` setting of cvflow.yaml")
+    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN) or classification (a "
+                    "label per image); default: the `task` setting of cvflow.yaml")
     ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
                     "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)

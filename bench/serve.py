@@ -11,8 +11,9 @@ each service over its own in-process p50 (the serving overhead). Threads: both r
 cores per worker (1 worker here: every core), in-process too. The four are measured interleaved, image by image,
 so a shared, busy machine slows them alike; warm-up calls are not counted.
 
-Usage: .venv/bin/python bench/serve.py [--task segmentation|detection] [--package DIR] [--images DIR] [--n-images 8] [--repeat 3]
-       (default package: an untrained cpu-small demo package of --task (Mask R-CNN, or Faster R-CNN for detection;
+Usage: .venv/bin/python bench/serve.py [--task segmentation|detection|classification] [--package DIR] [--images DIR] [--n-images 8] [--repeat 3]
+       (default package: an untrained demo package of --task (cpu-small Mask R-CNN, Faster R-CNN for detection, a
+       MobileNetV3-Small classifier at 192 px for classification;
        min_size 192, max_size 320, the preset's) exported with model.onnx; a --package must have model.onnx (`cvflow export --onnx`); default images:
        ../shared/data/coco_rle_labelbox/images)
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["segmentation", "detection"], default="segmentation",
+    ap.add_argument("--task", choices=["segmentation", "detection", "classification"], default="segmentation",
                     help="the demo package's task (ignored with --package: its model.json says)")
     ap.add_argument("--package")
     ap.add_argument("--images")

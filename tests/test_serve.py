@@ -14,6 +14,8 @@ from cvflow.client import load_test_images, main as client_main, run_service_tes
 from cvflow.deploy import (LocalService, azure_deploy_plan, demo_package, free_port, main_deploy, pid_alive, pid_file,
                            port_in_use, start_service, stop_service)
 
+pytestmark = pytest.mark.slow   # servers, subprocesses, whole runs: `make test` runs it, `make test-quick` skips it
+
 COCO_IMAGES = ("coco_rle_labelbox", "images")
 THRESHOLD = 0.05  # the untrained demo package scores around 0.5: a low threshold makes sure instances exist
 
@@ -152,3 +154,23 @@ def test_local_detection_service_full_suite(shared_data, home, tmp_path):
     assert rep["parity"]["instances_compared"] == sum(expected)
     statuses = {c["name"]: c["status"] for c in rep["bad_input"]["cases"]}
     assert statuses["polygons_without_masks"] == 400 and statuses["raw_polygons_without_masks"] == 400
+
+
+def test_local_classification_service_full_suite(shared_data, home, tmp_path):
+    "An image classifier package (task classification) behind the real server: top-k labels, parity, top_k bad inputs."
+    from cvflow.package import load_package
+    package = demo_package(tmp_path / "cls" / "package", min_size=96, task="classification")
+    images = _images(shared_data)
+    imgs = load_test_images(images, 2)
+    pred = load_package(package, device="cpu", runtime="eager")
+    expected = [len(pred.predict([im.array])[0]["labels"]) for im in imgs]
+    assert expected == [3, 3]   # three classes, all listed (the served threshold of a classifier is 0)
+    with LocalService(package) as svc:
+        assert svc.info["model"]["task"] == "classification"
+        rep = run_service_tests(svc.url, images, package=package, concurrency=1, duration=2, max_requests=3,
+                                max_images=2, out=home / "rep-cls")
+    assert rep["passed"], json.dumps({k: rep[k] for k in ("functional", "parity", "bad_input")}, indent=1)[:4000]
+    assert rep["task"] == "classification" and rep["functional"]["instances"] == sum(expected)
+    assert rep["parity"]["instances_compared"] == sum(expected)
+    statuses = {c["name"]: c["status"] for c in rep["bad_input"]["cases"]}
+    assert statuses["top_k_zero"] == 400 and statuses["raw_bad_query_top_k"] == 400 and statuses["polygons_without_masks"] == 400

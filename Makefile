@@ -15,7 +15,7 @@ DOCS_SRC := build/docs-src
 DOCS_OUT := docs/_build/html
 SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test venv venv-v1 export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
+.PHONY: run test test-quick venv venv-v1 export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ run: $(STAMP)
 
 ## the test command CI runs
 test: check-export check-clean lint nbtest pytest
+
+## while developing (a few minutes): the same checks and every notebook's tests, pytest without the tests marked slow
+## (servers, browsers, subprocess training, whole pipeline runs: `make test` still runs them)
+test-quick: check-export lint
+	$(MAKE) nbtest NB_WORKERS=2
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow" tests
 
 export: $(STAMP)
 	$(BIN)/nbdev_export

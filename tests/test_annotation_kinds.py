@@ -395,6 +395,7 @@ def test_split_from_keeps_the_users_split_and_identical_copies_stay_on_one_side(
 
 # ------------------------------------------------------------------------------------- 9. commands that compose
 
+@pytest.mark.slow
 def test_relative_paths_resolve_against_the_current_directory(tmp_path, home, monkeypatch):
     "`dataset --out out/ds` then `train --data out/ds` from the same shell: the same folder."
     _named_dataset(tmp_path / "work" / "src", [f"p{i}.jpg" for i in range(6)])

@@ -14,6 +14,8 @@ from cvflow.package import (ONNX_OPSET, ParityError, cpu_cores, export_package, 
                             read_package_meta)
 from cvflow.sample import make_sample_images
 
+pytestmark = pytest.mark.slow   # servers, subprocesses, whole runs: `make test` runs it, `make test-quick` skips it
+
 THRESHOLD = 0.05  # the untrained model scores low: a low threshold makes sure instances exist
 
 

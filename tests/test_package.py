@@ -60,6 +60,7 @@ def test_weights_only_state_dict(exported):
     assert all(torch.equal(sd[k], ref[k]) for k in ref)
 
 
+@pytest.mark.slow
 def test_predictions_equal_in_memory_model_on_real_images(exported, shared_data):
     ck, pkg = exported
     predictor = load_package(pkg, device="cpu")
@@ -79,6 +80,7 @@ def test_predictions_equal_in_memory_model_on_real_images(exported, shared_data)
             assert np.array_equal(mask_utils.decode(inst["mask"]), ref_mask)
 
 
+@pytest.mark.slow
 def test_score_threshold_and_batching(exported):
     _, pkg = exported
     predictor = load_package(pkg, device="cpu", batch_size=2)

@@ -11,6 +11,8 @@ from cvflow.registry import register_package, show_model
 from cvflow.sample import make_sample_images
 from cvflow.train import train
 
+pytestmark = pytest.mark.slow   # servers, subprocesses, whole runs: `make test` runs it, `make test-quick` skips it
+
 
 def test_trained_checkpoint_exports_and_registers(home):
     (home / "cvflow.yaml").write_text("backend: local\n")

@@ -10,6 +10,8 @@ import yaml
 from cvflow.config import path_hash
 from cvflow.pipeline import StepFailed, load_pipeline, run_pipeline
 
+pytestmark = pytest.mark.slow   # servers, subprocesses, whole runs: `make test` runs it, `make test-quick` skips it
+
 REPO = Path(__file__).resolve().parents[1]
 
 # per step: the production parameters replaced by tiny ones (same notebooks, same data flow)
@@ -44,7 +46,6 @@ def tiny_pipeline(dest: Path, port: int) -> Path:
     return dest
 
 
-@pytest.mark.slow
 def test_pipeline_end_to_end_then_skip_then_failure(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("CVFLOW_HOME", str(home))

@@ -134,6 +134,7 @@ def test_every_make_target_exists(readme):
         assert r.returncode == 0, f"README mentions `make {t}` but `make -n {t}` fails:\n{r.stderr}"
 
 
+@pytest.mark.slow
 def test_every_cvflow_command_exists(readme, tmp_path):
     _, commands = mentioned(readme)
     exe = cvflow_exe()

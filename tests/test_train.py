@@ -125,6 +125,7 @@ def test_evaluate_agrees_with_cocoeval(tiny_data):
         np.testing.assert_allclose([ours[iou_type][k] for k in ("AP", "AP50", "AP75")], ev.stats[:3], atol=1e-9)
 
 
+@pytest.mark.slow
 def test_failed_save_keeps_last_checkpoint_and_resume_finishes(tiny_data, home, monkeypatch):
     "A save that dies midway (after writing half a file) leaves the previous last.pt readable; --resume then finishes."
     real_save, calls = torch.save, []
@@ -151,6 +152,7 @@ def _env(home):
     return {**os.environ, "CVFLOW_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_leaves_a_loadable_checkpoint(tiny_data, home):
     "kill -9 a training process that saves every step, at an arbitrary moment: last.pt is always complete."
     out = home / "models" / "killed"
@@ -172,6 +174,7 @@ def test_sigkill_during_training_leaves_a_loadable_checkpoint(tiny_data, home):
     assert rc == 0 and load_checkpoint(last)["step"] == ck["step"] + 1
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tiny_data, home):
     "torchrun with 2 CPU processes (gloo): DDP trains 2 steps, rank 0 alone writes the run folder."
     out = home / "models" / "ddp"
@@ -186,6 +189,7 @@ def test_ddp_two_processes_gloo(tiny_data, home):
     assert r.stdout.count("cvflow train: done") == 1
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_real_coco_data(shared_data, home, capsys):
     "Real COCO val2017 photos (polygons, crowd RLE, category-id gaps renumbered by the dataset step): 2 steps train."
     d = shared_data / "coco_rle_labelbox"
@@ -200,6 +204,7 @@ def test_a_few_steps_on_real_coco_data(shared_data, home, capsys):
     assert "segm/AP" in json.loads((home / "models" / "real" / "metrics.json").read_text())["latest"]
 
 
+@pytest.mark.slow
 def test_cpu_mobile_resume_is_bit_exact(tiny_data, home, capsys):
     "The pipeline's default preset (MobileNetV3 FPN): 3 steps in one go equal 1 step + --resume to 3, weight for weight."
     base = ["--data", str(tiny_data), "--preset", "cpu-mobile", "--max-steps", "3", "--set", "eval_every=3", *TINY]

@@ -15,7 +15,7 @@ DOCS_SRC := build/docs-src
 DOCS_OUT := docs/_build/html
 SPHINXOPTS ?= -W --keep-going
 
-.PHONY: run test test-quick venv venv-v1 export check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
+.PHONY: run test test-quick venv venv-v1 export index check-export check-clean lint nbtest pytest chp clean-test docs docs-test clean-docs
 
 $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,12 @@ test-quick: check-export lint
 	$(MAKE) nbtest NB_WORKERS=2
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow" tests
 
-export: $(STAMP)
+export: $(STAMP) index
 	$(BIN)/nbdev_export
+
+# nbs/index.ipynb (nbdev's home page, the docs site's first page) is made from README.md: one text for both
+index: $(STAMP)
+	$(BIN)/python docs/cvflow_docs.py
 
 # Notebooks are the source: the committed package must be what nbdev_export makes of nbs/.
 check-export: $(STAMP)

@@ -8,7 +8,9 @@ The notebooks are the documentation. `prepare(src)` writes, into a generated sou
   exactly what `nbdev_test` skips), the directive lines removed from the shown code, backticked names of
   exported symbols turned into links to the API pages (nbdev's doclinks, done with Sphinx roles), and a link to
   the notebook's module page;
-* `index.ipynb` (nbdev's home page) with the site's table of contents appended;
+* `index.ipynb` (nbdev's home page) with the site's table of contents appended. `nbs/index.ipynb` itself is made
+  from `README.md` (`index_from_readme`, `make index`): one text, so the README, nbdev's home page and the site's
+  first page say the same thing (tests/test_readme.py checks they agree);
 * `api/<module>.rst`, one page per module of `cvflow/` (autodoc), each linking back to its notebook.
 
 The copies are executed by myst-nb with the kernel's working directory set to `nbs/` (as under `nbdev_test`),
@@ -29,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / "nbs"
 PKG = REPO / "cvflow"
 API_DIR = "api"
+README = REPO / "README.md"
+STATIC = REPO / "docs" / "_static"
 # a line of nbdev cell directives: `#| export`, `#|hide`, `#| eval: false`
 DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(?P<name>[\w-]+:?)\s*(?P<value>.*?)\s*$")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
@@ -265,7 +269,16 @@ def prepare(src: Path, nbs: Path = NBS, pkg: Path = PKG) -> list[str]:
         nb = json.loads((nbs / f"{name}.ipynb").read_text(encoding="utf-8"))
         code = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code")
         out = docs_notebook(nb, flags, symbols, nb_mod.get(name), package_key(code, pkg))
-        if name == "index":
+        if name == "index":   # the README's images: copied beside the generated index, paths made relative to it
+            for cell in out["cells"]:
+                text = "".join(cell.get("source", ""))
+                for img in sorted(set(re.findall(r"\]\(\.\./docs/_static/([\w.-]+)\)", text))):
+                    (src / "_static").mkdir(exist_ok=True)
+                    data = (STATIC / img).read_bytes()
+                    if not (src / "_static" / img).exists() or (src / "_static" / img).read_bytes() != data:
+                        (src / "_static" / img).write_bytes(data)
+                if "../docs/_static/" in text:
+                    cell["source"] = text.replace("](../docs/_static/", "](_static/")
             out["cells"].append({"cell_type": "markdown", "metadata": {}, **({"id": "cvflow-docs-toc"} if "id" in out["cells"][0] else {}),
                                  "source": toctree("Notebooks", notebooks) + "\n\n" + toctree("Reference", [f"{API_DIR}/index"])})
         _write(src / f"{name}.ipynb", json.dumps(out, indent=1, ensure_ascii=False) + "\n")
@@ -278,6 +291,35 @@ def prepare(src: Path, nbs: Path = NBS, pkg: Path = PKG) -> list[str]:
     for m in modules:
         _write(api / f"{m}.rst", api_page(m, mod_nbs.get(m)))
     return notebooks
+
+
+def _source_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + [lines[-1]]
+
+
+def index_from_readme(readme: str) -> dict:
+    """`nbs/index.ipynb` made from the README's text: one markdown cell per `## ` section (headings inside code blocks
+    are not sections), image paths under `docs/_static/` made relative to `nbs/`. Deterministic (cell ids
+    `readme-NN`), so a regenerated index only changes where the README did."""
+    sections: list[list[str]] = [[]]
+    in_fence = False
+    for line in readme.strip("\n").split("\n"):
+        if FENCE.match(line): in_fence = not in_fence
+        if line.startswith("## ") and not in_fence and sections[-1]: sections.append([])
+        sections[-1].append(line)
+    cells = [{"cell_type": "markdown", "id": f"readme-{i:02d}", "metadata": {},
+              "source": _source_lines("\n".join(sec).strip("\n").replace("](docs/_static/", "](../docs/_static/"))}
+             for i, sec in enumerate(sections)]
+    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def write_index(readme: Path = README, nbs: Path = NBS) -> Path:
+    "Write `nbs/index.ipynb` from `readme` (as `nbdev_clean` formats notebooks); returns its path."
+    out = nbs / "index.ipynb"
+    _write(out, json.dumps(index_from_readme(readme.read_text(encoding="utf-8")), indent=1, ensure_ascii=False) + "\n")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- Sphinx side
@@ -325,3 +367,7 @@ def setup(app):
     _run_in_nbs()
     app.connect("autodoc-process-docstring", _markdown_docstrings)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":   # `make index`: nbs/index.ipynb from README.md
+    print(write_index())

@@ -98,7 +98,7 @@ def test_home_page_in_chromium(site, tmp_path):
         page.goto(site.joinpath("index.html").as_uri(), wait_until="load")
         assert "cvflow" in page.title()
         assert page.locator("h1").first.inner_text().strip().startswith("cvflow")
-        # the executed sample figure rendered
+        # the README's figures (nbs/index.ipynb is the README) rendered
         imgs = page.locator("article img")
         assert imgs.count() >= 1, "the home page shows no figure (was index.ipynb executed?)"
         assert imgs.first.evaluate("i => i.complete && i.naturalWidth > 0"), "the home page's figure did not load"

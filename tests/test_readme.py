@@ -176,3 +176,23 @@ def test_pip_extras_exist(readme):
                     wanted.update(m["extras"].split(","))
     missing = wanted - setup_extras()
     assert not missing, f"README installs extras {sorted(missing)} that setup.py does not define"
+
+
+def test_index_notebook_says_what_the_readme_says():
+    "nbs/index.ipynb (nbdev's readme_nb, the docs site's home page) is the README, section by section."
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        from cvflow_docs import index_from_readme
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    import json
+    index = json.loads((REPO / "nbs" / "index.ipynb").read_text(encoding="utf-8"))
+    want = index_from_readme((REPO / "README.md").read_text(encoding="utf-8"))
+    got_text = ["".join(c["source"]) for c in index["cells"]]
+    assert got_text == ["".join(c["source"]) for c in want["cells"]], "nbs/index.ipynb differs from README.md: run `make index`"
+    assert all(c["cell_type"] == "markdown" for c in index["cells"])
+    joined = "\n\n".join(got_text)   # sections are separated by one blank line
+    assert joined.replace("](../docs/_static/", "](docs/_static/") == (REPO / "README.md").read_text(encoding="utf-8").strip("\n")
+    for img in re.findall(r"\]\(\.\./docs/_static/([\w.-]+)\)", joined):   # the images resolve from nbs/
+        assert (REPO / "docs" / "_static" / img).is_file(), img
+

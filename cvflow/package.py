@@ -753,7 +753,7 @@ def describe_package(path: str | Path) -> str:
     runtime = (f"\n  ONNX: opset {onnx['opset']}, parity on {par.get('images')} images: {par.get('pairs')} instances paired, "
                f"max box diff {par.get('max_box_px', 0):.3g} px, max score diff {par.get('max_score_diff', 0):.2g}, "
                f"min mask IoU {par.get('min_mask_iou', 1):.4f}") if onnx else ""
-    return (f"model package {Path(path)}\n  name {meta['name']}, task {meta.get('task', 'segmentation')}, preset {meta['preset']}, classes {', '.join(meta['classes'])}\n"
+    return (f"model package {Path(path)}\n  name {meta['name']}, preset {meta['preset']}, task {meta.get('task', 'segmentation')}, classes {', '.join(meta['classes'])}\n"
             f"  thresholds: score {meta['score_threshold']}, mask {meta['mask_threshold']}; {head}\n  files: {files}{runtime}")
 
 

@@ -22,12 +22,12 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths',
-           'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
-           'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
-           'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename', 'find_repo',
-           'shared_data_dir', 'record_results', 'read_results', 'resolve_device', 'option', 'add_option_arguments',
-           'options_from_arguments', 'describe', 'main']
+__all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'PAUSE_ENV', 'find_home', 'Paths',
+           'get_paths', 'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config',
+           'azureml_available', 'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text',
+           'atomic_write_json', 'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename',
+           'find_repo', 'shared_data_dir', 'record_results', 'read_results', 'StepPaused', 'read_pause',
+           'resolve_device', 'option', 'add_option_arguments', 'options_from_arguments', 'describe', 'main']
 
 # %% ../nbs/00_config.ipynb #830162a0
 def _is_cvflow_repo(d: Path) -> bool:
@@ -373,6 +373,25 @@ def read_results(home: str | Path | None = None) -> dict[str, dict]:
     "All recorded step results in the project home, by step name."
     d = get_paths(home).reports / "results"
     return {f.stem: json.loads(f.read_text()) for f in sorted(d.glob("*.json"))} if d.is_dir() else {}
+
+
+PAUSE_ENV = "CVFLOW_PAUSE"   # `cvflow run` names a file here for each step
+
+
+class StepPaused(RuntimeError):
+    """A step stops for a person (to annotate, to correct): a pause, not a failure. Raising it also writes
+    `{"message": ...}` to the file `$CVFLOW_PAUSE` names, so `cvflow run` tells a pause from a failure by what the step
+    wrote (`read_pause`), not by an exception's name across the kernel boundary."""
+    def __init__(self, message: str):
+        super().__init__(message)
+        path = os.environ.get(PAUSE_ENV)
+        if path: atomic_write_json(path, {"message": message})
+
+
+def read_pause(path: str | Path) -> str | None:
+    "The message a paused step left in `path` (see `StepPaused`), or None when it did not pause."
+    path = Path(path)
+    return json.loads(path.read_text())["message"] if path.is_file() else None
 
 # %% ../nbs/00_config.ipynb #bd5010f7
 def resolve_device(device: str | None = None, settings: Settings | None = None) -> str:

@@ -31,35 +31,21 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SWEEP = (0.3, 0.5, 0.7, 0.9)   # pre-annotation thresholds whose correction work is also measured
 
 
 def step_params(pipeline: dict, name: str) -> dict:
     return next(s for s in pipeline["steps"] if s["name"] == name).get("parameters", {})
 
 
-def train_round(home: Path, tag: str, via_files: list, images: Path, manifest: Path, dataset_p: dict, train_p: dict,
-                steps: int, heldout: Path, weights: Path | None = None) -> dict:
-    "Annotations (VIA files) -> COCO -> leak-free dataset -> training as the train step does -> held-out metrics."
+def train_round(home: Path, tag: str, via_files: list, images: Path, dataset_p: dict, train_p: dict, steps: int,
+                heldout: Path, weights: Path | None = None) -> dict:
+    "09b's `train_round` (merge, leak-free split, the train step's recipe, held-out scores), timed."
     from cvflow import sample
-    from cvflow.annotations import check_annotations, merge_annotations, write_coco
-    from cvflow.dataset import write_dataset
-    from cvflow.train import score_heldout, step_config, train
-    ann = merge_annotations([check_annotations(v, images, classes=list(sample.CLASSES)) for v in via_files])
-    coco = home / tag / "instances.json"
-    write_coco(ann, coco)
-    data = write_dataset(coco, images, out=home / tag / "data", name=tag, val=dataset_p.get("val", 0.2),
-                         group_by=dataset_p.get("group_by", "scene"), manifest=manifest, seed=dataset_p.get("seed", 0),
-                         progress=False)
-    params = {k: v for k, v in train_p.items() if k not in ("data", "out", "heldout", "tracking", "max_steps", "eval_every")}
-    cfg = step_config(data, home / tag / "run", tracking="none", sample_images=0, progress=False, max_steps=steps,
-                      eval_every=steps, weights=str(weights) if weights else None, **params)
+    from cvflow.annotation_loop import train_round as round_model
     t = time.time()
-    res = train(cfg)
-    m = score_heldout(home / tag / "run", heldout)
-    card = json.loads((data / "dataset_card.json").read_text())["counts"]
-    return {"round": tag, "frames": len(ann.images), "train images": card["train"]["images"], "steps": res["step"],
-            "train s": round(time.time() - t), "from": "round 1 weights" if weights else "scratch",
-            **{f"held-out {k}/{x}": round(m[k][x], 4) for k in ("bbox", "segm") for x in ("AP", "AP50")}}
+    row = round_model(via_files, images, home / tag, train_p, steps, heldout, weights, dataset_p, list(sample.CLASSES), tag)
+    return {**row, "train s": round(time.time() - t)}
 
 
 def main() -> int:
@@ -102,7 +88,7 @@ def main() -> int:
     # the frame step's candidates (its options), every one saved with a manifest so the split can group by scene
     cdir = work / "candidates" / "frames"
     cands = candidate_frames(video, cdir, FrameOptions(every_seconds=a.every_seconds, min_gap=frames_p.get("min_gap", 0.0)))
-    manifest = write_manifest([manifest_row(c, "candidate") for c in cands], work / "candidates" / "frames.csv")
+    write_manifest([manifest_row(c, "candidate") for c in cands], work / "candidates" / "frames.csv")   # 04 groups by scene
     names = [frame_filename(c.video, c.frame_index) for c in cands]
     print(f"{len(cands)} candidate frames in {len({c.scene for c in cands})} scenes", flush=True)
 
@@ -110,7 +96,7 @@ def main() -> int:
     r1 = choose_by_rank(cands, rank_candidates(cands), a.r1_frames)
     r1_names = [frame_filename(c.video, c.frame_index) for c, _ in r1]
     simulate_annotator(gt, [cdir / n for n in r1_names], work / "r1" / "via_annotated.json")
-    rows = [train_round(work, "r1", [work / "r1" / "via_annotated.json"], cdir, manifest, dataset_p, train_p, a.r1_steps,
+    rows = [train_round(work, "r1", [work / "r1" / "via_annotated.json"], cdir, dataset_p, train_p, a.r1_steps,
                         heldout / "instances.json")]
     print(json.dumps(rows[-1]), flush=True)
     pkg = export_package(work / "r1" / "run", work / "r1" / "package", name="round1", quiet=True)
@@ -123,7 +109,7 @@ def main() -> int:
 
     done = set(r1_names)
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
-    work_rows = {}
+    work_rows, sweep = {}, {}
     for arm, use_model in (("model-chosen", True), ("content-chosen", False)):
         ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes)
         chosen = [frame_filename(c.video, c.frame_index) for c, _ in choose_by_rank(cands, ranks, a.r2_frames)]
@@ -138,10 +124,13 @@ def main() -> int:
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")
         scratch = compare_projects(empty_like(truth_proj), simulate_corrections(empty_like(truth_proj), truth))
         work_rows[arm] = (corr, scratch)
+        for thr in SWEEP:   # the same predictions pre-annotated down to other scores, corrected the same way
+            pj = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, thr)
+            sweep.setdefault(thr, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
         print(f"{arm}: {len(chosen)} frames; pre-annotated, corrected: {corr}", flush=True)
         print(f"{arm}: from scratch: {scratch}", flush=True)
         rows.append(train_round(work, f"r2-{arm}", [work / "r1" / "via_annotated.json", d / "via_annotated.json"], cdir,
-                                manifest, dataset_p, train_p, a.r2_steps, heldout / "instances.json",
+                                dataset_p, train_p, a.r2_steps, heldout / "instances.json",
                                 weights=work / "r1" / "run" / "model.pt"))
         print(json.dumps(rows[-1]), flush=True)
 
@@ -155,6 +144,8 @@ def main() -> int:
         cc, sc = c.counts(), s.counts()
         print(f"    {arm}: kept {cc['kept']}, edited {cc['edited']} ({cc['relabelled']} re-classed), deleted {cc['deleted']}, "
               f"added {cc['added']}, vertices {cc['vertices']} | from scratch: added {sc['added']}, vertices {sc['vertices']}")
+    print("    pre-annotation threshold sweep (work / from scratch): " + ", ".join(
+        f"score >= {t}: {sum(w) / max(scratch_work, 1):.3f}" for t, w in sweep.items()))
     ap1 = rows[0]["held-out segm/AP"]
     gain = {r["round"][3:]: r["held-out segm/AP"] - ap1 for r in rows[1:]}
     gm, gc = gain["model-chosen"], gain["content-chosen"]

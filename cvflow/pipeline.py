@@ -107,8 +107,6 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
                               "`notebooks` (step: the notebook it runs instead) and `skip`")
         for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", [])]:
             if name not in seen: raise ConfigError(f"pipeline file {path}: `tasks.{task}` names step {name!r}, which is not in `steps`")
-        for name, nb in tm.get("notebooks", {}).items():
-            if not (path.parent / nb).is_file(): raise ConfigError(f"pipeline file {path}: `tasks.{task}.notebooks.{name}`: {nb} does not exist")
     return Pipeline(steps, path, **modes, tasks=tasks)
 
 # %% ../nbs/10_pipeline.ipynb #bebaf17e
@@ -173,6 +171,8 @@ def with_task(pipeline: Pipeline, task: str) -> Pipeline:
         params = {**ren(st.parameters), **tm.get("parameters", {}).get(st.name, {})}
         nb = tm.get("notebooks", {}).get(st.name)
         notebook = (Path(pipeline.source).parent / nb).resolve() if nb else st.notebook
+        if not notebook.is_file():   # checked when the task is asked for: the file may be copied without it
+            raise ConfigError(f"pipeline file {pipeline.source}: `tasks.{task}.notebooks.{st.name}`: {nb} does not exist")
         steps.append(Step(st.name, notebook, params, ren(st.inputs), ren(st.outputs)))
     return dataclasses.replace(pipeline, steps=steps)
 

@@ -226,14 +226,15 @@ def dominant_class(areas: dict[str, float] | list[tuple[str, float]], classes: l
 
 
 def labels_from_coco(coco: dict, classes: list[str] | None = None) -> ImageLabels:
-    "Each image of a COCO instances dict labelled with its dominant class (by annotation `area`); images without objects left out."
+    """Each image of a COCO instances dict labelled with its own `label` when it records one (the synthetic sample's
+    `subject` images), else with its dominant class (by annotation `area`); images with neither left out."""
     names = {int(c["id"]): c["name"] for c in coco["categories"]}
     classes = list(classes or [names[k] for k in sorted(names)])
     per = {im["id"]: [] for im in coco["images"]}
     for a in coco["annotations"]: per[a["image_id"]].append((names[int(a["category_id"])], a.get("area", 0)))
     out, empty = [], 0
     for im in coco["images"]:
-        c = dominant_class(per[im["id"]], classes)
+        c = im.get("label") or dominant_class(per[im["id"]], classes)
         if c is None: empty += 1; continue
         out.append(ImageLabel(im["file_name"], int(im["width"]), int(im["height"]), c, im.get("video")))
     return ImageLabels(out, classes, [f"{empty} image(s) without objects left out"] if empty else [])
@@ -241,7 +242,8 @@ def labels_from_coco(coco: dict, classes: list[str] | None = None) -> ImageLabel
 
 def simulate_labeller(ground_truth, frames, out_via_path: str | Path, classes: list[str] | None = None,
                       attribute: str = "class") -> dict:
-    "Write the VIA 2 project a person would have saved labelling `frames` (sample frames), from the sample's ground truth."
+    """Write the VIA 2 project a person would have saved labelling `frames` (sample frames), from the sample's ground truth:
+    a frame's recorded `label` (a `subject` sample: the main subject's class), else its dominant class."""
     from cvflow import sample
     gt = sample.load_ground_truth(ground_truth) if isinstance(ground_truth, (str, Path)) else ground_truth
     classes = list(classes or gt["classes"])
@@ -251,7 +253,8 @@ def simulate_labeller(ground_truth, frames, out_via_path: str | Path, classes: l
         pf = parse_frame_filename(n)
         if pf is None or pf[0] != stem or not 0 <= pf[1] < int(gt["n_frames"]):
             raise AnnotationError(f"frame {n!r} is not a frame of the sample video {gt['video']!r}")
-        labels[n] = dominant_class([(o["class"], o["area"]) for o in gt["frames"][pf[1]]["objects"]], classes)
+        fr = gt["frames"][pf[1]]
+        labels[n] = fr.get("label") or dominant_class([(o["class"], o["area"]) for o in fr["objects"]], classes)
     return via_label_project(frames, classes, out_via_path, attribute, name="simulated annotator", labels=labels)
 
 # %% ../nbs/02b_image_labels.ipynb #4485c424

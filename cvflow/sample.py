@@ -69,6 +69,7 @@ def _bounce(x: float, lo: float, hi: float) -> float:
 class Scene:
     background: np.ndarray          # (H, W, 3) uint8 RGB
     objects: list[SampleObject]
+    label: str | None = None        # the subject's class (the image label) of a `subject` scene
 
 
 def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -91,8 +92,12 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
-def make_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int = 0, n_objects: int | None = None) -> Scene:
-    "A random scene: a background and 2–5 objects (every class at least once when there are 3 or more)."
+def make_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int = 0, n_objects: int | None = None,
+               subject: bool = False) -> Scene:
+    """A random scene: a background and 2–5 objects (every class at least once when there are 3 or more).
+    `subject`: instead one large object that stays in place (the last, drawn on top; its class the scene's `label`)
+    and small fast distractors of any class, `n_objects` in all (default 3–5): a photo of one main subject."""
+    if subject: return _subject_scene(rng, w, h, first_track_id, n_objects)
     n = int(n_objects or rng.integers(3, 6))
     classes = list(CLASSES) + [CLASSES[i] for i in rng.integers(0, 3, max(0, n - 3))]
     classes = [classes[i] for i in rng.permutation(len(classes))][:n]
@@ -108,6 +113,28 @@ def make_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int = 0
                                  rng.uniform(0, 2 * np.pi), rng.uniform(-1.2, 1.2),
                                  tuple(int(np.clip(v + j, 0, 255)) for v, j in zip(_BASE_RGB[c], jitter))))
     return Scene(make_background(rng, w, h), objs)
+
+
+def _subject_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int, n_objects: int | None) -> Scene:
+    "`make_scene(subject=True)`: the subject (0.20–0.26 of the short side, still, near the centre) after its distractors."
+    n = max(1, int(n_objects or rng.integers(3, 6)))
+    label = CLASSES[int(rng.integers(0, len(CLASSES)))]
+    classes = [CLASSES[i] for i in rng.integers(0, len(CLASSES), n - 1)] + [label]
+    s = min(w, h)
+    objs = []
+    for i, c in enumerate(classes):
+        big = i == n - 1
+        speed = 0.0 if big else rng.uniform(0.15, 0.45) * s
+        a = rng.uniform(0, 2 * np.pi)
+        jitter = rng.integers(-25, 26, 3)
+        lo, hi = (0.35, 0.65) if big else (0.1, 0.9)
+        objs.append(SampleObject(first_track_id + i, c, rng.uniform(lo, hi) * w, rng.uniform(lo, hi) * h,
+                                 speed * math.cos(a), speed * math.sin(a),
+                                 rng.uniform(0.20, 0.26) * s if big else rng.uniform(0.05, 0.08) * s,
+                                 rng.uniform(0.05, 0.12) if big else rng.uniform(0.15, 0.35), rng.uniform(0.1, 0.3),
+                                 rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi), rng.uniform(-1.2, 1.2),
+                                 tuple(int(np.clip(v + j, 0, 255)) for v, j in zip(_BASE_RGB[c], jitter))))
+    return Scene(make_background(rng, w, h), objs, label)
 
 # %% ../nbs/00a_sample.ipynb #6a39422a
 def render(scene: Scene, t: float, w: int, h: int) -> tuple[np.ndarray, list[dict]]:
@@ -171,8 +198,9 @@ def _timeline(rng: np.random.Generator, n_frames: int, n_scenes: int, fps: float
 
 
 def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width: int = 640, height: int = 360,
-                seed: int = 0, n_scenes: int | None = None, progress: bool = True) -> Path:
-    "Render the sample video `out_dir/sample.mp4` and `out_dir/ground_truth.json`; returns the video path."
+                seed: int = 0, n_scenes: int | None = None, progress: bool = True, subject: bool = False) -> Path:
+    """Render the sample video `out_dir/sample.mp4` and `out_dir/ground_truth.json`; returns the video path.
+    `subject`: scenes of one main subject (`make_scene`), each frame's `label` its class (else no `label`, as before)."""
     from tqdm.auto import tqdm
     import av
     if width % 2 or height % 2:
@@ -188,7 +216,7 @@ def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width
     starts, scene_of, motion_t, static, blurred = _timeline(rng, n_frames, n_scenes, fps)
     scenes, next_id = [], 0
     for _ in range(n_scenes):
-        scenes.append(make_scene(rng, width, height, next_id)); next_id += len(scenes[-1].objects)
+        scenes.append(make_scene(rng, width, height, next_id, subject=subject)); next_id += len(scenes[-1].objects)
     gt = {"format": "cvflow-sample-ground-truth", "version": 1, "video": "sample.mp4", "fps": fps,
           "width": width, "height": height, "n_frames": n_frames, "seed": seed, "classes": list(CLASSES),
           "scene_starts": starts, "frames": []}
@@ -204,7 +232,8 @@ def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)
                 gt["frames"].append({"index": f, "time": round(f / fps, 6), "scene": int(scene_of[f]),
-                                     "blurred": bool(blurred[f]), "static": bool(static[f]), "objects": objs})
+                                     "blurred": bool(blurred[f]), "static": bool(static[f]), "objects": objs,
+                                     **({"label": scenes[scene_of[f]].label} if subject else {})})
             for packet in stream.encode():
                 container.mux(packet)
         atomic_write_json(tmp / "ground_truth.json", gt, indent=None)
@@ -243,7 +272,8 @@ def gt_to_coco(gt: dict, frame_indices=None, min_area: int = 0) -> dict:
     for fr in frames:
         iid = fr["index"] + 1
         images.append({"id": iid, "file_name": frame_filename(gt["video"], fr["index"]), "width": gt["width"],
-                       "height": gt["height"], "video": stem, "frame_index": fr["index"]})
+                       "height": gt["height"], "video": stem, "frame_index": fr["index"],
+                       **({"label": fr["label"]} if fr.get("label") else {})})
         for o in fr["objects"]:
             if o["area"] < min_area: continue
             anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cid[o["class"]],
@@ -254,8 +284,9 @@ def gt_to_coco(gt: dict, frame_indices=None, min_area: int = 0) -> dict:
 
 # %% ../nbs/00a_sample.ipynb #22e9e4af
 def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: int = 320, height: int = 240,
-                       frames_per_scene: int = 4, quality: int = 92) -> Path:
-    "Render `n` frames of fresh scenes to `out_dir/images/*.jpg` with COCO ground truth `out_dir/instances.json`."
+                       frames_per_scene: int = 4, quality: int = 92, subject: bool = False) -> Path:
+    """Render `n` frames of fresh scenes to `out_dir/images/*.jpg` with COCO ground truth `out_dir/instances.json`.
+    `subject`: scenes of one main subject (`make_scene`), each image's `label` its class."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     images, anns, tid = [], [], 0
@@ -265,7 +296,7 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
         scene = None
         for i in range(n):
             if i % frames_per_scene == 0:
-                scene = make_scene(rng, width, height, tid); tid += len(scene.objects)
+                scene = make_scene(rng, width, height, tid, subject=subject); tid += len(scene.objects)
             fi = int(rng.integers(0, 10_000))
             img, objs = render(scene, fi / 15, width, height)
             name = frame_filename(f"synth{i // frames_per_scene:03d}", fi)
@@ -274,7 +305,8 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
                 img, objs = render(scene, fi / 15, width, height)
             cv2.imwrite(str(tmp / "images" / name), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             images.append({"id": i + 1, "file_name": name, "width": width, "height": height,
-                           "video": f"synth{i // frames_per_scene:03d}", "frame_index": fi})
+                           "video": f"synth{i // frames_per_scene:03d}", "frame_index": fi,
+                           **({"label": scene.label} if subject else {})})
             for o in objs:
                 anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": CLASSES.index(o["class"]) + 1,
                              "segmentation": o["polygons"], "area": float(o["area"]),
@@ -284,9 +316,10 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
     return out_dir / "instances.json"
 
 # %% ../nbs/00a_sample.ipynb #1d29b159
-def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int = 640, height: int = 360) -> Path:
+def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int = 640, height: int = 360,
+                        subject: bool = False) -> Path:
     "`n` frames of scenes the sample video rendered with `seed` never shows (`make_sample_images`); returns the COCO file."
-    return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height)
+    return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height, subject=subject)
 
 # %% ../nbs/00a_sample.ipynb #9a3fdd3d
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 import torchvision
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -28,7 +29,8 @@ from .config import ConfigError
 # %% auto #0
 __all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'preset_config',
            'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
-           'ImageClassifier', 'build_classifier', 'load_checkpoint', 'model_from_checkpoint']
+           'ImageClassifier', 'build_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms',
+           'inference_ready']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -380,3 +382,30 @@ def model_from_checkpoint(checkpoint: str | Path | dict, device: str | torch.dev
     model = rebuild_model(ck["config"]["model"])
     model.load_state_dict(ck["model"])
     return model.eval().to(device), ck["config"]
+
+# %% ../nbs/06a_model.ipynb #c0ffee02
+_BATCH_NORMS = (nn.BatchNorm2d, torchvision.ops.misc.FrozenBatchNorm2d)
+
+
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold every batch norm that directly follows a convolution (a `Sequential`'s neighbours, or torchvision's
+    `convN`/`bnN` pairs in ResNet blocks and stems) into it, in place, and replace it with `Identity`; returns how
+    many were folded. Eval-mode arithmetic only: call it on a model that will not train again."""
+    n = 0
+    with torch.no_grad():
+        for m in model.modules():
+            kids = list(m.named_children())
+            for (na, a), (nb, b) in zip(kids, kids[1:]):
+                if isinstance(a, nn.Conv2d) and isinstance(b, _BATCH_NORMS) and \
+                        (isinstance(m, nn.Sequential) or (na.startswith("conv") and nb == "bn" + na[4:])):
+                    a.weight, a.bias = fuse_conv_bn_weights(
+                        a.weight, a.bias, b.running_mean, b.running_var, b.eps, b.weight, b.bias)
+                    setattr(m, nb, nn.Identity()); n += 1
+    return n
+
+
+def inference_ready(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    "`model` in eval mode with its batch norms folded (`fold_batch_norms`), channels-last on the CPU; in place, returned."
+    model.eval()
+    fold_batch_norms(model)
+    return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import torch
 import cvflow
 from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
 from .evaluate import flat_metrics, prediction_to_coco, to_float_image
-from .model import build_model, load_checkpoint, model_config, rebuild_model
+from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
 __all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'RUNTIMES',
@@ -364,6 +365,7 @@ class Predictor:
         self.meta = meta
         self.classes: list[str] = list(meta["classes"])
         self.batch_size = max(1, int(batch_size))
+        self._lock = threading.Lock()   # the detector's score threshold is set per call (see `_forward`)
 
     @property
     def name(self) -> str: return self.meta["name"]
@@ -372,10 +374,23 @@ class Predictor:
         return (f"{type(self).__name__}({self.meta['name']!r}, preset={self.meta['preset']!r}, classes={self.classes}, "
                 f"device={str(self.device)!r}, runtime={self.runtime!r})")
 
-    def _forward(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        "The network's raw outputs (CPU tensors: boxes, labels, scores, masks) for same-size RGB uint8 images."
+    def _forward(self, images: list[np.ndarray], score_threshold: float = 0.0) -> list[dict[str, torch.Tensor]]:
+        """The network's raw outputs (CPU tensors: boxes, labels, scores, masks) for same-size RGB uint8 images. A
+        detector drops boxes scoring below `score_threshold` before its mask head and full-size mask pasting (its own
+        `score_thresh` raised for this call): the same answer above the threshold (non-maximum suppression never lets a
+        lower score remove a higher one), less work below it."""
         tensors = [to_float_image(_to_tensor(im).to(self.device)) for im in images]
-        return [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
+        heads = getattr(self.model, "roi_heads", None)
+        if heads is None:
+            return [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
+        with self._lock:
+            own = heads.score_thresh
+            heads.score_thresh = max(own, score_threshold - 1e-6)   # (the margin: torchvision keeps scores > it, we >=)
+            try:
+                outs = self.model(tensors)
+            finally:
+                heads.score_thresh = own
+        return [{k: v.cpu() for k, v in o.items()} for o in outs]
 
     @property
     def task(self) -> str: return self.meta.get("task", "segmentation")
@@ -395,7 +410,7 @@ class Predictor:
             for idx in groups.values():
                 for s in range(0, len(idx), self.batch_size):
                     chunk = idx[s:s + self.batch_size]
-                    for i, o in zip(chunk, self._forward([images[i] for i in chunk])):
+                    for i, o in zip(chunk, self._forward([images[i] for i in chunk], thr)):
                         outs[i] = o
         if self.task == "classification":
             k = int(top_k or self.meta["model_config"].get("top_k", 3))
@@ -470,7 +485,7 @@ def load_package(path: str | Path, device: str = "auto", batch_size: int = 4, ve
     except (RuntimeError, ConfigError, KeyError, TypeError) as e:
         raise PackageError(f"model package {path}: model.pt does not fit the architecture in model.json "
                            f"(model_config): {e}") from None
-    return Predictor(model, meta, resolve_device(device), batch_size)
+    return Predictor(inference_ready(model, dev), meta, dev, batch_size)   # batch norms folded: it never trains again
 
 # %% ../nbs/07_export.ipynb #512f4184
 ONNX_OPSET = 17
@@ -514,7 +529,7 @@ class OnnxPredictor(Predictor):
         self.outputs = [o.name for o in session.get_outputs()]
         self.threads = session.get_session_options().intra_op_num_threads
 
-    def _forward(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+    def _forward(self, images: list[np.ndarray], score_threshold: float = 0.0) -> list[dict[str, torch.Tensor]]:
         return [{k: torch.from_numpy(v) for k, v in zip(self.outputs, self.session.run(None, {"image": np.ascontiguousarray(im)}))}
                 for im in images]
 

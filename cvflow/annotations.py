@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .config import atomic_write_json, parse_frame_filename
+from .config import StepPaused, atomic_write_json, parse_frame_filename
 from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, read_image
 
 # %% auto #0
@@ -1680,8 +1680,8 @@ if __name__ == "__main__" and not getattr(__import__("builtins"), "__IPYTHON__",
     sys.exit(main())
 
 # %% ../nbs/02_annotations.ipynb #8c278d15
-class AnnotationNeeded(RuntimeError):
-    "The frames are chosen and the VIA project is written, but no annotated project exists yet."
+class AnnotationNeeded(StepPaused):
+    "The frames are chosen and the VIA project is written, but no annotated project exists yet: a pause for a person."
 
 
 def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int, task: str = "segmentation") -> str:

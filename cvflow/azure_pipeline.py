@@ -23,7 +23,7 @@ from typing import Any
 
 import cvflow
 from .config import ConfigError, atomic_dir, find_repo, get_paths, load_settings
-from .pipeline import Pipeline, Step, StepFailed, _env, load_pipeline
+from .pipeline import Pipeline, Step, StepFailed, StepWaiting, execute_step, load_pipeline
 
 # %% auto #0
 __all__ = ['RUNNER_SCRIPT', 'AZURE_PIPELINE_MISSING', 'DATASTORE', 'parse_schedule', 'parse_trigger', 'azure_name',
@@ -386,10 +386,8 @@ def save_output(home: Path, rel: str, location: str | Path) -> Path:
 # %% ../nbs/10a_azure_pipeline.ipynb #7398c98a
 def run_step(notebook: str | Path, parameters: dict | None = None, inputs: dict[str, str] | None = None,
              outputs: dict[str, str] | None = None, executed: str | Path | None = None,
-             home: str | Path | None = None, progress: bool = False, log=print) -> dict:
+             home: str | Path | None = None, log=print) -> dict:
     "Run one pipeline step as Azure ML does: build the home from `inputs`, run the notebook, copy `outputs` out."
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise ConfigError(f"notebook {notebook} does not exist")
@@ -408,12 +406,11 @@ def run_step(notebook: str | Path, parameters: dict | None = None, inputs: dict[
     pypath = os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])])
     log(f"running {notebook.name} in home {home} with {json.dumps(parameters or {}, default=str)}")
     t0 = time.time()
+    # the same runner as `cvflow run`: production cells only, a kernel over IPC (a pause is a failure here: nobody waits)
     try:
-        with _env(CVFLOW_HOME=home, PYTHONPATH=pypath):
-            pm.execute_notebook(str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),
-                                progress_bar=progress, kernel_name="python3")
-    except PapermillExecutionError as e:
-        raise StepFailed(notebook.stem, notebook, executed, e.cell_index, e.ename, e.evalue) from None
+        execute_step(notebook.stem, notebook, executed, parameters or {}, env={"CVFLOW_HOME": home, "PYTHONPATH": pypath})
+    except StepWaiting as w:
+        raise StepFailed(notebook.stem, notebook, executed, None, "StepPaused", str(w)) from None
     missing = [rel for rel in outputs or {} if not (home / rel).exists()]
     if missing:
         raise StepFailed(notebook.stem, notebook, executed, None, "MissingOutput",

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from .config import (TASKS, ConfigError, atomic_write_json, atomic_write_text, file_hash, find_repo, get_paths,
-                           load_settings, path_hash, read_results)
+from .config import (PAUSE_ENV, TASKS, ConfigError, atomic_write_json, atomic_write_text, file_hash, find_repo,
+                           get_paths, load_settings, path_hash, read_pause, read_results)
 
 # %% auto #0
 __all__ = ['MODES', 'TASK_SERIES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_task',
            'with_videos', 'with_annotations', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip',
-           'write_summary', 'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'run_pipeline',
-           'main']
+           'write_summary', 'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'StepWaiting',
+           'execute_step', 'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -442,14 +442,39 @@ def _log_failed(name: str, failed: list[str], log, header: bool = True) -> None:
     for f in failed: log(f"    {name} FAILED: {f}")
 
 
+class StepWaiting(Exception):
+    "A step paused for a person (it raised `cvflow.config.StepPaused`); the message says what to do."
+
+
+def execute_step(name: str, notebook: Path, executed: Path, parameters: dict, env: dict | None = None) -> None:
+    """Run one step notebook with papermill, as every runner does (`cvflow run` here, an Azure ML pipeline step in
+    `azure_pipeline.run_step`): its production cells only (`production_notebook`: no test cell runs), a kernel over IPC,
+    the notebook's folder as working directory, `env` set around it. `StepWaiting` when the step paused for a person
+    (the value `StepPaused` wrote, `read_pause`), `StepFailed` naming the cell when it failed."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    prod = production_notebook(notebook, executed.parent / f".{executed.name}")
+    pause = executed.parent / f".{executed.stem}.pause"
+    pause.unlink(missing_ok=True)
+    try:
+        with _env(**(env or {}), **{PAUSE_ENV: pause}):
+            pm.execute_notebook(str(prod), str(executed), parameters=parameters, cwd=str(Path(notebook).parent),
+                                progress_bar=False, kernel_name="python3", kernel_manager_class=_ipc_kernel_manager())
+    except PapermillExecutionError as e:
+        message = read_pause(pause)
+        if message is not None: raise StepWaiting(message) from None
+        raise StepFailed(name, Path(notebook), executed, e.cell_index, e.ename, e.evalue) from None
+    finally:
+        prod.unlink(missing_ok=True); pause.unlink(missing_ok=True)
+
+
 def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path | None = None,
                  from_step: str | None = None, only: str | None = None, force: bool = False,
                  progress: bool = True, log=print) -> dict:
     """Run the pipeline's steps with papermill; returns the run manifest (also written to `reports/runs/<id>/manifest.json`).
     A step that failed on some inputs has status 'partial' and its `failed` lines; all of them are in
     `manifest["failed_inputs"]` (step -> lines). `progress`: print each step's progress lines through `log`."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
     paths = get_paths(home).ensure()
     runs = paths.runs; runs.mkdir(parents=True, exist_ok=True)
@@ -493,23 +518,18 @@ def run_pipeline(pipeline: Pipeline | str | Path | None = None, home: str | Path
                 prog = run_dir / f"{i:02d}_{step.name}.progress"
                 with _env(CVFLOW_HOME=paths.home, CVFLOW_PROGRESS=prog), \
                         (_Tail(prog, log, f"    {step.name} | ") if progress else contextlib.nullcontext()):
-                    prod = production_notebook(step.notebook, run_dir / f".{i:02d}_{step.notebook.name}")   # no test cells
-                    try:
-                        pm.execute_notebook(str(prod), str(executed), parameters=step.parameters,
-                                            cwd=str(step.notebook.parent), progress_bar=False, kernel_name="python3",
-                                            kernel_manager_class=_ipc_kernel_manager())
-                    finally: prod.unlink(missing_ok=True)
-            except PapermillExecutionError as e:
-                if e.ename == "AnnotationNeeded":   # a pause for a person, not a failure (see 02_annotations)
-                    rec.update(status="waiting", seconds=round(time.time() - t0, 1), message=e.evalue)
-                    manifest["status"] = "waiting"
-                    log(f"[{k}/{n}] {step.name}: waiting for a person\n\n{e.evalue}\n")
-                    write(); break
+                    execute_step(step.name, step.notebook, executed, step.parameters)
+            except StepWaiting as w:   # a pause for a person, not a failure (see 02_annotations)
+                rec.update(status="waiting", seconds=round(time.time() - t0, 1), message=str(w))
+                manifest["status"] = "waiting"
+                log(f"[{k}/{n}] {step.name}: waiting for a person\n\n{w}\n")
+                write(); break
+            except StepFailed as e:
                 rec.update(status="failed", seconds=round(time.time() - t0, 1),
-                           error={"cell": e.cell_index, "execution_count": e.exec_count, "ename": e.ename, "evalue": e.evalue})
+                           error={"cell": e.cell, "ename": e.ename, "evalue": e.evalue})
                 state.pop(step.name, None)
                 atomic_write_json(runs / "state.json", state)
-                raise StepFailed(step.name, step.notebook, executed, e.cell_index, e.ename, e.evalue) from None
+                raise
             outs = outputs_hash(step, paths.home)
             missing = [p for p, h in outs.items() if h == "missing"]
             if missing:

@@ -79,3 +79,15 @@ def test_production_runs_execute_no_test_cell(notebook):
     assert not offenders, f"{notebook.name}: production cells run tests: {offenders}"
     all_tests = sum(bool(tests.search("".join(c["source"]))) for c in nb["cells"] if c["cell_type"] == "code")
     assert all_tests == 0 or len(kept) < len(nb["cells"]), f"{notebook.name}: its tests would run in production"
+
+
+def test_one_notebook_runner_and_pauses_as_values():
+    "Every runner (`cvflow run`, an Azure ML pipeline step) executes a step through `pipeline.execute_step`, the only"
+    "caller of papermill; a pause is told from a failure by what the step wrote (`StepPaused`), not by an exception's name."
+    callers = sorted(py.name for py in PKG.glob("*.py") if "execute_notebook(" in py.read_text())
+    assert callers == ["pipeline.py"], callers
+    for py in PKG.glob("*.py"):
+        assert not re.search(r"\bename\s*==", py.read_text()), f"{py.name} matches an exception by its name"
+    tree = ast.parse((PKG / "azure_pipeline.py").read_text())
+    run_step = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_step")
+    assert any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "execute_step" for n in ast.walk(run_step))

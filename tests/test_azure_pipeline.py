@@ -21,7 +21,8 @@ def _notebook(path: Path, params: str = "", code: str = "pass") -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
     p = nbformat.v4.new_code_cell(params); p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    test = nbformat.v4.new_code_cell("raise AssertionError('a test cell ran in an Azure ML step')")   # never run
+    nb.cells = [p, test, nbformat.v4.new_markdown_cell("## Run this step"), nbformat.v4.new_code_cell(code)]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
 

@@ -28,11 +28,12 @@ __all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 
            'shape_to_points', 'via3_shape', 'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults',
            'class_attribute_candidates', 'detect_class_attribute', 'RawImage', 'frame_manifest', 'resolve_image',
            'build_annotations', 'via_raw_images', 'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images',
-           'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco', 'is_labelme', 'labelme_shape',
-           'labelme_raw_images', 'detect_format', 'parse_annotations', 'default_images_dir', 'find_annotation_file',
-           'read_annotations', 'apply_strict', 'merge_annotations', 'check_annotations', 'report', 'problems_table',
-           'show_annotations', 'list_frames', 'via_project_for_frames', 'to_via_project', 'simulate_annotator',
-           'PolygonAnnotator', 'main', 'AnnotationNeeded', 'annotation_instructions']
+           'rle_bytes', 'rle_json', 'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco',
+           'is_labelme', 'labelme_shape', 'labelme_raw_images', 'detect_format', 'parse_annotations',
+           'default_images_dir', 'find_annotation_file', 'read_annotations', 'apply_strict', 'merge_annotations',
+           'check_annotations', 'report', 'problems_table', 'show_annotations', 'list_frames', 'via_project_for_frames',
+           'to_via_project', 'simulate_annotator', 'PolygonAnnotator', 'main', 'AnnotationNeeded',
+           'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #36d1f517
 SEVERITIES = ("info", "warning", "error")
@@ -652,14 +653,25 @@ def _coco_id(v):
     return v
 
 
+def rle_bytes(rle: dict) -> dict:
+    "A COCO compressed RLE as pycocotools takes it (`counts` bytes), from JSON's form (`counts` str) or its own."
+    c = rle["counts"]
+    return {"size": [int(s) for s in rle["size"]], "counts": c.encode("ascii") if isinstance(c, str) else c}
+
+
+def rle_json(rle: dict) -> dict:
+    "A COCO compressed RLE as JSON holds it (`counts` str), from pycocotools' form (`counts` bytes) or its own."
+    c = rle["counts"]
+    return {"size": [int(s) for s in rle["size"]], "counts": c.decode("ascii") if isinstance(c, bytes) else c}
+
+
 def _rle_for(seg, h: int, w: int):
     from pycocotools import mask as mu
     if isinstance(seg, list):
         return mu.merge(mu.frPyObjects(seg, h, w))
     if isinstance(seg.get("counts"), list):
         return mu.frPyObjects(seg, h, w)
-    c = seg["counts"]
-    return {"size": seg["size"], "counts": c.encode() if isinstance(c, str) else c}
+    return rle_bytes(seg)
 
 
 def instance_mask(inst: Instance, height: int, width: int) -> np.ndarray:
@@ -821,8 +833,7 @@ def to_coco(ann: Annotations, category_ids: dict[str, int] | None = None) -> dic
         images.append(entry)
         for inst in im.instances:
             if inst.rle is not None:
-                seg = dict(inst.rle)
-                if isinstance(seg.get("counts"), bytes): seg["counts"] = seg["counts"].decode()
+                seg = rle_json(inst.rle)
             else:
                 seg = [[float(v) for v in p.ravel()] for p in inst.polygons if len(p) >= 3]   # exact: masks survive round trips
                 if not seg: continue

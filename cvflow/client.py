@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .annotations import rle_bytes
 from .config import atomic_path, atomic_write_json, get_paths
 
 # %% auto #0
@@ -243,8 +244,7 @@ def load_test_images(folder: str | os.PathLike, limit: int = 8) -> list[ImageFil
 def mask_iou(a: dict, b: dict) -> float:
     "IoU of two COCO RLE masks (`counts` as str or bytes)."
     from pycocotools import mask as mask_utils
-    enc = lambda m: {"size": m["size"], "counts": m["counts"].encode() if isinstance(m["counts"], str) else m["counts"]}
-    return float(mask_utils.iou([enc(a)], [enc(b)], [0])[0][0])
+    return float(mask_utils.iou([rle_bytes(a)], [rle_bytes(b)], [0])[0][0])
 
 
 TINY_MASK = 64   # px: below this a one-pixel boundary change moves the IoU by more than any tolerance
@@ -252,7 +252,7 @@ TINY_MASK = 64   # px: below this a one-pixel boundary change moves the IoU by m
 
 def _mask_area(m: dict) -> int:
     from pycocotools import mask as mask_utils
-    return int(mask_utils.area({"size": m["size"], "counts": m["counts"].encode() if isinstance(m["counts"], str) else m["counts"]}))
+    return int(mask_utils.area(rle_bytes(m)))
 
 
 def box_iou(a: list[float], b: list[float]) -> float:

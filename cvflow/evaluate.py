@@ -19,6 +19,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm.auto import tqdm
 
+from .annotations import rle_json
+
 # %% auto #0
 __all__ = ['STAT_NAMES', 'prediction_to_coco', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict', 'iou_types_of',
            'evaluate', 'classification_metrics', 'confusion_figure', 'evaluate_classifier', 'match_categories',
@@ -42,7 +44,7 @@ def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh
              "score": float(scores[i])}
         if masks is not None:
             rle = rles[i]
-            r["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+            r["segmentation"] = rle_json(rle)
         out.append(r)
     return out
 

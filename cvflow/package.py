@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import cvflow
+from .annotations import rle_bytes
 from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
 from .evaluate import flat_metrics, prediction_to_coco, to_float_image
 from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
@@ -610,15 +611,14 @@ def _rle_iou(a: dict, b: dict, shift: int = 0, ties: dict | None = None) -> tupl
     Masks are pasted at whole-pixel box corners, so boxes 1e-5 px apart can land one pixel apart: a thin mask
     then has IoU 0 with itself shifted, though the box tolerance (1 px) allows it."""
     from pycocotools import mask as mask_utils
-    enc = lambda m: {"size": m["size"], "counts": m["counts"].encode() if isinstance(m["counts"], str) else m["counts"]}
-    a, b = enc(a), enc(b)
+    a, b = rle_bytes(a), rle_bytes(b)
     union = int(mask_utils.area(mask_utils.merge([a, b], intersect=False)))
     iou = int(mask_utils.area(mask_utils.merge([a, b], intersect=True))) / union if union else 1.0
     if iou == 1.0 or (shift <= 0 and ties is None):
         return iou, iou
     ma, mb = mask_utils.decode(a).astype(bool), mask_utils.decode(b).astype(bool)
     if ties is not None:
-        keep = ~mask_utils.decode(enc(ties)).astype(bool)
+        keep = ~mask_utils.decode(rle_bytes(ties)).astype(bool)
         ma, mb = ma & keep, mb & keep
         u = (ma | mb).sum()
         iou = float((ma & mb).sum() / u) if u else 1.0

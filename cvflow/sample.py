@@ -93,11 +93,12 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 
 def make_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int = 0, n_objects: int | None = None,
-               subject: bool = False) -> Scene:
+               subject: bool | str = False) -> Scene:
     """A random scene: a background and 2–5 objects (every class at least once when there are 3 or more).
     `subject`: instead one large object that stays in place (the last, drawn on top; its class the scene's `label`)
-    and small fast distractors of any class, `n_objects` in all (default 3–5): a photo of one main subject."""
-    if subject: return _subject_scene(rng, w, h, first_track_id, n_objects)
+    and small fast distractors of any class, `n_objects` in all (default 3–5): a photo of one main subject; a class
+    name as `subject`: the subject's class (else a random one)."""
+    if subject: return _subject_scene(rng, w, h, first_track_id, n_objects, subject if isinstance(subject, str) else None)
     n = int(n_objects or rng.integers(3, 6))
     classes = list(CLASSES) + [CLASSES[i] for i in rng.integers(0, 3, max(0, n - 3))]
     classes = [classes[i] for i in rng.permutation(len(classes))][:n]
@@ -115,10 +116,12 @@ def make_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int = 0
     return Scene(make_background(rng, w, h), objs)
 
 
-def _subject_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int, n_objects: int | None) -> Scene:
+def _subject_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int, n_objects: int | None,
+                   label: str | None = None) -> Scene:
     "`make_scene(subject=True)`: the subject (0.20–0.26 of the short side, still, near the centre) after its distractors."
     n = max(1, int(n_objects or rng.integers(3, 6)))
-    label = CLASSES[int(rng.integers(0, len(CLASSES)))]
+    if label is not None and label not in CLASSES: raise ValueError(f"subject class {label!r} is not one of {CLASSES}")
+    label = label or CLASSES[int(rng.integers(0, len(CLASSES)))]
     classes = [CLASSES[i] for i in rng.integers(0, len(CLASSES), n - 1)] + [label]
     s = min(w, h)
     objs = []
@@ -197,6 +200,11 @@ def _timeline(rng: np.random.Generator, n_frames: int, n_scenes: int, fps: float
     return starts, scene, motion_t, static, blurred
 
 
+def _subject_classes(rng: np.random.Generator, n: int) -> list[str]:
+    "The subjects' classes of `n` scenes: as balanced as `n` allows, in a random order."
+    return [CLASSES[i % len(CLASSES)] for i in rng.permutation(n)]
+
+
 def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width: int = 640, height: int = 360,
                 seed: int = 0, n_scenes: int | None = None, progress: bool = True, subject: bool = False) -> Path:
     """Render the sample video `out_dir/sample.mp4` and `out_dir/ground_truth.json`; returns the video path.
@@ -215,8 +223,9 @@ def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width
         raise ValueError(f"{n_frames} frames are too few for {n_scenes} scenes: give more seconds or fps")
     starts, scene_of, motion_t, static, blurred = _timeline(rng, n_frames, n_scenes, fps)
     scenes, next_id = [], 0
-    for _ in range(n_scenes):
-        scenes.append(make_scene(rng, width, height, next_id, subject=subject)); next_id += len(scenes[-1].objects)
+    subjects = _subject_classes(rng, n_scenes) if subject else [False] * n_scenes
+    for k in range(n_scenes):
+        scenes.append(make_scene(rng, width, height, next_id, subject=subjects[k])); next_id += len(scenes[-1].objects)
     gt = {"format": "cvflow-sample-ground-truth", "version": 1, "video": "sample.mp4", "fps": fps,
           "width": width, "height": height, "n_frames": n_frames, "seed": seed, "classes": list(CLASSES),
           "scene_starts": starts, "frames": []}
@@ -294,9 +303,11 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         scene = None
+        subjects = _subject_classes(rng, -(-n // frames_per_scene)) if subject else None
         for i in range(n):
             if i % frames_per_scene == 0:
-                scene = make_scene(rng, width, height, tid, subject=subject); tid += len(scene.objects)
+                scene = make_scene(rng, width, height, tid, subject=subjects[i // frames_per_scene] if subject else False)
+                tid += len(scene.objects)
             fi = int(rng.integers(0, 10_000))
             img, objs = render(scene, fi / 15, width, height)
             name = frame_filename(f"synth{i // frames_per_scene:03d}", fi)

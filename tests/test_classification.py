@@ -55,3 +55,45 @@ def test_train_classification_cli_export_and_predict(tmp_path, home):
     (res,) = load_package(pkg, device="cpu").predict([read_image(tmp_path / "tree" / "red" / "red0_000000.jpg")])
     assert [set(l) for l in res["labels"]] == [{"class_id", "class_name", "score"}] * 3
     assert abs(sum(l["score"] for l in res["labels"]) - 1) < 1e-4
+
+
+def test_subject_sample_labels_and_pipeline_task(tmp_path):
+    "The sample's `subject` option: every frame's recorded label is its largest visible object's class (the subject), the"
+    " simulated labeller and `labels_from_coco` take it; `tasks.classification` renders such a sample on paths of its own."
+    from pathlib import Path
+
+    from cvflow.labels import labels_from_coco, read_via_labels, simulate_labeller
+    from cvflow.pipeline import load_pipeline, with_task
+    from cvflow.sample import gt_to_coco, load_ground_truth, make_heldout_images, make_sample
+    from cvflow.config import frame_filename
+    import cv2
+    import numpy as np
+    v = make_sample(tmp_path / "s", seconds=4, fps=10, width=192, height=128, seed=5, n_scenes=4, progress=False, subject=True)
+    gt = load_ground_truth(v)
+    for fr in gt["frames"]:
+        assert fr["label"] == max(fr["objects"], key=lambda o: o["area"])["class"]
+    # the simulated labeller on some frames (written as step 01 would) labels each with its recorded label
+    frames = tmp_path / "frames"; frames.mkdir()
+    picks = [0, 9, 20, 39]
+    for i in picks:
+        cv2.imwrite(str(frames / frame_filename(gt["video"], i)), np.zeros((128, 192, 3), np.uint8))
+    simulate_labeller(gt, frames, tmp_path / "via.json")
+    labels = read_via_labels(tmp_path / "via.json", frames)
+    assert {im.file_name: im.label for im in labels.images} == {frame_filename(gt["video"], i): gt["frames"][i]["label"] for i in picks}
+    assert [im.label for im in labels_from_coco(gt_to_coco(gt, picks)).images] == [gt["frames"][i]["label"] for i in picks]
+    # held-out images of unseen scenes record theirs too, the largest visible object's class
+    held = json.loads(make_heldout_images(tmp_path / "h", n=24, seed=5, width=192, height=128, subject=True).read_text())
+    for im in held["images"]:
+        big = max((a for a in held["annotations"] if a["image_id"] == im["id"]), key=lambda a: a["area"])
+        assert im["label"] == held["categories"][big["category_id"] - 1]["name"]
+    assert [im.label for im in labels_from_coco(held).images] == [im["label"] for im in held["images"]]
+    # the pipeline: classification's sample has subjects, on its own paths; the other tasks' sample is unchanged
+    pipe = load_pipeline(Path(__file__).resolve().parents[1] / "pipeline.yaml")
+    steps = {s.name: s for s in with_task(pipe, "classification").steps}
+    seg = {s.name: s for s in with_task(pipe, "detection").steps}
+    assert steps["sample"].parameters["subject"] is True and "subject" not in seg["sample"].parameters
+    assert steps["sample"].outputs == ["data/raw/sample-subjects", "data/raw/sample-subjects-heldout"]
+    assert seg["sample"].outputs == ["data/raw/sample", "data/raw/sample-heldout"]
+    assert steps["train"].parameters["heldout"] == "data/raw/sample-subjects-heldout/instances.json"
+    assert steps["annotations"].parameters["ground_truth"] == "data/raw/sample-subjects/ground_truth.json"
+    assert steps["dataset"].parameters["images"].startswith("data/interim/frames-subjects/")

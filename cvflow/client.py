@@ -25,13 +25,14 @@ import numpy as np
 
 from .annotations import rle_bytes
 from .config import atomic_path, atomic_write_json, get_paths
+from .evaluate import box_iou
 
 # %% auto #0
 __all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'LABEL_SCHEMA', 'ERROR_SCHEMA',
            'IMAGE_SUFFIXES', 'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors',
-           'answer_problems', 'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'box_iou',
-           'compare_labels', 'compare_instances', 'percentiles', 'measure_load', 'png_header', 'bad_input_cases',
-           'run_bad_inputs', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
+           'answer_problems', 'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'compare_labels',
+           'compare_instances', 'percentiles', 'measure_load', 'png_header', 'bad_input_cases', 'run_bad_inputs',
+           'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -255,15 +256,8 @@ def _mask_area(m: dict) -> int:
     return int(mask_utils.area(rle_bytes(m)))
 
 
-def box_iou(a: list[float], b: list[float]) -> float:
-    "IoU of two XYXY boxes (pixels); two identical empty boxes: 1."
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
-    return iw * ih / union if union > 0 else float(list(a) == list(b))
-
-
 def _iou(s: dict, l: dict) -> float:  # masks when both have one (segmentation), else boxes (detection)
-    return mask_iou(s["mask"], l["mask"]) if "mask" in s and "mask" in l else box_iou(s["box"], l["box"])
+    return mask_iou(s["mask"], l["mask"]) if "mask" in s and "mask" in l else float(box_iou([s["box"]], [l["box"]])[0, 0])
 
 
 def _area(inst: dict) -> float:

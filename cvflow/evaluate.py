@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+import torchvision
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -22,9 +23,9 @@ from tqdm.auto import tqdm
 from .annotations import rle_json
 
 # %% auto #0
-__all__ = ['STAT_NAMES', 'prediction_to_coco', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict', 'iou_types_of',
-           'evaluate', 'classification_metrics', 'confusion_figure', 'evaluate_classifier', 'match_categories',
-           'evaluate_file']
+__all__ = ['STAT_NAMES', 'prediction_to_coco', 'box_iou', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict',
+           'iou_types_of', 'evaluate', 'classification_metrics', 'confusion_figure', 'evaluate_classifier',
+           'match_categories', 'evaluate_file']
 
 # %% ../nbs/06b_evaluate.ipynb #686f3eb5
 def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh: float = 0.5) -> list[dict]:
@@ -47,6 +48,17 @@ def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh
             r["segmentation"] = rle_json(rle)
         out.append(r)
     return out
+
+# %% ../nbs/06b_evaluate.ipynb #b0c5e102
+def box_iou(a, b) -> np.ndarray:
+    """IoU matrix `(N, M)` (float64) of XYXY pixel boxes `a` `(N, 4)` and `b` `(M, 4)` (arrays or lists), computed by
+    `torchvision.ops.box_iou`; two empty boxes (no union) overlap 1.0 when they are the same box, else 0.0."""
+    ta = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
+    tb = torch.as_tensor(np.asarray(b, np.float64).reshape(-1, 4))
+    iou = torchvision.ops.box_iou(ta, tb).numpy()
+    undefined = ~np.isfinite(iou)
+    if undefined.any(): iou[undefined] = (ta[:, None, :] == tb[None, :, :]).all(-1).numpy()[undefined]
+    return iou
 
 # %% ../nbs/06b_evaluate.ipynb #c2118ebe
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]

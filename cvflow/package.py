@@ -28,7 +28,7 @@ import torch
 import cvflow
 from .annotations import rle_bytes
 from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
-from .evaluate import flat_metrics, prediction_to_coco, to_float_image
+from .evaluate import box_iou, flat_metrics, prediction_to_coco, to_float_image
 from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
@@ -635,12 +635,6 @@ def _rle_iou(a: dict, b: dict, shift: int = 0, ties: dict | None = None) -> tupl
     return iou, best
 
 
-def _box_iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
-    return iw * ih / union if union > 0 else float(a == b)
-
-
 def compare_detections(eager: list[dict], other: list[dict], threshold: float, tolerances: dict | None = None) -> dict:
     """Pair one image's instances (as `Predictor.predict` gives them) of two runtimes: same class, best box IoU ≥ 0.5,
     highest scores first. Every pair is checked (box corners within `box_px` pixels, scores within `score`, mask IoU ≥
@@ -653,7 +647,7 @@ def compare_detections(eager: list[dict], other: list[dict], threshold: float, t
     left, problems, pairs = list(range(len(other))), [], 0
     box_d, score_d, ious, unpaired_below = [], [], [], 0
     for i, a in sorted(enumerate(eager), key=lambda t: -t[1]["score"]):
-        cands = [(_box_iou(a["box"], other[j]["box"]), j) for j in left if other[j]["class_id"] == a["class_id"]]
+        cands = [(float(box_iou([a["box"]], [other[j]["box"]])[0, 0]), j) for j in left if other[j]["class_id"] == a["class_id"]]
         best = max(cands, default=(0.0, None))
         if best[0] < 0.5:
             if a["score"] >= threshold: problems.append(f"eager instance {i} ({a['class_name']}, score {a['score']:.4f}) has no counterpart")

@@ -26,6 +26,7 @@ from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths
+from .evaluate import box_iou
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package
@@ -34,9 +35,9 @@ from .viz import class_color, draw_instances
 # %% auto #0
 __all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
            'draw_label_overlay', 'decode_masks', 'mask_boxes', 'list_images', 'as_predictor', 'ScoreImagesResult',
-           'score_images', 'expand_boxes', 'box_iou', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors',
-           'gt_detections', 'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video',
-           'plot_counts', 'plot_label_timeline', 'main_score', 'main_score_video']
+           'score_images', 'expand_boxes', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections',
+           'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video', 'plot_counts',
+           'plot_label_timeline', 'main_score', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -271,16 +272,6 @@ def expand_boxes(boxes: np.ndarray, buffer: float) -> np.ndarray:
     b = np.asarray(boxes, float).reshape(-1, 4)
     d = np.concatenate([b[:, 2:] - b[:, :2]] * 2, 1) * buffer
     return b + d * np.array([-1, -1, 1, 1])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "IoU matrix of boxes `a` [N, 4] and `b` [M, 4] in `[x0, y0, x1, y1]`."
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2]); rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 @dataclass

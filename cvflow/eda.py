@@ -146,18 +146,9 @@ def eda_warnings(images: pd.DataFrame, inst: pd.DataFrame, classes: list[str], m
     return w
 
 # %% ../nbs/03_class_distribution.ipynb #3190ff8b
-def _plt():
-    import matplotlib
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        import os
-        if not os.environ.get("DISPLAY"): matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_class_counts(inst: pd.DataFrame, classes: list[str], by: str | None = "split"):
     "Bar chart of instances per class, stacked by `by` (split or video) when that column has values."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     use_by = by if by and inst[by].notna().any() else None
     t = class_counts(inst, classes, use_by).drop(columns=["total"], errors="ignore") if use_by else class_counts(inst, classes)
     if use_by == "video" and t.shape[1] > 12:                     # keep the legend readable: top videos + the rest
@@ -177,7 +168,7 @@ def plot_class_counts(inst: pd.DataFrame, classes: list[str], by: str | None = "
 
 def plot_instances_per_image(images: pd.DataFrame):
     "Histogram of instances per image (the bar at 0: images with nothing annotated)."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.2))
     n = images["instances"].to_numpy()
     ax.hist(n, bins=np.arange(0, (n.max() if len(n) else 0) + 2) - 0.5, color="tab:blue", edgecolor="white")
@@ -188,7 +179,7 @@ def plot_instances_per_image(images: pd.DataFrame):
 
 def plot_mask_areas(inst: pd.DataFrame, classes: list[str], small_area: float = 32 * 32):
     "Histogram of mask areas (log scale) per class, with COCO's small/medium boundary marked."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     a = inst["area"].clip(lower=1)
     lo = math.log10(min(a.min(), small_area)) - 0.1 if len(a) else 0
@@ -205,7 +196,7 @@ def plot_mask_areas(inst: pd.DataFrame, classes: list[str], small_area: float = 
 
 def plot_aspect_ratios(inst: pd.DataFrame, classes: list[str]):
     "Histogram of box aspect ratios (width / height, log scale) per class."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     r = inst["aspect"].replace([np.inf, -np.inf], np.nan).dropna().clip(1e-2, 1e2)
     bins = np.logspace(-2, 2, 33)
@@ -220,7 +211,7 @@ def plot_aspect_ratios(inst: pd.DataFrame, classes: list[str]):
 
 def plot_image_sizes(images: pd.DataFrame):
     "Scatter of image width x height, the marker size showing how many images share a size."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
     s = images.groupby(["width", "height"]).size().reset_index(name="n")
     ax.scatter(s["width"], s["height"], s=20 + 180 * s["n"] / max(s["n"].max(), 1), alpha=0.7)
@@ -259,7 +250,7 @@ def _md_table(df: pd.DataFrame) -> str:
 def write_eda(images: pd.DataFrame, inst: pd.DataFrame, classes: list[str], out: str | Path, title: str = "Class distribution",
               min_instances: int = 10, small_area: float = 32 * 32) -> dict:
     "Write plots (PNG), `eda.json`, `summary.md` and `summary.html` to `out`; return the summary (with `warnings`, `figures`)."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     summary = summarize(images, inst, classes)
     summary["warnings"] = eda_warnings(images, inst, classes, min_instances, small_area)

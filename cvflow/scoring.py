@@ -30,7 +30,7 @@ from .evaluate import box_iou
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package
-from .viz import class_color, draw_instances
+from .viz import class_color, draw_instances, font_file
 
 # %% auto #0
 __all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
@@ -59,22 +59,10 @@ def instances_to_coco(instances: list[dict], image_id: int, cat_ids: list[int]) 
     return out
 
 # %% ../nbs/09a_score_video.ipynb #06475cc2
-def _font_file() -> str | None:
-    try:
-        from matplotlib import font_manager
-        return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
-    except Exception:  # noqa: BLE001 - no matplotlib font: torchvision's default bitmap font
-        return None
-
-
-_FONT = None
-
-
 def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], masks: torch.Tensor | None = None,
                  track_ids: list | None = None, alpha: float = 0.45) -> np.ndarray:
     "`image` (RGB uint8 HxWx3) with `instances` drawn: masks (when they have them), boxes, `class #track score`; returns RGB uint8 HxWx3."
     from torchvision.utils import draw_bounding_boxes
-    global _FONT
     if not instances:
         return image
     if "box" not in instances[0]:   # a classifier's labels
@@ -88,11 +76,9 @@ def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], m
                          alpha=alpha, extents=mask_boxes(instances) if has_masks else None)
     track_ids = track_ids if track_ids is not None else [r.get("track_id") for r in instances]
     names = [f"{r['class_name']}{'' if t is None else f' #{t}'} {r['score']:.2f}" for r, t in zip(instances, track_ids)]
-    if _FONT is None:
-        _FONT = _font_file() or ""
     img = draw_bounding_boxes(img, torch.tensor([r["box"] for r in instances], dtype=torch.float32), labels=names,
                               colors=[class_color(l) for l in labels], width=max(1, min(h, w) // 300),
-                              font=_FONT or None, font_size=max(9, min(h, w) // 40), label_colors="white",
+                              font=font_file(), font_size=max(9, min(h, w) // 40), label_colors="white",
                               fill_labels=True)
     return img.permute(1, 2, 0).numpy()
 
@@ -104,7 +90,7 @@ def draw_label_overlay(image: np.ndarray, labels: list[dict], max_labels: int = 
     im = Image.fromarray(np.ascontiguousarray(image))
     dr = ImageDraw.Draw(im)
     size = max(10, min(h, w) // 18)
-    try: font = ImageFont.truetype(_font_file() or "", size)
+    try: font = ImageFont.truetype(font_file() or "", size)
     except OSError: font = ImageFont.load_default()
     y = 4
     for k, l in enumerate(labels[:max_labels]):
@@ -715,9 +701,6 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
 # %% ../nbs/09a_score_video.ipynb #dcd5abe1
 def plot_counts(tracks: list[dict], classes: list[str], fps: float | None = None, title: str | None = None):
     "Bar chart of unique tracks per class and their cumulative count over the video; returns the Figure."
-    import matplotlib
-    import os
-    if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend(): matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
     counts = [sum(1 for r in tracks if r["class_name"] == c) for c in classes]

@@ -5,6 +5,7 @@
 # %% ../nbs/05_view_dataset.ipynb #da8b0b8f
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,8 +18,8 @@ from .config import atomic_path, get_paths
 from .dataset import CocoInstanceDataset, train_transforms
 
 # %% auto #0
-__all__ = ['PALETTE', 'class_color', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances', 'item_sample',
-           'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
+__all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances',
+           'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -36,11 +37,19 @@ def class_color(label: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(40, 256, 3))
 
 # %% ../nbs/05_view_dataset.ipynb #a329cc1d
-def _font(size: int) -> tuple[str | None, int | None]:
+@functools.lru_cache(maxsize=1)
+def font_file() -> str | None:
+    "The TrueType file of matplotlib's DejaVu Sans (labels on every drawing cvflow makes), None without matplotlib's fonts."
     try:
         from matplotlib import font_manager
-        return font_manager.findfont("DejaVu Sans", fallback_to_default=True), size
-    except Exception: return None, None
+        return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    except Exception:  # noqa: BLE001 - no font: torchvision's default bitmap font
+        return None
+
+
+def _font(size: int) -> tuple[str | None, int | None]:
+    f = font_file()
+    return (f, size) if f else (None, None)
 
 
 def as_image_tensor(image) -> torch.Tensor:
@@ -129,18 +138,10 @@ def draw_item(ds: CocoInstanceDataset, i: int, augment: Callable | None = None, 
     return draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes, **kw)
 
 
-def _plt():
-    import os
-    import matplotlib
-    if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend(): matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_grid(ds: CocoInstanceDataset, indices: Sequence[int] | None = None, n: int = 8, cols: int = 4, seed: int = 0,
               augment: Callable | None = None, title: str | None = None, cell: float = 3.2):
     "A figure of `indices` (default: `n` items drawn at random with `seed`), instances drawn, file names as titles."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     if indices is None:
         rng = np.random.default_rng(seed)
         indices = sorted(rng.choice(len(ds), size=min(n, len(ds)), replace=False).tolist()) if len(ds) else []
@@ -166,7 +167,7 @@ def plot_grid(ds: CocoInstanceDataset, indices: Sequence[int] | None = None, n: 
 
 def save_grid(ds: CocoInstanceDataset, path: str | Path, **kw) -> Path:
     "Write `plot_grid(ds, **kw)` to a PNG at `path` (atomically) and close the figure."
-    plt = _plt()
+    import matplotlib.pyplot as plt
     fig = plot_grid(ds, **kw)
     with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

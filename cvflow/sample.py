@@ -334,7 +334,7 @@ def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int =
 
 # %% ../nbs/00a_sample.ipynb #9a3fdd3d
 def main(argv: list[str] | None = None) -> int:
-    "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--force]`"
+    "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--subject] [--force]`"
     import argparse
     ap = argparse.ArgumentParser(prog="cvflow sample", description="Write the synthetic sample video and its exact ground truth.")
     ap.add_argument("--out", default="data/raw/sample", help="output folder (default: data/raw/sample)")
@@ -344,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=0, metavar="N",
                     help="instead of a video, render N independent frames with COCO ground truth")
+    ap.add_argument("--subject", action="store_true",
+                    help="one main subject per scene, its class recorded as each frame's label (for classification)")
     ap.add_argument("--force", action="store_true", help="replace an existing sample")
     a = ap.parse_args(argv)
     try:
@@ -356,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if a.images:
-            p = make_sample_images(out, n=a.images, seed=a.seed, width=w, height=h)
+            p = make_sample_images(out, n=a.images, seed=a.seed, width=w, height=h, subject=a.subject)
         else:
-            p = make_sample(out, seconds=a.seconds, fps=a.fps, width=w, height=h, seed=a.seed)
+            p = make_sample(out, seconds=a.seconds, fps=a.fps, width=w, height=h, seed=a.seed, subject=a.subject)
     except ValueError as e:
         print(f"cvflow sample: {e}")
         return 2

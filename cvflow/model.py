@@ -18,6 +18,7 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
@@ -404,8 +405,20 @@ def fold_batch_norms(model: nn.Module) -> int:
     return n
 
 
+class _ResizeThenNormalize(GeneralizedRCNNTransform):
+    """torchvision's detection transform, resizing before it normalises: the same numbers (both are per-channel linear
+    maps and the bilinear weights sum to 1; float rounding aside) computed on the model's input size, not the image's."""
+    def normalize(self, image: torch.Tensor) -> torch.Tensor: return image
+    def resize(self, image, target=None):
+        image, target = super().resize(image, target)
+        return super().normalize(image), target
+
+
 def inference_ready(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    "`model` in eval mode with its batch norms folded (`fold_batch_norms`), channels-last on the CPU; in place, returned."
+    """`model` in eval mode with its batch norms folded (`fold_batch_norms`), a detector's input normalised after
+    resizing (`_ResizeThenNormalize`), channels-last on the CPU; in place, returned."""
     model.eval()
     fold_batch_norms(model)
+    if type(getattr(model, "transform", None)) is GeneralizedRCNNTransform:
+        model.transform.__class__ = _ResizeThenNormalize
     return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model

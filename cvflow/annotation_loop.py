@@ -667,6 +667,8 @@ def train_round(annotations: list, images: str | Path, out: str | Path, train_pa
     data = write_dataset(out / "instances.json", images, out=out / "data", name=tag, val=dp.get("val", 0.2),
                          group_by=dp.get("group_by", "scene"), seed=dp.get("seed", 0), progress=False)
     params = {k: v for k, v in train_params.items() if k not in ("data", "out", "heldout", "tracking", "max_steps", "eval_every", "weights")}
+    if weights and (Path(weights).parent / "model.json").is_file():   # continue the previous model: its architecture,
+        params["preset"] = json.loads((Path(weights).parent / "model.json").read_text())["preset"]   # whatever the recipe says now
     cfg = step_config(data, out / "run", tracking="none", sample_images=0, progress=False, max_steps=steps, eval_every=steps,
                       weights=str(weights) if weights else None, **params)
     res = train(cfg)

@@ -25,8 +25,8 @@ from .config import (PAUSE_ENV, TASKS, ConfigError, atomic_write_json, atomic_wr
 # %% auto #0
 __all__ = ['MODES', 'TASK_SERIES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_task',
            'with_videos', 'with_annotations', 'quick_hash', 'step_fingerprint', 'outputs_hash', 'can_skip',
-           'write_summary', 'production_cells', 'production_notebook', 'StepFailed', 'new_run_id', 'StepWaiting',
-           'execute_step', 'run_pipeline', 'main']
+           'write_summary', 'latest_run', 'main_round', 'production_cells', 'production_notebook', 'StepFailed',
+           'new_run_id', 'StepWaiting', 'execute_step', 'run_pipeline', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #7edcb4a7
 @dataclass
@@ -283,6 +283,11 @@ def write_summary(manifest: dict, home: str | Path | None = None) -> Path:
                      f'<td><a href="#{html.escape(st)}">{html.escape(st)}</a></td></tr>'
                      for st, key, label in HEADLINES if st in shown and key in results.get(st, {}).get("results", {}))
     total = sum(float(s.get("seconds") or 0) for s in manifest["steps"])
+    rounds_log = paths.reports / "rounds" / "rounds.json"   # `cvflow run --round N` (09b): each round's figures side by side
+    rounds = ""
+    if rounds_log.is_file():
+        from cvflow.annotation_loop import rounds_table   # imported here: a run without rounds never loads 09b (torch, cv2)
+        rounds = f'<h2 id="rounds">Annotation rounds</h2>{rounds_table(json.loads(rounds_log.read_text()))}'
     for i, s in enumerate(manifest["steps"]):
         ex = s.get("executed")
         link = f'<a href="{html.escape(os.path.relpath(ex, run_dir))}">{html.escape(Path(ex).name)}</a>' if ex else ""
@@ -311,11 +316,29 @@ figcaption{{font-size:.85em;color:#57606a}}</style></head><body>
 <p>started {html.escape(manifest['started'])}, finished {html.escape(str(manifest.get('finished', '')))}; project home
 <code>{html.escape(manifest['home'])}</code>; pipeline <code>{html.escape(str(manifest.get('pipeline')))}</code></p>
 {f'<h2>At a glance</h2><table class="kv">{glance}</table>' if glance else ''}
-<h2>Steps</h2>
+{rounds}<h2>Steps</h2>
 <table><tr><th>#</th><th>step</th><th>status</th><th>seconds</th><th>executed notebook</th></tr>{''.join(rows)}
 <tr><td></td><th>total</th><td></td><th>{total:.0f}</th><td></td></tr></table>
 {''.join(sections)}</body></html>"""
     return atomic_write_text(run_dir / "summary.html", doc)
+
+# %% ../nbs/10_pipeline.ipynb #30c35bb0
+def latest_run(home: str | Path | None = None) -> dict | None:
+    "The manifest of the project's most recent run (`reports/runs/<id>/manifest.json`, newest id), or None."
+    runs = sorted(get_paths(home).runs.glob("*/manifest.json"))
+    return json.loads(runs[-1].read_text()) if runs else None
+
+
+def main_round(argv: list[str] | None = None) -> int:
+    """`cvflow run --round N ...`: 09b's next annotation round (`annotation_loop.main_round`, same arguments and exit
+    codes), then the latest run's `summary.html` rewritten so that it shows every round's figures side by side."""
+    from cvflow.annotation_loop import main_round as next_round
+    code = next_round(argv)
+    last = latest_run()
+    if code == 0 and last is not None:
+        print(f"summary: {write_summary(last)}")
+    return code
+
 
 # %% ../nbs/10_pipeline.ipynb #9c566ec6
 RUN_HEADING = "## Run this step"

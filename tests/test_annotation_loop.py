@@ -161,6 +161,10 @@ def test_round_trains_from_the_previous_weights_and_registers_only_if_better(rou
     home = round1_home
     env = {**os.environ, "CVFLOW_HOME": str(home)}
     shutil.rmtree(home / "data/interim/round2", ignore_errors=True)
+    run = home / "reports/runs/20260101-000000"   # the round-1 run's manifest (its summary page gets the rounds)
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "status": "done", "started": "2026-01-01T00:00:00",
+                                                   "finished": "2026-01-01T00:10:00", "home": str(home), "steps": []}))
     r = subprocess.run([str(Path(sys.executable).parent / "cvflow"), "run", "--round", "2", "--budget", "2", "--every-seconds",
                         "0.5", "--steps", "2", "--simulate", "data/raw/sample/ground_truth.json", "--config",
                         str(home / "pipeline.yaml")], cwd=home, env=env, capture_output=True, text=True, timeout=900)
@@ -176,3 +180,6 @@ def test_round_trains_from_the_previous_weights_and_registers_only_if_better(rou
     assert (home / "models" / f"{name}-round2" / "package" / "model.json").is_file() == (new > old)
     html = (home / "reports/rounds/rounds.html").read_text()
     assert "<th>round 1</th><th>round 2</th>" in html
+    summary = (run / "summary.html").read_text()   # the run's summary page shows the rounds side by side
+    assert "Annotation rounds" in summary and "<th>round 1</th><th>round 2</th>" in summary
+    assert f"summary: {run / 'summary.html'}" in r.stdout

@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from .annotations import AnnotationError, _mask_polygons, _num, list_frames, read_annotations, shape_to_points, via_project_for_frames
-from .config import atomic_write_json, atomic_write_text, frame_filename
+from .config import add_option_arguments, atomic_write_json, atomic_write_text, frame_filename, options_from_arguments
 from .frames import Candidate, FrameOptions, choose_frames, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
 from .package import Predictor
@@ -615,15 +615,17 @@ def main_frames(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder: frames/, frames.csv, frames.txt, ranking.csv, candidates/")
     ap.add_argument("--budget", type=int, default=50, help="frames to choose (default 50)")
     ap.add_argument("--annotated", nargs="*", default=[], help="annotation files (VIA, COCO, ...) whose frames are never proposed again")
-    ap.add_argument("--every-seconds", type=float, default=None, help="one candidate per S seconds instead of by content (01's option)")
+    # the candidates' options are 01's, declared once in FrameOptions (budget is this command's own: frames to choose)
+    add_option_arguments(ap, FrameOptions, only=[f for f in FrameOptions.__dataclass_fields__ if f not in ("budget", "timeline_points")],
+                         flags={"jpeg_quality": "--quality"})
     ap.add_argument("--model-weight", type=float, default=0.7, help="weight of the model's uncertainty against content (0-1, default 0.7)")
     ap.add_argument("--no-flip", action="store_true", help="skip the mirror-image check (half the model calls)")
     a = ap.parse_args(argv)
     if a.budget < 1 or not 0 <= a.model_weight <= 1:
         print("cvflow frames --model: --budget must be >= 1 and --model-weight in 0..1", file=sys.stderr); return 2
     try:
-        res = active_frames(a.model, a.videos, a.out, a.budget, a.annotated, FrameOptions(every_seconds=a.every_seconds),
-                            a.model_weight, not a.no_flip)
+        opts = options_from_arguments(FrameOptions, a)
+        res = active_frames(a.model, a.videos, a.out, a.budget, a.annotated, opts, a.model_weight, not a.no_flip)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow frames --model: {e}", file=sys.stderr); return 2
     skipped = sum(r.priority < 0 for r in res.ranks)

@@ -57,6 +57,14 @@ def test_frames_never_proposed_again(loop):
     assert {r["file"] for r in rows if r["chosen"] == "True"} == set(chosen)
 
 
+def test_frames_model_takes_01s_options_and_checks(loop):
+    "`frames --model` declares no option of its own for the candidates: 01's FrameOptions, with its checks."
+    d, _ = loop
+    r = cvflow("frames", "--model", d / "pkg", d / "s" / "sample.mp4", "--out", d / "bad", "--min-gap", -1, cwd=d)
+    assert r.returncode == 2 and "min_gap must be >= 0 seconds, got -1.0" in r.stderr, r.stderr
+    assert not (d / "bad" / "frames.csv").exists()
+
+
 def test_prelabel_reads_back_as_annotations(loop):
     d, _ = loop
     proj = json.loads((d / "pre.json").read_text())

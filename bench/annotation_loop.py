@@ -96,10 +96,18 @@ def main() -> int:
     r1 = choose_by_rank(cands, rank_candidates(cands), a.r1_frames)
     r1_names = [frame_filename(c.video, c.frame_index) for c, _ in r1]
     simulate_annotator(gt, [cdir / n for n in r1_names], work / "r1" / "via_annotated.json")
-    rows = [train_round(work, "r1", [work / "r1" / "via_annotated.json"], cdir, dataset_p, train_p, a.r1_steps,
-                        heldout / "instances.json")]
+    r1_row = work / "r1" / "row.json"   # a finished round 1 of the same settings is reused (`--work` again: round 2 only)
+    r1_key = {"frames": a.r1_frames, "steps": a.r1_steps, "every_seconds": a.every_seconds, "heldout": n_held}
+    old = json.loads(r1_row.read_text()) if r1_row.is_file() else {}
+    if old.get("key") == r1_key and (work / "r1" / "package" / "model.json").is_file():
+        rows, pkg = [old["row"]], work / "r1" / "package"
+        print("round 1 reused from " + str(work / "r1"), flush=True)
+    else:
+        rows = [train_round(work, "r1", [work / "r1" / "via_annotated.json"], cdir, dataset_p, train_p, a.r1_steps,
+                            heldout / "instances.json")]
+        pkg = export_package(work / "r1" / "run", work / "r1" / "package", name="round1", quiet=True)
+        r1_row.write_text(json.dumps({"key": r1_key, "row": rows[-1]}))
     print(json.dumps(rows[-1]), flush=True)
-    pkg = export_package(work / "r1" / "run", work / "r1" / "package", name="round1", quiet=True)
 
     # the round-1 model on every candidate, and on its mirror image
     predictor = load_package(pkg, device="cpu")

@@ -28,20 +28,33 @@ from .scoring import as_predictor, box_iou, default_tracker
 
 # %% auto #0
 __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'REGION_STATES', 'SAME_OBJECT_IOU',
-           'simplify_polygon', 'mask_to_polygons', 'polygon_region', 'prediction_regions', 'add_score_attribute',
-           'prelabel_project', 'predict_frames', 'mirror_instance', 'RegionChange', 'Corrections', 'project_regions',
-           'polygon_ious', 'new_vertices', 'compare_projects', 'outline_distance', 'correct_polygon',
-           'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins', 'flip_instability',
-           'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult',
-           'annotated_files', 'manifest_row', 'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel',
-           'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations',
-           'main_round']
+           'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons', 'polygon_region',
+           'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames', 'mirror_instance',
+           'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices', 'compare_projects',
+           'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins',
+           'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates',
+           'choose_by_rank', 'ActiveResult', 'annotated_files', 'manifest_row', 'candidate_frames', 'write_ranking',
+           'active_frames', 'main_prelabel', 'main_corrections', 'main_frames', 'merge_frames', 'train_round',
+           'rounds_table', 'previous_annotations', 'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
 MAX_VERTICES = 24          # vertex budget of one pre-annotated region
 TOLERANCE = 2.0            # pixels: how far an outline may be from the object's edge before an annotator fixes it
 SCORE_ATTRIBUTE = "score"
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    "Distances [N, M] of points `p` (N, 2) to segments `a`→`b` (M, 2 each)."
+    ab = b - a
+    t = np.clip(((p[:, None, :] - a[None]) * ab[None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12)[None], 0, 1)
+    return np.linalg.norm(p[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=-1)
+
+
+def outline_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    "Distance in px (N,) of each of `points` (N, 2) to the closed outline of `polygon` (M, 2)."
+    poly = np.asarray(polygon, float)
+    return _point_segment_distance(np.asarray(points, float), poly, np.roll(poly, -1, 0)).min(1)
 
 
 def simplify_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE) -> np.ndarray:
@@ -58,14 +71,36 @@ def simplify_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float 
     return s if len(s) >= 3 else pts.reshape(-1, 2)[np.linspace(0, len(pts) - 1, 3).round().astype(int)]
 
 
+def fit_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE, solidity: float = 0.95) -> np.ndarray:
+    """The fewest-vertex polygon (M, 2) float32 in px that explains a mask outline `points` (K, 2) within `tolerance`:
+    `simplify_polygon`'s (vertices on the outline), or, for a convex outline (area ≥ `solidity` of its hull's), the
+    convex M-gon of least added area around it (OpenCV's `approxPolyN`, Low & Ilie 2003) with the smallest M whose
+    edges pass within `tolerance` of every outline point (+ 0.5 px: an outline runs through its boundary pixels'
+    centres) and whose added area stays under a `tolerance`/2-wide band along the hull. A mask head rounds an object's corners off; the M-gon's vertices
+    may lie outside the mask, where the corners were: a square comes back as its 4 corners, not 8 cut ones."""
+    s = simplify_polygon(points, max_vertices, tolerance)
+    c = np.asarray(points, np.float32).reshape(-1, 1, 2)
+    if len(c) <= 3 or len(s) <= 3: return s
+    hull = cv2.convexHull(c)
+    harea, hper = cv2.contourArea(hull), cv2.arcLength(hull, True)
+    if harea <= 0 or cv2.contourArea(c) < solidity * harea: return s
+    pts = c.reshape(-1, 2).astype(float)
+    for n in range(3, len(s)):
+        try: q = cv2.approxPolyN(hull, n).reshape(-1, 2).astype(float)
+        except cv2.error: continue
+        if len(q) != n or cv2.contourArea(q.astype(np.float32)) - harea > 0.5 * tolerance * hper: continue
+        if outline_distance(pts, q).max() <= tolerance + 0.5: return q.astype(np.float32)
+    return s
+
+
 def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE,
                      min_area: float = 16.0) -> list[np.ndarray]:
     """A COCO RLE mask → its outer outlines as simplified polygons `[(M, 2) float32]`, largest first, parts smaller
-    than `min_area` px² dropped (02's contour extraction, then `simplify_polygon`)."""
+    than `min_area` px² dropped (02's contour extraction, then `fit_polygon`)."""
     m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode() if isinstance(rle["counts"], str) else rle["counts"]})
     parts = [p for p in _mask_polygons(m) if cv2.contourArea(p.astype(np.float32)) >= min_area]
     parts.sort(key=lambda p: -cv2.contourArea(p.astype(np.float32)))
-    return [simplify_polygon(p, max_vertices, tolerance) for p in parts]
+    return [fit_polygon(p, max_vertices, tolerance) for p in parts]
 
 
 def polygon_region(points, class_name: str | None, class_attribute: str = "class", **attributes) -> dict:
@@ -257,19 +292,6 @@ def compare_projects(prelabeled, corrected, class_attribute: str = "class", min_
     return Corrections(changes, len(pre) - len(missing), missing)
 
 # %% ../nbs/09b_annotation_loop.ipynb #b94af85a
-def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "Distances [N, M] of points `p` (N, 2) to segments `a`→`b` (M, 2 each)."
-    ab = b - a
-    t = np.clip(((p[:, None, :] - a[None]) * ab[None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12)[None], 0, 1)
-    return np.linalg.norm(p[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=-1)
-
-
-def outline_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    "Distance in px (N,) of each of `points` (N, 2) to the closed outline of `polygon` (M, 2)."
-    poly = np.asarray(polygon, float)
-    return _point_segment_distance(np.asarray(points, float), poly, np.roll(poly, -1, 0)).min(1)
-
-
 def correct_polygon(predicted: np.ndarray, target: np.ndarray, tolerance: float = TOLERANCE) -> tuple[np.ndarray, int]:
     """How an annotator fixes a predicted outline (K, 2) against the true one `target` (M, 2), both in px: every
     predicted vertex farther than `tolerance` from the true outline is dragged onto its nearest point, then every true

@@ -10,17 +10,19 @@ import html
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths, parse_frame_filename
+from .config import (TASKS, add_option_arguments, atomic_path, atomic_write_json, atomic_write_text, get_paths, option,
+                           parse_frame_filename)
 
 # %% auto #0
 __all__ = ['read_coco_any', 'source_video', 'coco_tables', 'load_tables', 'class_counts', 'eda_warnings', 'plot_class_counts',
            'plot_instances_per_image', 'plot_mask_areas', 'plot_aspect_ratios', 'plot_image_sizes', 'summarize',
-           'write_eda', 'main']
+           'write_eda', 'EdaParams', 'EdaResult', 'run_eda', 'main']
 
 # %% ../nbs/03_class_distribution.ipynb #bf035c69
 def read_coco_any(path: str | Path) -> dict:
@@ -288,25 +290,93 @@ def write_eda(images: pd.DataFrame, inst: pd.DataFrame, classes: list[str], out:
     return summary
 
 # %% ../nbs/03_class_distribution.ipynb #de405280
+@dataclass
+class EdaParams:
+    """The eda step's parameters: the notebook's `parameters` cell, `cvflow eda`'s options and pipeline.yaml's `eda`
+    parameters are these fields (the CLI's options are made from them, `add_option_arguments`)."""
+    sources: list = field(default_factory=list)   # COCO file(s), VIA export(s), or a dataset folder with train.json/val.json (labels.json for classification)
+    out: str = option("reports/eda", "output folder (relative: in the project home)")
+    split: str | None = option(None, "JSON file mapping image file name -> split name")
+    min_instances: int = option(10, "warn about classes with fewer instances (images for classification)")
+    small_area: float = option(32 * 32, "mask area (px) below which an instance is small (COCO's definition)")
+    task: str = option("segmentation", "segmentation / detection: instances; classification: `sources` is a labels.json (02b)")
+
+    def __post_init__(self):
+        if isinstance(self.sources, (str, Path)): self.sources = [self.sources]
+        self.sources = [str(s) for s in self.sources]
+        if not self.sources: raise ValueError("eda: no sources given (COCO/VIA files or a dataset folder)")
+        if int(self.min_instances) < 1: raise ValueError(f"min_instances must be at least 1, got {self.min_instances!r}")
+        if not float(self.small_area) > 0: raise ValueError(f"small_area must be > 0 px, got {self.small_area!r}")
+        if self.task not in TASKS: raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+
+
+@dataclass
+class EdaResult:
+    "What the eda step found: the headline counts and warnings, the report folder and its figures (title -> file)."
+    out: Path
+    images: int
+    per_class: dict
+    videos: int
+    warnings: list
+    instances: int | None = None                    # None for classification (images are the unit)
+    images_without_instances: int | None = None
+    figures: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        h = {"images": self.images, "instances": self.instances, "per_class": self.per_class,
+             "images_without_instances": self.images_without_instances, "videos": self.videos, "warnings": self.warnings}
+        return {k: v for k, v in h.items() if v is not None}
+
+
+def run_eda(params: EdaParams, record: bool = True) -> EdaResult:
+    """The eda step: count, plot and summarise `params.sources` into `params.out` (relative paths in the project home),
+    and, with `record`, record the headline for the run summary. `FileNotFoundError`/`ValueError` name the source."""
+    paths = get_paths()
+    out = paths.resolve(params.out)
+    srcs = [paths.resolve(s) for s in params.sources]
+    if params.task == "classification":   # one label per image: images per class (and per video), the figure and a summary
+        from cvflow.labels import load_labels, plot_label_counts
+        labels = load_labels(srcs[0])
+        counts = labels.counts()
+        out.mkdir(parents=True, exist_ok=True)
+        plot_label_counts(labels).savefig(out / "class_counts.png", dpi=90)
+        res = EdaResult(out, len(labels.images), counts, len({im.video for im in labels.images if im.video}),
+                        [f"class `{c}`: {n} images, fewer than {params.min_instances}" for c, n in counts.items()
+                         if n < params.min_instances], figures={"images per class": out / "class_counts.png"})
+        atomic_write_json(out / "summary.json", res.headline())
+    else:
+        split = json.loads(Path(params.split).read_text()) if params.split else None
+        images, inst, classes = load_tables(srcs, split)
+        s = write_eda(images, inst, classes, out, min_instances=params.min_instances, small_area=params.small_area)
+        res = EdaResult(out, s["images"], s["per_class"], s["videos"], s["warnings"], s["instances"],
+                        s["images_without_instances"], {"instances per class": out / "class_counts.png",
+                                                        "mask area": out / "mask_area.png"})
+    if record:
+        from cvflow.config import record_results
+        record_results("eda", res.headline(), res.figures)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
-    "`cvflow eda ANNOTATIONS... [--out DIR] [--split FILE]`: class distribution plots, summary and warnings."
+    "`cvflow eda ANNOTATIONS... [--out DIR] [--split FILE] [--task T]`: class distribution plots, summary and warnings (`run_eda`)."
     ap = argparse.ArgumentParser(prog="cvflow eda", description="Count and plot what the annotations hold; write a summary "
                                  "(HTML and Markdown) with warnings.")
-    ap.add_argument("annotations", nargs="+", help="COCO file(s), VIA export(s), or a dataset folder with train.json/val.json")
-    ap.add_argument("--out", help="output folder (default: reports/eda)")
-    ap.add_argument("--split", help="JSON file mapping image file name -> split name")
-    ap.add_argument("--min-instances", type=int, default=10, help="warn about classes with fewer instances (default 10)")
-    ap.add_argument("--small-area", type=float, default=32 * 32, help="mask area (px) below which an instance is small")
+    ap.add_argument("sources", nargs="+", help="COCO file(s), VIA export(s), or a dataset folder with train.json/val.json")
+    # relative paths on the command line are the working directory's (the notebook's are the project home's)
+    add_option_arguments(ap, EdaParams, only=["out", "split", "min_instances", "small_area", "task"],
+                         defaults={"out": None})   # no --out: the project home's reports/eda
     a = ap.parse_args(argv)
     try:
-        split = json.loads(Path(a.split).read_text()) if a.split else None
-        images, inst, classes = load_tables(a.annotations, split)
+        res = run_eda(EdaParams(sources=[str(Path(s).resolve()) for s in a.sources],
+                                out=str(Path(a.out).resolve()) if a.out else EdaParams.out, split=a.split,
+                                min_instances=a.min_instances, small_area=a.small_area, task=a.task), record=False)
     except (FileNotFoundError, ValueError) as e:
         print(f"cvflow eda: {e}")
         return 2
-    out = Path(a.out) if a.out else get_paths().reports / "eda"
-    s = write_eda(images, inst, classes, out, min_instances=a.min_instances, small_area=a.small_area)
-    print(f"wrote {out / 'summary.html'}: {s['images']} images, {s['instances']} instances, classes "
-          + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
-    for w in s["warnings"]: print(f"warning: {w}")
+    print(f"wrote {res.out / ('summary.html' if res.instances is not None else 'summary.json')}: {res.images} images, "
+          + (f"{res.instances} instances, " if res.instances is not None else "") + "classes "
+          + ", ".join(f"{k} {v}" for k, v in res.per_class.items()))
+    for w in res.warnings: print(f"warning: {w}")
     return 0
+

@@ -91,3 +91,35 @@ def test_one_notebook_runner_and_pauses_as_values():
     tree = ast.parse((PKG / "azure_pipeline.py").read_text())
     run_step = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_step")
     assert any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "execute_step" for n in ast.walk(run_step))
+
+
+# Steps redesigned as one exported function (#16, one step at a time): pipeline step -> (module, its function, the
+# CLI entry that calls it). Each step's notebook (run section), its `cvflow` command and `cvflow run` (which executes
+# that notebook) all go through the function. Steps join this table as they are moved.
+STEP_FUNCTIONS = {
+    "eda": ("eda", "run_eda", "main"),
+}
+
+
+@pytest.mark.parametrize("step", sorted(STEP_FUNCTIONS))
+def test_notebook_cli_and_pipeline_call_one_step_function(step):
+    import json
+    import yaml
+    from cvflow.pipeline import production_cells
+    module, fn, entry = STEP_FUNCTIONS[step]
+    y = yaml.safe_load((PKG.parent / "pipeline.yaml").read_text())
+    notebook = PKG.parent / next(s["notebook"] for s in y["steps"] if s["name"] == step)
+    assert _modules()[module] == notebook.name, f"{module}.py is not exported from the step's notebook {notebook.name}"
+    tree = ast.parse((PKG / f"{module}.py").read_text())
+    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert fn in defs, f"{module}.{fn} is not exported"
+    calls = lambda node: {getattr(c.func, "id", None) for c in ast.walk(node) if isinstance(c, ast.Call)}
+    assert fn in calls(defs[entry]), f"`cvflow` {module}.{entry} does not call {fn}"
+    nb = json.loads(notebook.read_text())
+    cells = production_cells(nb, notebook)
+    run = [c for c in cells if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#| export")
+           and "parameters" not in c.get("metadata", {}).get("tags", [])]
+    assert any(fn in calls(ast.parse("\n".join(l for l in "".join(c["source"]).splitlines() if not l.startswith(("%", "!")))))
+               for c in run), f"{notebook.name}: the run section (what `cvflow run` executes) does not call {fn}"
+    from importlib import import_module
+    assert import_module("cvflow.cli").COMMANDS[step][:2] == (f"cvflow.{module}", entry)

@@ -31,8 +31,8 @@ __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'cha
            'display_rotation', 'upright', 'small_gray', 'FrameInfo', 'SegmentRule', 'SceneCut', 'Motion',
            'ObjectMotion', 'Interval', 'segment_rules', 'low_content', 'blurred', 'estimate_frames', 'scan_video',
            'choose_frames', 'save_frames', 'FramesResult', 'progress_bar', 'progress_note', 'expand_videos',
-           'reduce_videos', 'write_manifest', 'read_manifest', 'select_frames', 'main', 'plot_strip', 'plot_timeline',
-           'save_figures', 'frame_browser']
+           'reduce_videos', 'write_manifest', 'read_manifest', 'select_frames', 'FramesParams', 'frames_headline',
+           'run_frames', 'main', 'plot_strip', 'plot_timeline', 'save_figures', 'frame_browser']
 
 # %% ../nbs/01_frame_reduction.ipynb #cbb3649e
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -879,6 +879,48 @@ def select_frames(video: str | Path, out_dir: str | Path, progress: bool = True,
     return reduce_videos([video], out_dir, progress=progress, **kw)
 
 # %% ../nbs/01_frame_reduction.ipynb #825524c9
+@dataclass
+class FramesParams:
+    """The frames step's parameters — the notebook's `parameters` cell, `cvflow frames`' arguments and pipeline.yaml's
+    `frames` parameters: the videos, where the frames go, and 01's `FrameOptions` (declared once there)."""
+    videos: list = field(default_factory=list)    # video files or folders (relative: in the project home)
+    out_dir: str = option("data/interim/frames", "output folder: frames/, frames.csv, frames.txt, frames_report.json, figures")
+    options: FrameOptions = field(default_factory=FrameOptions)
+    workers: int = option(1, "parallel processes (one video each)")
+    figures: bool = option(True, "draw strip.png and timelines/*.png into the output folder")
+    progress: bool = option(True, "progress bar")
+
+    def __post_init__(self):
+        if isinstance(self.videos, (str, Path)): self.videos = [self.videos]
+        if not self.videos: raise ValueError("frames: no videos given")
+        if int(self.workers) < 1: raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+
+
+def frames_headline(result: FramesResult) -> dict:
+    "The frames step's figures for the run summary (`record_results`): counts, failures (named) and warnings."
+    return {"videos": len(result.scans), "frames scanned": sum(s.n_frames for s in result.scans if s.ok),
+            "frames kept": len(result.rows), "low-content stretches skipped": sum(s.low_content for s in result.scans),
+            # `cvflow run` prints every "failed ..." entry and ends with a non-zero status
+            "failed videos": [s.error if s.error.startswith(s.video) else f"{s.video}: {s.error}" for s in result.scans if not s.ok],
+            "warnings": [w for s in result.scans for w in s.warnings], "manifest": str(result.manifest)}
+
+
+def run_frames(params: FramesParams, record: bool = True) -> FramesResult:
+    """The frames step: `reduce_videos` of `params.videos` into `params.out_dir` (relative paths in the project home),
+    the strip and timelines drawn (`save_figures`) when asked, and, with `record`, the headline (`frames_headline`)
+    and figures recorded for the run summary. `ValueError` for bad options or no readable input."""
+    from cvflow.config import get_paths, record_results
+    paths = get_paths()
+    res = reduce_videos([paths.resolve(v) for v in params.videos], paths.resolve(params.out_dir), params.options,
+                        workers=params.workers, progress=params.progress)
+    figs = save_figures(res) if params.figures and res.rows else []
+    if record:
+        names = {Path(s.video).stem: Path(s.video).name for s in res.scans}
+        titles = {f: "kept frames" if f.name == "strip.png" else f"score timeline ({names.get(f.stem, f.stem)})" for f in figs}
+        record_results("frames", frames_headline(res), {titles[f]: f for f in figs})
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     "`cvflow frames VIDEO... --out DIR [--budget N] [--every-seconds S] [--min-gap S] [--workers N]`; 0 ok, 1 a video failed, 2 bad arguments."
     import argparse
@@ -894,15 +936,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.budget == 0: a.budget = None             # 0: every candidate, as before
         opts = options_from_arguments(FrameOptions, a)
-        res = reduce_videos(a.videos, a.out, opts, workers=a.workers, progress=not a.no_progress)
+        # relative paths on the command line are the working directory's (the notebook's are the project home's)
+        res = run_frames(FramesParams([str(Path(v).resolve()) for v in a.videos], str(Path(a.out).resolve()), opts, a.workers,
+                                      figures=not a.no_figures, progress=not a.no_progress), record=False)
     except ValueError as e:
         print(f"cvflow frames: {e}", file=sys.stderr)
         return 2
     for s in res.scans:
         for w in s.warnings: print(f"warning: {w}", file=sys.stderr)
     if not a.no_figures and res.rows:
-        figs = save_figures(res)
-        print(f"figures: {len(figs)} in {res.out_dir} (strip.png, timelines/)")
+        print(f"figures: strip.png and timelines/ in {res.out_dir}")
     n_ok = sum(s.ok for s in res.scans)
     print(f"{len(res.rows)} frames from {n_ok} of {len(res.scans)} video(s) -> {res.frames_dir} "
           f"(manifest {res.manifest}, list {res.file_list})")

@@ -97,6 +97,7 @@ def test_one_notebook_runner_and_pauses_as_values():
 # CLI entry that calls it). Each step's notebook (run section), its `cvflow` command and `cvflow run` (which executes
 # that notebook) all go through the function. Steps join this table as they are moved.
 STEP_FUNCTIONS = {
+    "frames": ("frames", "run_frames", "main"),
     "eda": ("eda", "run_eda", "main"),
 }
 

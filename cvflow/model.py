@@ -362,7 +362,7 @@ def build_classifier(preset: str, num_classes: int, weights: str | Path | None =
     model.cvflow_config = cfg
     return model
 
-# %% ../nbs/06a_model.ipynb #a245d13d
+# %% ../nbs/06a_model.ipynb #3bbcaa29
 VIDEO_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-small": dict(arch="r3d_18", image_size=64, clip_length=8,
                       description="R3D-18 on 8 frames at 64 px: trains from scratch on a CPU"),

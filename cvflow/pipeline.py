@@ -102,10 +102,12 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
     if not isinstance(tasks, dict):
         raise ConfigError(f"pipeline file {path}: `tasks` must map a task name to its changes (`rename`, `parameters`)")
     for task, tm in tasks.items():
-        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters", "notebooks", "skip"}:
+        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters", "notebooks", "skip", "inputs", "outputs"}:
             raise ConfigError(f"pipeline file {path}: `tasks.{task}` takes `rename` (path prefix: new prefix), `parameters`, "
-                              "`notebooks` (step: the notebook it runs instead) and `skip`")
-        for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", [])]:
+                              "`notebooks` (step: the notebook it runs instead), `skip`, `inputs` and `outputs` (step: its "
+                              "paths instead)")
+        for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", []), *tm.get("inputs", {}),
+                     *tm.get("outputs", {})]:
             if name not in seen: raise ConfigError(f"pipeline file {path}: `tasks.{task}` names step {name!r}, which is not in `steps`")
     return Pipeline(steps, path, **modes, tasks=tasks)
 
@@ -159,7 +161,8 @@ def _rename(v, renames: dict[str, str]):
 def with_task(pipeline: Pipeline, task: str) -> Pipeline:
     """The pipeline for `task`: unchanged for segmentation; else per the pipeline file's `tasks.<task>`: its `skip`ped steps
     left out, its `rename` (path prefixes, e.g. the model folder) applied to every step's parameters, inputs and outputs,
-    its `parameters` merged over the steps', and a step's notebook replaced where `notebooks` names another.
+    its `parameters` merged over the steps', a step's notebook replaced where `notebooks` names another, and its
+    `inputs`/`outputs` replaced where the task's `inputs`/`outputs` name the step.
     `ConfigError` for a task the file does not describe."""
     if task == TASK_SERIES: return pipeline
     if task not in pipeline.tasks:
@@ -173,7 +176,9 @@ def with_task(pipeline: Pipeline, task: str) -> Pipeline:
         notebook = (Path(pipeline.source).parent / nb).resolve() if nb else st.notebook
         if not notebook.is_file():   # checked when the task is asked for: the file may be copied without it
             raise ConfigError(f"pipeline file {pipeline.source}: `tasks.{task}.notebooks.{st.name}`: {nb} does not exist")
-        steps.append(Step(st.name, notebook, params, ren(st.inputs), ren(st.outputs)))
+        inputs = tm["inputs"][st.name] if st.name in tm.get("inputs", {}) else ren(st.inputs)       # replaced where the
+        outputs = tm["outputs"][st.name] if st.name in tm.get("outputs", {}) else ren(st.outputs)   # task's notebook differs
+        steps.append(Step(st.name, notebook, params, inputs, outputs))
     return dataclasses.replace(pipeline, steps=steps)
 
 

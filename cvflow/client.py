@@ -472,7 +472,7 @@ def run_bad_inputs(client: ServiceClient, cases: list[dict], good_image: bytes, 
     return {"n": len(cases), "cases": rows, "failed": failed, "healthy_after": healthy, "good_after": good.status == 200,
             "passed": not failed and healthy and good.status == 200}
 
-# %% ../nbs/09_test_webservice.ipynb #c9b0f01a
+# %% ../nbs/09_test_webservice.ipynb #859494f0
 @dataclass
 class ClipFile:
     "A clip to send: its video, first frame, the frames' PNG bytes and decoded RGB arrays."
@@ -541,7 +541,7 @@ def clip_bad_input_cases(frame: bytes, clip_length: int, limits: dict | None = N
         ("too_many_frames", J, js({"frames": [tiny_b64] * 257}), 413),
         ("frames_and_image", J, js({"frames": [b64] * T, "image": b64}), 400),
         ("image_not_a_clip", J, js({"image": b64}), 400),
-        ("images_not_a_clip", J, js({"images": [b64] * T}), 400),
+        ("images_not_a_clip", J, js({"images": [b64]}), 400),
         ("raw_image_not_a_clip", "image/png", frame, 400),
         ("threshold_above_1", J, js({"frames": [b64] * T, "score_threshold": 1.5}), 400),
         ("top_k_zero", J, js({"frames": [b64] * T, "top_k": 0}), 400),

@@ -702,7 +702,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
         print(f"warning: {w}", file=sys.stderr)
     return res
 
-# %% ../nbs/09a_score_video.ipynb #0ee879a9
+# %% ../nbs/09a_score_video.ipynb #367a7c39
 def draw_action(image: np.ndarray, label: str | None, score: float, class_id: int = 1) -> np.ndarray:
     "A copy of an RGB frame with the current action and its confidence written in a coloured band at the top left."
     import cv2
@@ -860,5 +860,6 @@ def main_score_video(argv: list[str] | None = None) -> int:
         print(f"cvflow score-video: {e}", file=sys.stderr)
         return 2
     print(f"{r.n_frames} frames ({r.n_scored} scored) in {r.seconds:.1f} s = {r.fps_scored:.1f} fps; "
-          f"tracks per class: {', '.join(f'{c} {n}' for c, n in r.counts.items())} → {r.out_dir}")
+          f"{'clips per action' if (Path(r.out_dir) / 'timeline.json').is_file() else 'tracks per class'}: "
+          f"{', '.join(f'{c} {n}' for c, n in r.counts.items())} → {r.out_dir}")
     return 0

@@ -29,9 +29,9 @@ from .config import ConfigError
 
 # %% auto #0
 __all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'VIDEO_PRESETS',
-           'preset_config', 'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config',
-           'rebuild_model', 'ImageClassifier', 'build_classifier', 'VideoClassifier', 'build_video_classifier',
-           'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
+           'VIDEO_INPUTS', 'preset_config', 'weights_url', 'default_weights_path', 'load_weights_file', 'build_model',
+           'model_config', 'rebuild_model', 'ImageClassifier', 'build_classifier', 'VideoClassifier',
+           'build_video_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -364,16 +364,17 @@ def build_classifier(preset: str, num_classes: int, weights: str | Path | None =
 
 # %% ../nbs/06a_model.ipynb #3bbcaa29
 VIDEO_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-small": dict(arch="r3d_18", image_size=64, clip_length=8,
-                      description="R3D-18 on 8 frames at 64 px: trains from scratch on a CPU"),
-    "cpu-r2plus1d": dict(arch="r2plus1d_18", image_size=64, clip_length=8,
+    "cpu-small": dict(arch="r3d_18", image_size=64, clip_length=8, input="rgb_diff",
+                      description="R3D-18 on the differences of 8 frames at 64 px: trains from scratch on a CPU"),
+    "cpu-r2plus1d": dict(arch="r2plus1d_18", image_size=64, clip_length=8, input="rgb_diff",
                          description="R(2+1)D-18 on 8 frames at 64 px (factorised convolutions; slower on a CPU)"),
     "mvit": dict(arch="mvit_v2_s", image_size=224, clip_length=16,
                  description="MViT-V2-S on 16 frames at 224 px (torchvision's Kinetics-400 recipe): the reference"),
     "swin3d": dict(arch="swin3d_t", image_size=224, clip_length=16,
                    description="Swin3D-T on 16 frames at 224 px (Kinetics-400): a reference"),
 }
-_VIDEO_COMMON = dict(image_mean=[0.43216, 0.394666, 0.37645], image_std=[0.22803, 0.22145, 0.216989], score_thresh=0.0,
+VIDEO_INPUTS = ("rgb", "rgb_diff")   # what the network sees: the frames, or their consecutive differences
+_VIDEO_COMMON = dict(input="rgb", image_mean=[0.43216, 0.394666, 0.37645], image_std=[0.22803, 0.22145, 0.216989], score_thresh=0.0,
                      top_k=3, task="actions")   # torchvision's Kinetics-400 normalisation
 _VIDEO_HEADS = {"r3d_18": "fc.", "r2plus1d_18": "fc.", "mc3_18": "fc.", "mvit_v2_s": "head.1.", "mvit_v1_b": "head.1.",
                 "swin3d_t": "head.", "swin3d_s": "head.", "swin3d_b": "head.", "s3d": "classifier.1."}
@@ -382,11 +383,13 @@ _VIDEO_HEADS = {"r3d_18": "fc.", "r2plus1d_18": "fc.", "mc3_18": "fc.", "mvit_v2
 class VideoClassifier(nn.Module):
     """A torchvision video network behind the classifier's interface: `forward(clips, targets=None)`, `clips` a list of
     `(T, 3, H, W)` float 0..1 tensors (uint8 is scaled); each frame resized to `image_size` square (bilinear,
-    antialiased), normalised, stacked `(B, 3, T, S, S)`. Training: `{'loss_classifier'}` (cross entropy of
+    antialiased), normalised, stacked `(B, 3, T, S, S)`; with `input='rgb_diff'` the network sees the `T - 1`
+    differences of consecutive frames instead (TSN's RGB difference: a still background vanishes, motion remains). Training: `{'loss_classifier'}` (cross entropy of
     `targets[i]['labels']`, 1-based); eval: per clip `{'scores': (K,) probabilities, 'labels': the 1-based argmax}`."""
-    def __init__(self, net: nn.Module, image_size: int, image_mean: list[float], image_std: list[float]):
+    def __init__(self, net: nn.Module, image_size: int, image_mean: list[float], image_std: list[float], input: str = "rgb"):
         super().__init__()
-        self.net, self.image_size = net, int(image_size)
+        if input not in VIDEO_INPUTS: raise ConfigError(f"actions model setting `input`: {input!r} is not one of {', '.join(VIDEO_INPUTS)}")
+        self.net, self.image_size, self.input = net, int(image_size), input
         self.register_buffer("mean", torch.tensor(image_mean).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(image_std).view(1, 3, 1, 1, 1), persistent=False)
 
@@ -398,8 +401,9 @@ class VideoClassifier(nn.Module):
             if c.shape[-2:] != (s, s):
                 c = nn.functional.interpolate(c, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             xs.append(c)
-        x = torch.stack(xs).permute(0, 2, 1, 3, 4)   # (B, 3, T, S, S)
-        logits = self.net((x - self.mean) / self.std)
+        x = (torch.stack(xs).permute(0, 2, 1, 3, 4) - self.mean) / self.std   # (B, 3, T, S, S)
+        if self.input == "rgb_diff": x = x[:, :, 1:] - x[:, :, :-1]   # the T - 1 frame differences (TSN's RGB difference)
+        logits = self.net(x)
         if self.training:
             if targets is None: raise ValueError("in training mode the video classifier needs targets ({'labels': tensor([k])})")
             y = torch.cat([t["labels"].reshape(-1)[:1] for t in targets]).to(logits.device) - 1
@@ -424,7 +428,7 @@ def build_video_classifier(preset: str, num_classes: int, weights: str | Path | 
         raise ConfigError(f"actions preset {preset!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(cfg))}")
     cfg.update({k: v for k, v in overrides.items() if k not in ("preset", "num_classes")})
     net = getattr(torchvision.models.video, cfg["arch"])(weights=None, num_classes=int(num_classes))
-    model = VideoClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"])
+    model = VideoClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"], cfg["input"])
     if weights is not None:
         if str(weights) == "DEFAULT":
             url = torchvision.models.get_model_weights(cfg["arch"]).DEFAULT.url

@@ -389,7 +389,7 @@ def make_action_sample(out_dir: str | Path, n_videos: int = 12, seconds: float =
             bg = make_background(rng, width, height)
             cls = ("square", "triangle")[int(rng.integers(0, 2))]   # shapes whose rotation shows (not discs)
             rgb = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(_BASE_RGB[cls], rng.integers(-25, 26, 3)))
-            size = rng.uniform(0.16, 0.22) * s
+            size = rng.uniform(0.26, 0.32) * s   # large: the motion, not the background, fills the clip
             x, y, ang = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height, rng.uniform(0, 2 * np.pi)
             segs = _action_segments(rng, n_frames, fps)
             name = f"action_{v:03d}.mp4"
@@ -398,8 +398,8 @@ def make_action_sample(out_dir: str | Path, n_videos: int = 12, seconds: float =
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 stream.options = {"crf": "20", "preset": "veryfast"}
                 for a, f0, f1 in segs:
-                    speed, heading = rng.uniform(0.6, 1.0) * s, rng.uniform(0, 2 * np.pi)
-                    spin = rng.choice([-1, 1]) * rng.uniform(2.5, 4.0)
+                    speed, heading = rng.uniform(1.0, 1.5) * s, rng.uniform(0, 2 * np.pi)
+                    spin = rng.choice([-1, 1]) * rng.uniform(3.5, 5.0)
                     for f in range(f0, f1):
                         if a == "moving":
                             x = _bounce(x + speed * math.cos(heading) / fps, size, width - size)

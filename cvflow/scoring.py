@@ -702,7 +702,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
         print(f"warning: {w}", file=sys.stderr)
     return res
 
-# %% ../nbs/09a_score_video.ipynb #367a7c39
+# %% ../nbs/09a_score_video.ipynb #02cb4e75
 def draw_action(image: np.ndarray, label: str | None, score: float, class_id: int = 1) -> np.ndarray:
     "A copy of an RGB frame with the current action and its confidence written in a coloured band at the top left."
     import cv2

@@ -702,7 +702,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
         print(f"warning: {w}", file=sys.stderr)
     return res
 
-# %% ../nbs/09a_score_video.ipynb #02cb4e75
+# %% ../nbs/09a_score_video.ipynb #ece5a3b5
 def draw_action(image: np.ndarray, label: str | None, score: float, class_id: int = 1) -> np.ndarray:
     "A copy of an RGB frame with the current action and its confidence written in a coloured band at the top left."
     import cv2
@@ -850,7 +850,8 @@ def main_score_video(argv: list[str] | None = None) -> int:
                                  "video (masks, boxes, class, track id), frames.jsonl, tracks.csv and counts per class.")
     _common(ap)
     ap.add_argument("video", help="a video file PyAV/FFmpeg can read")
-    ap.add_argument("--every", type=int, default=1, help="score every N-th frame (default 1: all)")
+    ap.add_argument("--every", type=int, default=1, help="score every N-th frame (default 1: all); an actions package: "
+                    "the clip stride in frames (default 1: half a clip)")
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
     a = ap.parse_args(argv)
     try:

@@ -472,7 +472,7 @@ def run_bad_inputs(client: ServiceClient, cases: list[dict], good_image: bytes, 
     return {"n": len(cases), "cases": rows, "failed": failed, "healthy_after": healthy, "good_after": good.status == 200,
             "passed": not failed and healthy and good.status == 200}
 
-# %% ../nbs/09_test_webservice.ipynb #a0a15fe4
+# %% ../nbs/09_test_webservice.ipynb #c680aa28
 @dataclass
 class ClipFile:
     "A clip to send: its video, first frame, the frames' PNG bytes and decoded RGB arrays."

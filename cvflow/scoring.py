@@ -702,7 +702,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
         print(f"warning: {w}", file=sys.stderr)
     return res
 
-# %% ../nbs/09a_score_video.ipynb #ece5a3b5
+# %% ../nbs/09a_score_video.ipynb #4f70f0d5
 def draw_action(image: np.ndarray, label: str | None, score: float, class_id: int = 1) -> np.ndarray:
     "A copy of an RGB frame with the current action and its confidence written in a coloured band at the top left."
     import cv2

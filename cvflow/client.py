@@ -789,7 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cvflow test-service", description="Test a cvflow scoring service: schema, "
                                  "parity with the package, latency/throughput, bad input.")
     ap.add_argument("url", help="scoring URI (…/score) or service root, e.g. http://127.0.0.1:5001")
-    ap.add_argument("--images", required=True, help="folder of JPEG/PNG test images")
+    ap.add_argument("--images", required=True, help="folder of JPEG/PNG test images (an actions service: a video or a "
+                    "folder of videos, cut into clips)")
     ap.add_argument("--key", help="service key (default: $CVFLOW_SERVICE_KEY)")
     ap.add_argument("--package", help="model package for the parity check")
     ap.add_argument("--concurrency", type=int, default=1)

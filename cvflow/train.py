@@ -620,7 +620,9 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
             if val_ds is not None and cfg.sample_images > 0:
                 import matplotlib.pyplot as plt
-                fig = draw_predictions(ema or core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
+                n_draw = min(cfg.sample_images, len(val_ds))   # clips: spread over the videos, not the first few of one
+                picks = sorted({int(i) for i in np.linspace(0, len(val_ds) - 1, n_draw)}) if actions else list(range(n_draw))
+                fig = draw_predictions(ema or core, val_ds, picks, di.device,
                                        config["classes"], config["model"]["score_thresh"], config["model"].get("mask_thresh", 0.5))
                 with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
                 tracker.log_figure(fig, "predictions.png"); plt.close(fig)

@@ -480,7 +480,7 @@ def model_from_checkpoint(checkpoint: str | Path | dict, device: str | torch.dev
     return model.eval().to(device), ck["config"]
 
 # %% ../nbs/06a_model.ipynb #c0ffee02
-_BATCH_NORMS = (nn.BatchNorm2d, torchvision.ops.misc.FrozenBatchNorm2d)
+_BATCH_NORMS = (nn.BatchNorm2d, torchvision.ops.misc.FrozenBatchNorm2d, nn.BatchNorm3d)   # 3-D: the video models
 
 
 def fold_batch_norms(model: nn.Module) -> int:
@@ -492,7 +492,7 @@ def fold_batch_norms(model: nn.Module) -> int:
         for m in model.modules():
             kids = list(m.named_children())
             for (na, a), (nb, b) in zip(kids, kids[1:]):
-                if isinstance(a, nn.Conv2d) and isinstance(b, _BATCH_NORMS) and \
+                if isinstance(a, (nn.Conv2d, nn.Conv3d)) and isinstance(b, _BATCH_NORMS) and \
                         (isinstance(m, nn.Sequential) or (na.startswith("conv") and nb == "bn" + na[4:])):
                     a.weight, a.bias = fuse_conv_bn_weights(
                         a.weight, a.bias, b.running_mean, b.running_var, b.eps, b.weight, b.bias)

@@ -481,7 +481,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if di.main and not classification and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
         print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
     cuda = di.device.startswith("cuda")
-    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
+    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda and not actions   # 5-D video weights: no channels-last
     model.to(di.device)
     if channels_last: model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model, di.world)

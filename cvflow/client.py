@@ -32,7 +32,8 @@ __all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 
            'IMAGE_SUFFIXES', 'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors',
            'answer_problems', 'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'compare_labels',
            'compare_instances', 'percentiles', 'measure_load', 'png_header', 'bad_input_cases', 'run_bad_inputs',
-           'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
+           'ClipFile', 'load_test_clips', 'clip_bad_input_cases', 'run_clip_service_tests', 'plot_latency',
+           'local_predictions', 'run_service_tests', 'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -56,7 +57,7 @@ RESPONSE_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "t
                                   "results": {"type": "array", "items": RESULT_SCHEMA, "minItems": 1},
                                   "timings_ms": {"type": "object", "required": ["total"],
                                                  "additionalProperties": {"type": "number", "minimum": 0}}}}
-TASKS_SERVED = ("segmentation", "detection", "classification")
+TASKS_SERVED = ("segmentation", "detection", "classification", "actions")
 LABEL_SCHEMA = {"type": "object", "required": ["class_id", "class_name", "score"], "additionalProperties": False,
                 "properties": {k: INSTANCE_SCHEMA["properties"][k] for k in ("class_id", "class_name", "score")}}
 
@@ -64,7 +65,8 @@ LABEL_SCHEMA = {"type": "object", "required": ["class_id", "class_name", "score"
 def response_schema(task: str = "segmentation") -> dict:
     """The JSON schema of a `POST /score` answer for `task`: `RESPONSE_SCHEMA` (instances with a `mask`) for segmentation;
     for detection the same document with `"task": "detection"` and instances of exactly class_id, class_name, score, box;
-    for classification `"task": "classification"` and per image `labels` (class_id, class_name, score) instead of instances."""
+    for classification `"task": "classification"` and per image `labels` (class_id, class_name, score) instead of instances;
+    for actions `"task": "actions"` and per clip `frames` (its frame count), `width`, `height` and `labels`."""
     if task == "segmentation":
         return RESPONSE_SCHEMA
     if task not in TASKS_SERVED:
@@ -76,6 +78,10 @@ def response_schema(task: str = "segmentation") -> dict:
         result = {"type": "object", "required": ["width", "height", "labels"], "additionalProperties": False,
                   "properties": {"width": RESULT_SCHEMA["properties"]["width"], "height": RESULT_SCHEMA["properties"]["height"],
                                  "labels": {"type": "array", "items": LABEL_SCHEMA}}}
+    if task == "actions":   # per clip: its frame count and size, the top actions
+        result = {"type": "object", "required": ["frames", "width", "height", "labels"], "additionalProperties": False,
+                  "properties": {"frames": {"type": "integer", "minimum": 1}, "width": RESULT_SCHEMA["properties"]["width"],
+                                 "height": RESULT_SCHEMA["properties"]["height"], "labels": {"type": "array", "items": LABEL_SCHEMA}}}
     return {**RESPONSE_SCHEMA, "required": RESPONSE_SCHEMA["required"] + ["task"],
             "properties": {**RESPONSE_SCHEMA["properties"], "task": {"const": task},
                            "results": {"type": "array", "items": result, "minItems": 1}}}
@@ -109,7 +115,7 @@ def answer_problems(answer: dict, sizes: list[tuple[int, int]], classes: list[st
     for i, (r, (w, h)) in enumerate(zip(res, sizes)):
         if (r["width"], r["height"]) != (w, h):
             errs.append(f"results/{i}: size {r['width']}x{r['height']}, the image is {w}x{h}")
-        kind = "labels" if task == "classification" else "instances"
+        kind = "labels" if task in ("classification", "actions") else "instances"
         scores = [inst["score"] for inst in r[kind]]
         if scores != sorted(scores, reverse=True):
             errs.append(f"results/{i}: {kind} are not sorted by score")
@@ -442,8 +448,8 @@ def bad_input_cases(image: bytes, limits: dict | None = None, task: str = "segme
     return out
 
 # %% ../nbs/09_test_webservice.ipynb #78dd3a21
-def run_bad_inputs(client: ServiceClient, cases: list[dict], good_image: bytes) -> dict:
-    "Send the bad-input `cases`; `{'cases': [...], 'failed': [...], 'healthy_after', 'good_after'}`."
+def run_bad_inputs(client: ServiceClient, cases: list[dict], good_image: bytes, good_json: dict | None = None) -> dict:
+    "Send the bad-input `cases`; `{'cases': [...], 'failed': [...], 'healthy_after', 'good_after'}` (`good_json`: the good request instead of `good_image`)."
     rows, failed = [], []
     for c in cases:
         r = client.request(c["method"], client.scoring_uri, c["body"], c["content_type"], c["query"])
@@ -462,9 +468,151 @@ def run_bad_inputs(client: ServiceClient, cases: list[dict], good_image: bytes) 
         if problems:
             failed.append(c["name"])
     healthy = client.health()
-    good = client.post_image(good_image)
+    good = client.post_json(good_json) if good_json is not None else client.post_image(good_image)
     return {"n": len(cases), "cases": rows, "failed": failed, "healthy_after": healthy, "good_after": good.status == 200,
             "passed": not failed and healthy and good.status == 200}
+
+# %% ../nbs/09_test_webservice.ipynb #c680aa28
+@dataclass
+class ClipFile:
+    "A clip to send: its video, first frame, the frames' PNG bytes and decoded RGB arrays."
+    video: Path
+    start: int
+    frames: list[bytes] = field(repr=False)
+    arrays: list[np.ndarray] = field(repr=False)
+
+    @property
+    def name(self) -> str: return f"{self.video.name}@{self.start}"
+
+    @property
+    def size(self) -> tuple[int, int]: return (int(self.arrays[0].shape[1]), int(self.arrays[0].shape[0]))
+
+    def doc(self, **opts) -> dict:
+        "The JSON request of this clip: `{'frames': [base64 PNG, ...], **opts}`."
+        return {"frames": [base64.b64encode(f).decode() for f in self.frames], **{k: v for k, v in opts.items() if v is not None}}
+
+
+def load_test_clips(source: str | os.PathLike, clip_length: int, limit: int = 4) -> list[ClipFile]:
+    """Up to `limit` clips of `clip_length` frames from a video file or a folder of videos (sorted; one clip every
+    `clip_length` frames of each video, videos in turn), each frame as PNG (lossless: the service decodes the same
+    pixels the local predictor gets)."""
+    from PIL import Image
+    from cvflow.actions import read_video
+    source = Path(source)
+    videos = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm")) \
+        if source.is_dir() else []
+    if not videos: raise FileNotFoundError(f"{source}: no video file (or folder of videos) to cut test clips from")
+    per_video = [(v, read_video(v)[0]) for v in videos]
+    out, k = [], 0
+    while len(out) < limit and any((k + 1) * clip_length <= len(fr) for _, fr in per_video):
+        for v, fr in per_video:
+            s = k * clip_length
+            if len(out) < limit and s + clip_length <= len(fr):
+                arrays = [np.ascontiguousarray(a) for a in fr[s:s + clip_length]]
+                pngs = []
+                for a in arrays:
+                    b = io.BytesIO(); Image.fromarray(a).save(b, "PNG"); pngs.append(b.getvalue())
+                out.append(ClipFile(v, s, pngs, arrays))
+        k += 1
+    if not out: raise FileNotFoundError(f"{source}: no video holds {clip_length} frames")
+    return out
+
+
+def clip_bad_input_cases(frame: bytes, clip_length: int, limits: dict | None = None) -> list[dict]:
+    """The bad-input suite of an actions service, built around a real PNG frame: clips of the wrong length, frames of
+    two sizes, images where a clip is due, bad fields and options; `bad_input_cases`' layout."""
+    from PIL import Image
+    b64 = base64.b64encode(frame).decode()
+    tiny = io.BytesIO(); Image.new("RGB", (8, 8)).save(tiny, "PNG"); tiny_b64 = base64.b64encode(tiny.getvalue()).decode()
+    J, T = "application/json", int(clip_length)
+    def js(doc): return json.dumps(doc).encode()
+    cases = [
+        ("not_json", J, b"{this is not json", 400),
+        ("json_array", J, js([b64] * T), 400),
+        ("missing_field", J, js({}), 400),
+        ("unknown_field", J, js({"clip": [b64] * T}), 400),
+        ("clip_too_short", J, js({"frames": [b64] * (T - 1)}), 400),
+        ("clip_too_long", J, js({"frames": [b64] * (T + 1)}), 400),
+        ("frames_empty", J, js({"frames": []}), 400),
+        ("frames_not_a_list", J, js({"frames": b64}), 400),
+        ("frame_bad_base64", J, js({"frames": [b64] * (T - 1) + ["%%%"]}), 400),
+        ("frame_not_an_image", J, js({"frames": [b64] * (T - 1) + [base64.b64encode(b"hello").decode()]}), 400),
+        ("frames_of_two_sizes", J, js({"frames": [b64] * (T - 1) + [tiny_b64]}), 400),
+        ("too_many_frames", J, js({"frames": [tiny_b64] * 257}), 413),
+        ("frames_and_image", J, js({"frames": [b64] * T, "image": b64}), 400),
+        ("image_not_a_clip", J, js({"image": b64}), 400),
+        ("images_not_a_clip", J, js({"images": [b64]}), 400),
+        ("raw_image_not_a_clip", "image/png", frame, 400),
+        ("threshold_above_1", J, js({"frames": [b64] * T, "score_threshold": 1.5}), 400),
+        ("top_k_zero", J, js({"frames": [b64] * T, "top_k": 0}), 400),
+        ("polygons", J, js({"frames": [b64] * T, "polygons": True}), 400),
+        ("wrong_content_type", "text/plain", b"hello", 415),
+        ("video_content_type", "video/mp4", b"\x00\x00\x00\x18ftypmp42", 415),
+    ]
+    out = [{"name": c[0], "method": "POST", "content_type": c[1], "body": c[2], "status": c[3], "query": None} for c in cases]
+    out.append({"name": "wrong_method", "method": "PUT", "content_type": J, "body": js({"frames": [b64] * T}), "status": 405, "query": None})
+    return out
+
+
+def run_clip_service_tests(client: ServiceClient, info: dict, videos: str | os.PathLike, package: str | os.PathLike | None,
+                           concurrency: int, duration: float, max_requests: int, max_clips: int,
+                           score_threshold: float | None, out: str | os.PathLike | None, allow_remote_load: bool,
+                           score_tol: float | None) -> dict:
+    "`run_service_tests` for an actions service: clips of `videos` (a video or a folder) as JSON `frames` requests."
+    from cvflow.package import load_package
+    model = info.get("model") or {}
+    classes, T = model.get("classes"), int(model.get("clip_length") or 0)
+    if T < 1: raise ValueError(f"{client.scoring_uri}: an actions service that does not report its clip_length (GET /score)")
+    clips = load_test_clips(get_paths().resolve(videos), T, max_clips)
+    t_start = time.time()
+    report: dict = {"url": client.scoring_uri, "auth": client._auth != {}, "task": "actions", "model": model,
+                    "limits": info.get("limits"), "images": [c.name for c in clips], "score_threshold": score_threshold}
+    problems, answers = [], []
+    for c in clips:
+        r = client.post_json(c.doc(score_threshold=score_threshold))
+        if r.status != 200 or not isinstance(r.json, dict):
+            problems.append(f"{c.name}: HTTP {r.status} {r.body[:200]!r}"); answers.append(None); continue
+        problems += [f"{c.name}: {p}" for p in answer_problems(r.json, [c.size], classes, score_threshold, "actions")]
+        if r.json["results"][0]["frames"] != T: problems.append(f"{c.name}: answer for {r.json['results'][0]['frames']} frames, sent {T}")
+        answers.append(r.json)
+    report["functional"] = {"requests": len(clips), "instances": sum(len(a["results"][0]["labels"]) for a in answers if a),
+                            "problems": problems, "passed": not problems}
+    if package is not None:
+        score_tol = PARITY_TOLERANCES["eager"][0] if score_tol is None else score_tol
+        pred = load_package(get_paths().resolve(package), device="cpu", runtime="eager")
+        thr = score_threshold if score_threshold is not None else (answers[0] or {}).get("score_threshold", 0.0)
+        per, pproblems = [], []
+        for c, a in zip(clips, answers):
+            if a is None: pproblems.append(f"{c.name}: no service answer to compare"); continue
+            loc = pred.predict([c.arrays], score_threshold=score_threshold)[0]
+            cmp_ = compare_labels(a["results"][0]["labels"], loc["labels"], thr, score_tol)
+            per.append({"image": c.name, "service": len(a["results"][0]["labels"]), "local": len(loc["labels"]),
+                        **{k: cmp_[k] for k in ("matched", "borderline", "min_iou", "max_score_diff")}})
+            pproblems += [f"{c.name}: {p}" for p in cmp_["problems"]]
+        report["parity"] = {"package": str(package), "service_runtime": model.get("runtime", "eager"), "local_runtime": "eager",
+                            "score_tol": score_tol, "min_iou": None, "images": per,
+                            "instances_compared": sum(p["matched"] for p in per), "problems": pproblems, "passed": not pproblems}
+    if client.host in LOOPBACK_HOSTS or allow_remote_load:
+        docs = [json.dumps(c.doc(score_threshold=score_threshold)).encode() for c in clips]
+        load = measure_load(lambda i: client.request("POST", client.scoring_uri, docs[i], "application/json"),
+                            len(docs), concurrency, duration, max_requests)
+        lat = load.pop("latencies_ms")
+        load["passed"] = load["ok"] > 0 and not {k: v for k, v in load["statuses"].items() if k != "200"}
+        report["load"] = load
+    else:
+        lat = []
+        report["load"] = {"skipped": f"{client.host} is not a loopback address (allow_remote_load=False)", "passed": True}
+    report["bad_input"] = run_bad_inputs(client, clip_bad_input_cases(clips[0].frames[0], T, info.get("limits")),
+                                         clips[0].frames[0], good_json=clips[0].doc())
+    report["passed"] = all(report[s]["passed"] for s in ("functional", "parity", "load", "bad_input") if s in report)
+    report["seconds"] = round(time.time() - t_start, 2)
+    out_dir = get_paths().resolve(out) if out is not None else get_paths().reports / "service_test"
+    report["files"] = {"report": str(out_dir / "report.json"), "latency_plot": str(out_dir / "latency.png")}
+    plot_latency(lat, out_dir / "latency.png",
+                 f"{report['load'].get('requests', 0)} clip requests, concurrency {concurrency}" if lat else "no load test")
+    atomic_write_json(out_dir / "report.json", {**report, "latencies_ms": lat})
+    return report
+
 
 # %% ../nbs/09_test_webservice.ipynb #4032181e
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -516,6 +664,9 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
     info = client.info()
     classes = (info.get("model") or {}).get("classes")
     task = (info.get("model") or {}).get("task", "segmentation")  # services from before tasks: segmentation
+    if task == "actions":   # clips of videos: `images` is a video or a folder of videos
+        return run_clip_service_tests(client, info, images, package, concurrency, duration, max_requests, max_images,
+                                      score_threshold, out, allow_remote_load, score_tol)
     imgs = load_test_images(get_paths().resolve(images), max_images)
     t_start = time.time()
     report: dict = {"url": client.scoring_uri, "auth": bool(key), "task": task, "model": info.get("model"), "limits": info.get("limits"),
@@ -638,7 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cvflow test-service", description="Test a cvflow scoring service: schema, "
                                  "parity with the package, latency/throughput, bad input.")
     ap.add_argument("url", help="scoring URI (…/score) or service root, e.g. http://127.0.0.1:5001")
-    ap.add_argument("--images", required=True, help="folder of JPEG/PNG test images")
+    ap.add_argument("--images", required=True, help="folder of JPEG/PNG test images (an actions service: a video or a "
+                    "folder of videos, cut into clips)")
     ap.add_argument("--key", help="service key (default: $CVFLOW_SERVICE_KEY)")
     ap.add_argument("--package", help="model package for the parity check")
     ap.add_argument("--concurrency", type=int, default=1)

@@ -297,7 +297,9 @@ def demo_package(out: str | os.PathLike, name: str = "cvflow-demo", seed: int = 
     import tempfile
     from cvflow.package import export_package
     with tempfile.TemporaryDirectory() as d:
-        if task == "classification":   # a MobileNetV3-Small at min_size px
+        if task == "actions":   # an R3D-18 on clips of 4 frames at 32 px
+            ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, task=task, preset="cpu-small", image_size=32, clip_length=4)
+        elif task == "classification":   # a MobileNetV3-Small at min_size px
             ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, task=task, preset="cpu-mobile", image_size=min_size)
         else:
             ck = demo_checkpoint(Path(d) / name, step=0, seed=seed, min_size=min_size, max_size=max_size,

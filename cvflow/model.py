@@ -28,10 +28,10 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'preset_config',
-           'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
-           'ImageClassifier', 'build_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms',
-           'inference_ready']
+__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'VIDEO_PRESETS',
+           'VIDEO_INPUTS', 'preset_config', 'weights_url', 'default_weights_path', 'load_weights_file', 'build_model',
+           'model_config', 'rebuild_model', 'ImageClassifier', 'build_classifier', 'VideoClassifier',
+           'build_video_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -258,9 +258,12 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
 def build_model(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> FasterRCNN:
     """A torchvision Mask R-CNN (`task='segmentation'`, the default) or Faster R-CNN (`task='detection'`) for `preset`
     with `num_classes` (background included); `weights`: None, 'DEFAULT' or a file. `ConfigError` for a bad setting.
-    `task='classification'`: `build_classifier(preset, num_classes, weights)` (`num_classes` without background)."""
+    `task='classification'`: `build_classifier(preset, num_classes, weights)` (`num_classes` without background);
+    `task='actions'`: `build_video_classifier(preset, num_classes, weights)` (likewise)."""
     if overrides.get("task") == "classification":
         return build_classifier(preset, num_classes, weights, **{k: v for k, v in overrides.items() if k != "task"})
+    if overrides.get("task") == "actions":
+        return build_video_classifier(preset, num_classes, weights, **{k: v for k, v in overrides.items() if k != "task"})
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes={num_classes}: Mask R-CNN needs background + at least one class (>= 2)")
     cfg = _resolve(preset_config(preset, **overrides), pretrained=weights is not None)
@@ -359,6 +362,98 @@ def build_classifier(preset: str, num_classes: int, weights: str | Path | None =
     model.cvflow_config = cfg
     return model
 
+# %% ../nbs/06a_model.ipynb #3bbcaa29
+VIDEO_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-small": dict(arch="r3d_18", image_size=64, clip_length=8, input="rgb_diff",
+                      description="R3D-18 on the differences of 8 frames at 64 px: trains from scratch on a CPU"),
+    "cpu-r2plus1d": dict(arch="r2plus1d_18", image_size=64, clip_length=8, input="rgb_diff",
+                         description="R(2+1)D-18 on 8 frames at 64 px (factorised convolutions; slower on a CPU)"),
+    "mvit": dict(arch="mvit_v2_s", image_size=224, clip_length=16,
+                 description="MViT-V2-S on 16 frames at 224 px (torchvision's Kinetics-400 recipe): the reference"),
+    "swin3d": dict(arch="swin3d_t", image_size=224, clip_length=16,
+                   description="Swin3D-T on 16 frames at 224 px (Kinetics-400): a reference"),
+}
+VIDEO_INPUTS = ("rgb", "rgb_diff")   # what the network sees: the frames, or their consecutive differences
+_VIDEO_COMMON = dict(input="rgb", image_mean=[0.43216, 0.394666, 0.37645], image_std=[0.22803, 0.22145, 0.216989], score_thresh=0.0,
+                     top_k=3, task="actions")   # torchvision's Kinetics-400 normalisation
+_VIDEO_HEADS = {"r3d_18": "fc.", "r2plus1d_18": "fc.", "mc3_18": "fc.", "mvit_v2_s": "head.1.", "mvit_v1_b": "head.1.",
+                "swin3d_t": "head.", "swin3d_s": "head.", "swin3d_b": "head.", "s3d": "classifier.1."}
+
+
+class VideoClassifier(nn.Module):
+    """A torchvision video network behind the classifier's interface: `forward(clips, targets=None)`, `clips` a list of
+    `(T, 3, H, W)` float 0..1 tensors (uint8 is scaled); each frame resized to `image_size` square (bilinear,
+    antialiased), normalised, stacked `(B, 3, T, S, S)`; with `input='rgb_diff'` the network sees the `T - 1`
+    differences of consecutive frames instead (TSN's RGB difference: a still background vanishes, motion remains). Training: `{'loss_classifier'}` (cross entropy of
+    `targets[i]['labels']`, 1-based); eval: per clip `{'scores': (K,) probabilities, 'labels': the 1-based argmax}`."""
+    def __init__(self, net: nn.Module, image_size: int, image_mean: list[float], image_std: list[float], input: str = "rgb"):
+        super().__init__()
+        if input not in VIDEO_INPUTS: raise ConfigError(f"actions model setting `input`: {input!r} is not one of {', '.join(VIDEO_INPUTS)}")
+        self.net, self.image_size, self.input = net, int(image_size), input
+        self.register_buffer("mean", torch.tensor(image_mean).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(image_std).view(1, 3, 1, 1, 1), persistent=False)
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
+        s, xs = self.image_size, []
+        for clip in images:
+            c = clip.float().div(255) if clip.dtype == torch.uint8 else clip.float()
+            if c.ndim != 4 or c.shape[1] != 3: raise ValueError(f"a clip must be (T, 3, H, W), got {tuple(clip.shape)}")
+            if c.shape[-2:] != (s, s):
+                c = nn.functional.interpolate(c, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            xs.append(c)
+        x = (torch.stack(xs).permute(0, 2, 1, 3, 4) - self.mean) / self.std   # (B, 3, T, S, S)
+        if self.input == "rgb_diff": x = x[:, :, 1:] - x[:, :, :-1]   # the T - 1 frame differences (TSN's RGB difference)
+        logits = self.net(x)
+        if self.training:
+            if targets is None: raise ValueError("in training mode the video classifier needs targets ({'labels': tensor([k])})")
+            y = torch.cat([t["labels"].reshape(-1)[:1] for t in targets]).to(logits.device) - 1
+            return {"loss_classifier": nn.functional.cross_entropy(logits, y)}
+        p = logits.float().softmax(1)
+        return [{"scores": pi, "labels": pi.argmax() + 1} for pi in p]
+
+
+def build_video_classifier(preset: str, num_classes: int, weights: str | Path | None = None, **overrides) -> VideoClassifier:
+    """A `VideoClassifier` for `preset` (of `VIDEO_PRESETS`) with `num_classes` actions (>= 2): `cpu-small` (R3D-18) and
+    `cpu-r2plus1d` (R(2+1)D-18) small enough to train from scratch on a CPU, `mvit` (MViT-V2-S) and `swin3d` (Swin3D-T)
+    the references. `weights`: None (random), 'DEFAULT' (torchvision's Kinetics-400 file from the torch hub cache, the
+    head re-initialised) or a file (a state_dict of the network or of this classifier). `ConfigError` for a bad preset,
+    setting or file."""
+    if preset not in VIDEO_PRESETS:
+        raise ConfigError(f"actions preset {preset!r} is not one of {', '.join(VIDEO_PRESETS)}")
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes={num_classes}: an action classifier needs at least two classes")
+    cfg = {**copy.deepcopy(_VIDEO_COMMON), **copy.deepcopy(VIDEO_PRESETS[preset])}
+    unknown = sorted(set(overrides) - set(cfg) - {"preset", "num_classes"})
+    if unknown:
+        raise ConfigError(f"actions preset {preset!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(cfg))}")
+    cfg.update({k: v for k, v in overrides.items() if k not in ("preset", "num_classes")})
+    net = getattr(torchvision.models.video, cfg["arch"])(weights=None, num_classes=int(num_classes))
+    model = VideoClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"], cfg["input"])
+    if weights is not None:
+        if str(weights) == "DEFAULT":
+            url = torchvision.models.get_model_weights(cfg["arch"]).DEFAULT.url
+            path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+            if not path.is_file():
+                raise FileNotFoundError(f"weights='DEFAULT' for actions preset {preset!r}: {path} is missing; on a machine "
+                                        f"with internet access download {url} and place it there, or pass weights=<file>")
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file {path} does not exist (pass weights=None to start from random weights)")
+        sd = _read_state_dict(path)
+        sd = {k[4:] if k.startswith("net.") else k: v for k, v in sd.items()}
+        own, head = net.state_dict(), _VIDEO_HEADS.get(cfg["arch"], "fc.")
+        sd = {k: v for k, v in sd.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)}
+        res = net.load_state_dict(sd, strict=False)
+        missing = [k for k in res.missing_keys if not k.startswith(head)]
+        if missing or res.unexpected_keys:
+            raise ConfigError(f"weights {weights}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]} "
+                              f"(not a {cfg['arch']} state_dict?)")
+    cfg.update(preset=preset, num_classes=int(num_classes))
+    model.cvflow_config = cfg
+    return model
+
+
 # %% ../nbs/06a_model.ipynb #6350bffe
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     "A cvflow checkpoint (`weights_only` load), with clear errors for a missing, corrupt or foreign file."
@@ -385,7 +480,7 @@ def model_from_checkpoint(checkpoint: str | Path | dict, device: str | torch.dev
     return model.eval().to(device), ck["config"]
 
 # %% ../nbs/06a_model.ipynb #c0ffee02
-_BATCH_NORMS = (nn.BatchNorm2d, torchvision.ops.misc.FrozenBatchNorm2d)
+_BATCH_NORMS = (nn.BatchNorm2d, torchvision.ops.misc.FrozenBatchNorm2d, nn.BatchNorm3d)   # 3-D: the video models
 
 
 def fold_batch_norms(model: nn.Module) -> int:
@@ -397,7 +492,7 @@ def fold_batch_norms(model: nn.Module) -> int:
         for m in model.modules():
             kids = list(m.named_children())
             for (na, a), (nb, b) in zip(kids, kids[1:]):
-                if isinstance(a, nn.Conv2d) and isinstance(b, _BATCH_NORMS) and \
+                if isinstance(a, (nn.Conv2d, nn.Conv3d)) and isinstance(b, _BATCH_NORMS) and \
                         (isinstance(m, nn.Sequential) or (na.startswith("conv") and nb == "bn" + na[4:])):
                     a.weight, a.bias = fuse_conv_bn_weights(
                         a.weight, a.bias, b.running_mean, b.running_var, b.eps, b.weight, b.bias)
@@ -421,4 +516,5 @@ def inference_ready(model: nn.Module, device: str | torch.device = "cpu") -> nn.
     fold_batch_norms(model)
     if type(getattr(model, "transform", None)) is GeneralizedRCNNTransform:
         model.transform.__class__ = _ResizeThenNormalize
+    if getattr(model, "cvflow_config", {}).get("task") == "actions": return model   # 5-D video weights: no channels-last
     return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model

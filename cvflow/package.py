@@ -36,9 +36,10 @@ __all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'RE
            'ONNX_OPSET', 'PARITY_TOLERANCES', 'MASK_TIE', 'find_checkpoint', 'demo_checkpoint', 'package_versions',
            'git_state', 'flatten_metrics', 'dataset_card_hash', 'checkpoint_metrics', 'package_meta',
            'serving_requirements', 'score_script_path', 'export_package', 'PackageError', 'read_package_meta',
-           'as_image_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores', 'onnx_session',
-           'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections',
-           'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package', 'main_export']
+           'as_image_list', 'as_clip_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores',
+           'onnx_session', 'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError',
+           'compare_detections', 'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package',
+           'main_export']
 
 # %% ../nbs/07_export.ipynb #7fc009d4
 CHECKPOINT_CHOICES = ("best", "last")
@@ -73,7 +74,7 @@ def demo_checkpoint(d: str | Path, metrics: dict | None = None, data: str | None
     the export, registry and deploy steps fall back to in a fresh project home, and what their tests export."""
     d = Path(d)
     torch.manual_seed(seed)
-    if model_kw.get("task") == "classification":   # no background class, one square input size (model_kw image_size)
+    if model_kw.get("task") in ("classification", "actions"):   # no background class, one square input size (model_kw image_size)
         m = build_model(preset, len(DEMO_CLASSES), **model_kw)
         min_size = max_size = model_config(m)["image_size"]
     else:
@@ -174,7 +175,7 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
     mcfg = dict(config["model"])
     classes = [str(c) for c in config["classes"]]
     task = mcfg.get("task", "segmentation")
-    background = 0 if task == "classification" else 1   # detection models count the background as a class
+    background = 0 if task in ("classification", "actions") else 1   # detection models count the background as a class
     num_classes = int(mcfg.get("num_classes", config.get("num_classes", len(classes) + background)))
     if num_classes != len(classes) + background:
         raise ConfigError(f"checkpoint config: {len(classes)} classes {classes} but the model has num_classes="
@@ -193,6 +194,8 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
         "input_size": {"min_size": mcfg.get("min_size", mcfg.get("image_size")), "max_size": mcfg.get("max_size", mcfg.get("image_size"))},
         "input": {"color": "RGB", "dtype": "uint8", "layout": "HWC"},
         "score_threshold": st, "mask_threshold": mt,
+        **({"clip": {"clip_length": int(mcfg["clip_length"]), "frame_size": int(mcfg["image_size"]),   # actions: a request is
+                     "layout": "THWC"}} if task == "actions" else {}),                                # a clip of frames
         "metrics": flatten_metrics(metrics), "dataset_card_hash": card_hash,
         "source": source or {}, "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -254,6 +257,8 @@ def export_package(source: str | Path, out: str | Path | None = None, name: str 
     score = score_script_path()
     with atomic_dir(out) as tmp:
         torch.save(model.state_dict(), tmp / "model.pt")
+        if onnx and meta["task"] == "actions":
+            raise ConfigError("onnx: an actions (video) model package is served by eager PyTorch; export it without --onnx")
         if onnx:
             meta["onnx"] = export_checked_onnx(model, meta, tmp / "model.onnx", opset or ONNX_OPSET, parity_images, tolerances)
         (tmp / "requirements.txt").write_text(
@@ -323,6 +328,28 @@ def as_image_list(images) -> list[np.ndarray]:
             desc = f"{im.dtype} array of shape {im.shape}" if isinstance(im, np.ndarray) else type(im).__name__
             raise TypeError(f"image {i}: expected an RGB uint8 array of shape (H, W, 3), got {desc}")
     return list(images)
+
+
+def as_clip_list(clips, clip_length: int) -> list[list[np.ndarray]]:
+    """`clips` (one clip, or a list of clips; a clip a `(T, H, W, 3)` uint8 array or a list of `(H, W, 3)` RGB uint8
+    frames) as a list of frame lists, checked: `clip_length` frames of one size each. `TypeError` / `ValueError` naming
+    the clip and frame at fault."""
+    if isinstance(clips, np.ndarray) and clips.ndim == 4: clips = [clips]
+    elif isinstance(clips, (list, tuple)) and clips and isinstance(clips[0], np.ndarray) and clips[0].ndim == 3: clips = [clips]
+    if not isinstance(clips, (list, tuple)) or not clips:
+        raise TypeError(f"clips: expected a clip (a list of RGB uint8 frames) or a list of clips, got {type(clips).__name__}")
+    out = []
+    for i, c in enumerate(clips):
+        frames = list(c) if isinstance(c, (list, tuple, np.ndarray)) else None
+        if frames is None: raise TypeError(f"clip {i}: expected a list of frames, got {type(c).__name__}")
+        if len(frames) != int(clip_length):
+            raise ValueError(f"clip {i}: {len(frames)} frames; this model takes clips of exactly {clip_length} frames")
+        try: as_image_list(frames)
+        except TypeError as e: raise TypeError(f"clip {i}: {e}") from None
+        if len({f.shape for f in frames}) != 1:
+            raise ValueError(f"clip {i}: frames of different sizes {sorted({f.shape[:2] for f in frames})}; a clip's frames share one size")
+        out.append(frames)
+    return out
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -396,9 +423,30 @@ class Predictor:
     @property
     def task(self) -> str: return self.meta.get("task", "segmentation")
 
+    def predict_clips(self, clips, score_threshold: float | None = None, top_k: int | None = None) -> list[dict]:
+        """An action model's answer for clips (`as_clip_list`: each `clip_length` RGB uint8 `(H, W, 3)` frames of one
+        size): per clip its `frames`, `width`, `height` and `labels`, the top `top_k` actions with their probabilities."""
+        T = int(self.meta["model_config"]["clip_length"])
+        clips = as_clip_list(clips, T)
+        thr = float(self.meta["score_threshold"] if score_threshold is None else score_threshold)
+        if not 0.0 <= thr <= 1.0: raise ValueError(f"score_threshold {thr} is not in 0..1")
+        k = int(top_k or self.meta["model_config"].get("top_k", 3))
+        outs = []
+        with torch.inference_mode():
+            for s in range(0, len(clips), self.batch_size):
+                outs += self._forward_clips(clips[s:s + self.batch_size])
+        return [{"frames": len(c), "width": int(c[0].shape[1]), "height": int(c[0].shape[0]),
+                 "labels": _top_labels(o, self.classes, thr, k)} for c, o in zip(clips, outs)]
+
+    def _forward_clips(self, clips: list[list[np.ndarray]]) -> list[dict[str, torch.Tensor]]:
+        "The network's class probabilities for clips of frames (CPU tensors)."
+        x = [to_float_image(torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2).to(self.device)) for c in clips]
+        return [{k: v.cpu() for k, v in o.items()} for o in self.model(x)]
+
     def predict(self, images, score_threshold: float | None = None, top_k: int | None = None) -> list[dict]:
         """Instances (or a classifier's top `top_k` labels, default the model's `top_k`) for one RGB uint8 `(H, W, 3)`
         array or a list of them (results in the same order)."""
+        if self.task == "actions": return self.predict_clips(images, score_threshold, top_k)   # clips, not images
         images = as_image_list(images)
         thr = float(self.meta["score_threshold"] if score_threshold is None else score_threshold)
         if not 0.0 <= thr <= 1.0:

@@ -102,10 +102,12 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
     if not isinstance(tasks, dict):
         raise ConfigError(f"pipeline file {path}: `tasks` must map a task name to its changes (`rename`, `parameters`)")
     for task, tm in tasks.items():
-        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters", "notebooks", "skip"}:
+        if not isinstance(tm, dict) or set(tm) - {"rename", "parameters", "notebooks", "skip", "inputs", "outputs"}:
             raise ConfigError(f"pipeline file {path}: `tasks.{task}` takes `rename` (path prefix: new prefix), `parameters`, "
-                              "`notebooks` (step: the notebook it runs instead) and `skip`")
-        for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", [])]:
+                              "`notebooks` (step: the notebook it runs instead), `skip`, `inputs` and `outputs` (step: its "
+                              "paths instead)")
+        for name in [*tm.get("parameters", {}), *tm.get("notebooks", {}), *tm.get("skip", []), *tm.get("inputs", {}),
+                     *tm.get("outputs", {})]:
             if name not in seen: raise ConfigError(f"pipeline file {path}: `tasks.{task}` names step {name!r}, which is not in `steps`")
     return Pipeline(steps, path, **modes, tasks=tasks)
 
@@ -159,7 +161,8 @@ def _rename(v, renames: dict[str, str]):
 def with_task(pipeline: Pipeline, task: str) -> Pipeline:
     """The pipeline for `task`: unchanged for segmentation; else per the pipeline file's `tasks.<task>`: its `skip`ped steps
     left out, its `rename` (path prefixes, e.g. the model folder) applied to every step's parameters, inputs and outputs,
-    its `parameters` merged over the steps', and a step's notebook replaced where `notebooks` names another.
+    its `parameters` merged over the steps', a step's notebook replaced where `notebooks` names another, and its
+    `inputs`/`outputs` replaced where the task's `inputs`/`outputs` name the step.
     `ConfigError` for a task the file does not describe."""
     if task == TASK_SERIES: return pipeline
     if task not in pipeline.tasks:
@@ -173,7 +176,9 @@ def with_task(pipeline: Pipeline, task: str) -> Pipeline:
         notebook = (Path(pipeline.source).parent / nb).resolve() if nb else st.notebook
         if not notebook.is_file():   # checked when the task is asked for: the file may be copied without it
             raise ConfigError(f"pipeline file {pipeline.source}: `tasks.{task}.notebooks.{st.name}`: {nb} does not exist")
-        steps.append(Step(st.name, notebook, params, ren(st.inputs), ren(st.outputs)))
+        inputs = tm["inputs"][st.name] if st.name in tm.get("inputs", {}) else ren(st.inputs)       # replaced where the
+        outputs = tm["outputs"][st.name] if st.name in tm.get("outputs", {}) else ren(st.outputs)   # task's notebook differs
+        steps.append(Step(st.name, notebook, params, inputs, outputs))
     return dataclasses.replace(pipeline, steps=steps)
 
 
@@ -251,8 +256,8 @@ HEADLINES = [  # (step, key in its recorded results, label on the page)
     ("train", "held-out bbox/AP50", "box AP50 on held-out frames (never trained on)"),
     ("train", "held-out bbox/AP", "box AP (0.50:0.95) on held-out frames"),
     ("train", "val bbox/AP50", "box AP50 on the validation split"),
-    ("train", "held-out cls/accuracy", "accuracy on held-out frames (never trained on)"),
-    ("train", "held-out cls/macro_f1", "macro F1 on held-out frames"),
+    ("train", "held-out cls/accuracy", "accuracy on held-out frames (actions: video clips; never trained on)"),
+    ("train", "held-out cls/macro_f1", "macro F1 on held-out frames (actions: video clips)"),
     ("train", "val cls/accuracy", "accuracy on the validation split"),
     ("register", "uri", "registered model"),
     ("test_service", "latency ms (p50, p95, p99)", "service latency, ms (p50, p95, p99)"),
@@ -601,8 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--annotations", nargs="+", metavar="FILE", help="run on annotations you already have (COCO, VIA "
                       "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
     ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
-    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN) or classification (a "
-                    "label per image); default: the `task` setting of cvflow.yaml")
+    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN), classification (a "
+                    "label per image) or actions (a label per video clip); default: the `task` setting of cvflow.yaml")
     ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
                     "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)

@@ -17,8 +17,9 @@ import numpy as np
 from .config import atomic_dir, atomic_write_json, frame_filename, get_paths
 
 # %% auto #0
-__all__ = ['CLASSES', 'shape_polygon', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render', 'make_sample',
-           'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images', 'make_heldout_images', 'main']
+__all__ = ['CLASSES', 'ACTIONS', 'shape_polygon', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render',
+           'make_sample', 'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images',
+           'make_heldout_images', 'via3_action_project', 'make_action_sample', 'main']
 
 # %% ../nbs/00a_sample.ipynb #9c2d77bb
 CLASSES = ("disc", "square", "triangle")
@@ -331,6 +332,96 @@ def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int =
                         subject: bool = False) -> Path:
     "`n` frames of scenes the sample video rendered with `seed` never shows (`make_sample_images`); returns the COCO file."
     return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height, subject=subject)
+
+# %% ../nbs/00a_sample.ipynb #a7b54f22
+ACTIONS = ("still", "moving", "rotating")   # the motions of the action sample, in class-id order
+
+
+def _action_segments(rng: np.random.Generator, n_frames: int, fps: int) -> list[tuple[str, int, int]]:
+    "`(action, first frame, end frame)` runs covering `n_frames`: 1.2–2.6 s each, consecutive actions differ."
+    out, f, prev = [], 0, None
+    while f < n_frames:
+        n = int(round(rng.uniform(1.2, 2.6) * fps))
+        if n_frames - (f + n) < fps: n = n_frames - f   # no sliver of under a second at the end
+        a = ACTIONS[int(rng.choice([i for i in range(len(ACTIONS)) if ACTIONS[i] != prev]))]
+        out.append((a, f, f + n)); f, prev = f + n, a
+    return out
+
+
+def via3_action_project(videos: list[dict], attribute: str = "action", classes=ACTIONS) -> dict:
+    """A VIA 3 video project of temporal segments (metadata `z=[t_start, t_end]` in seconds, `xy=[]`, `av` the option id
+    of the action attribute), as the VIA video annotator saves it; `videos`: `{'file', 'segments': [{'label', 'start',
+    'end'}]}`."""
+    opts = {str(i): c for i, c in enumerate(classes)}
+    oid = {c: i for i, c in opts.items()}
+    files, meta = {}, {}
+    for k, v in enumerate(videos, 1):
+        files[str(k)] = {"fid": str(k), "fname": v["file"], "type": 4, "loc": 1, "src": ""}
+        for j, s in enumerate(v["segments"]):
+            meta[f"{k}_seg{j:03d}"] = {"vid": str(k), "flg": 0, "z": [s["start"], s["end"]], "xy": [], "av": {"1": oid[s["label"]]}}
+    return {"project": {"pid": "__VIA_PROJECT_ID__", "rev": "__VIA_PROJECT_REV_ID__", "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__",
+                        "pname": "cvflow action sample", "creator": "cvflow", "created": 0, "vid_list": [str(k) for k in files]},
+            "config": {"file": {"loc_prefix": {"1": "", "2": "", "3": "", "4": ""}}, "ui": {}},
+            "attribute": {"1": {"aname": attribute, "anchor_id": "FILE1_Z2_XY0", "type": 4, "desc": "the motion",
+                                "options": opts, "default_option_id": ""}},
+            "file": files, "metadata": meta, "view": {k: {"fid_list": [k]} for k in files}}
+
+
+def make_action_sample(out_dir: str | Path, n_videos: int = 12, seconds: float = 12.0, fps: int = 15, width: int = 160,
+                       height: int = 120, seed: int = 0, progress: bool = True) -> Path:
+    """Render `n_videos` videos `out_dir/videos/action_NNN.mp4` of one object on a textured background doing a run of
+    motions (`ACTIONS`: still; moving: translating, bouncing off the edges; rotating in place), each 1.2–2.6 s, with
+    their exact segments as a VIA 3 video project `out_dir/via_project.json` (times in seconds: a segment covers frames
+    `start * fps` to `end * fps`, end exclusive) and `out_dir/actions.json`; returns the VIA project's path."""
+    from tqdm.auto import tqdm
+    import av
+    if width % 2 or height % 2:
+        raise ValueError(f"width and height must be even for H.264 (got {width}x{height})")
+    if n_videos < 1 or seconds <= 0 or fps <= 0:
+        raise ValueError(f"n_videos, seconds and fps must be positive (got {n_videos}, {seconds}, {fps})")
+    rng = np.random.default_rng(seed)
+    n_frames = int(round(seconds * fps))
+    s = min(width, height)
+    videos = []
+    with atomic_dir(Path(out_dir)) as tmp:
+        (tmp / "videos").mkdir()
+        for v in tqdm(range(n_videos), desc="rendering action videos", disable=not progress, leave=False):
+            bg = make_background(rng, width, height)
+            cls = ("square", "triangle")[int(rng.integers(0, 2))]   # shapes whose rotation shows (not discs)
+            rgb = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(_BASE_RGB[cls], rng.integers(-25, 26, 3)))
+            size = rng.uniform(0.26, 0.32) * s   # large: the motion, not the background, fills the clip
+            x, y, ang = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height, rng.uniform(0, 2 * np.pi)
+            segs = _action_segments(rng, n_frames, fps)
+            name = f"action_{v:03d}.mp4"
+            with av.open(str(tmp / "videos" / name), "w") as container:
+                stream = container.add_stream("libx264", rate=Fraction(fps))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.options = {"crf": "20", "preset": "veryfast"}
+                for a, f0, f1 in segs:
+                    speed, heading = rng.uniform(1.0, 1.5) * s, rng.uniform(0, 2 * np.pi)
+                    spin = rng.choice([-1, 1]) * rng.uniform(3.5, 5.0)
+                    for f in range(f0, f1):
+                        if a == "moving":
+                            x = _bounce(x + speed * math.cos(heading) / fps, size, width - size)
+                            y = _bounce(y + speed * math.sin(heading) / fps, size, height - size)
+                        elif a == "rotating":
+                            ang += spin / fps
+                        img = bg.copy()
+                        pts = np.round(shape_polygon(cls, x, y, size, ang) * 16).astype(np.int32)
+                        cv2.fillPoly(img, [pts], rgb, lineType=cv2.LINE_AA, shift=4)
+                        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                            container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            videos.append({"file": f"videos/{name}", "n_frames": n_frames, "segments": [
+                {"label": a, "start": round(f0 / fps, 6), "end": round(f1 / fps, 6), "start_frame": f0, "end_frame": f1}
+                for a, f0, f1 in segs]})
+        atomic_write_json(tmp / "actions.json", {"format": "cvflow-action-ground-truth", "version": 1, "fps": fps,
+                                                 "width": width, "height": height, "seed": seed, "classes": list(ACTIONS),
+                                                 "videos": videos})
+        atomic_write_json(tmp / "via_project.json", via3_action_project(videos))
+    return Path(out_dir) / "via_project.json"
+
 
 # %% ../nbs/00a_sample.ipynb #9a3fdd3d
 def main(argv: list[str] | None = None) -> int:

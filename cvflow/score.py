@@ -28,8 +28,9 @@ except ImportError:  # older images expose the same classes through azureml-defa
     from azureml.contrib.services.aml_response import AMLResponse
 
 # %% auto #0
-__all__ = ['DEFAULT_LIMITS', 'IMAGE_TYPES', 'JSON_FIELDS', 'log', 'limits', 'RequestError', 'decode_image', 'parse_request',
-           'mask_polygons', 'model_version', 'find_package_dir', 'serving_threads', 'init', 'score', 'run']
+__all__ = ['DEFAULT_LIMITS', 'IMAGE_TYPES', 'JSON_FIELDS', 'MAX_CLIP_FRAMES', 'log', 'limits', 'RequestError', 'decode_image',
+           'parse_request', 'mask_polygons', 'model_version', 'find_package_dir', 'serving_threads', 'init', 'score',
+           'run']
 
 # %% ../nbs/08a_score.ipynb #6850a360
 DEFAULT_LIMITS = {"max_pixels": 40_000_000, "max_images": 8, "max_body_bytes": 64 * 1024 * 1024}
@@ -37,7 +38,8 @@ DEFAULT_LIMITS = {"max_pixels": 40_000_000, "max_images": 8, "max_body_bytes": 6
 IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/bmp": "BMP", "image/x-ms-bmp": "BMP", "image/tiff": "TIFF",
                "image/webp": "WEBP", "image/gif": "GIF"}
 _SAME_FORMAT = {"MPO": "JPEG"}
-JSON_FIELDS = {"image", "images", "score_threshold", "polygons", "top_k"}
+JSON_FIELDS = {"image", "images", "frames", "score_threshold", "polygons", "top_k"}
+MAX_CLIP_FRAMES = 256   # frames of one clip request at most (an actions model takes exactly its clip length)
 log = logging.getLogger("cvflow.score")
 
 
@@ -180,8 +182,8 @@ def parse_request(method: str, content_type: str | None, body: bytes, args: dict
     unknown = sorted(set(doc) - JSON_FIELDS)
     if unknown:
         raise RequestError(400, "unknown_field", f"unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(JSON_FIELDS))}", unknown[0])
-    if "image" in doc and "images" in doc:
-        raise RequestError(400, "ambiguous_fields", "send either `image` or `images`, not both", "images")
+    if sum(k in doc for k in ("image", "images", "frames")) > 1:
+        raise RequestError(400, "ambiguous_fields", "send one of `image`, `images` or `frames`, not several", "images")
     if "score_threshold" in doc and doc["score_threshold"] is not None:
         if isinstance(doc["score_threshold"], str):
             raise RequestError(400, "bad_threshold", f"score_threshold: expected a number, got string {doc['score_threshold']!r}", "score_threshold")
@@ -195,6 +197,15 @@ def parse_request(method: str, content_type: str | None, body: bytes, args: dict
         opts["top_k"] = _top_k(doc["top_k"], "top_k")
     if "image" in doc:
         return [("image", _b64(doc["image"], "image"))], opts
+    if "frames" in doc:   # one clip for an actions model: its frames in time order
+        items = doc["frames"]
+        if not isinstance(items, list):
+            raise RequestError(400, "bad_type", f"frames: expected a list of base64 images (one clip), got {type(items).__name__}", "frames")
+        if not items: raise RequestError(400, "empty_list", "frames: the list is empty", "frames")
+        if len(items) > MAX_CLIP_FRAMES:
+            raise RequestError(413, "too_many_frames", f"frames: {len(items)} frames, more than the limit {MAX_CLIP_FRAMES}", "frames")
+        opts["clip"] = True
+        return [(f"frames[{i}]", _b64(v, f"frames[{i}]")) for i, v in enumerate(items)], opts
     if "images" not in doc:
         raise RequestError(400, "missing_field", "missing field `image` (one base64 image) or `images` (a list of them)", "image")
     items = doc["images"]
@@ -272,14 +283,16 @@ def init() -> None:
     import_module("torch").set_num_threads(threads)
     predictor = import_module("cvflow.package").load_package(pkg, device=os.environ.get("CVFLOW_DEVICE", "auto"),
                                                              runtime=os.environ.get("CVFLOW_RUNTIME", "auto"), threads=threads)
-    predictor.predict([np.zeros((64, 64, 3), np.uint8)])  # warm-up
     meta = dict(getattr(predictor, "meta", {}) or {})
+    clip_length = (meta.get("clip") or {}).get("clip_length")   # an actions model: the frames of one clip
+    predictor.predict([[np.zeros((64, 64, 3), np.uint8)] * clip_length] if clip_length else [np.zeros((64, 64, 3), np.uint8)])  # warm-up
     _STATE.clear()
     _STATE.update(predictor=predictor, package=pkg, limits=limits(),
                   model={"name": meta.get("name", pkg.name), "version": model_version(meta, root),
                          "task": meta.get("task", "segmentation"),
                          "preset": meta.get("preset"), "classes": list(predictor.classes),
                          "score_threshold": meta.get("score_threshold"),
+                         **({"clip_length": clip_length} if clip_length else {}),
                          "runtime": getattr(predictor, "runtime", "eager"), "threads": threads})
     log.info("cvflow model %s version %s loaded from %s in %.1f s (%s, %d threads)", _STATE["model"]["name"],
              _STATE["model"]["version"], pkg, time.perf_counter() - t0, _STATE["model"]["runtime"], threads)
@@ -293,11 +306,24 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
     if opts.get("polygons") and task != "segmentation":
         raise RequestError(400, "not_supported", f"polygons: this {task} model answers {'boxes' if task == 'detection' else 'labels'} only "
                            "(no masks to outline); leave `polygons` out", "polygons")
-    if opts.get("top_k") is not None and task != "classification":
+    if opts.get("top_k") is not None and task not in ("classification", "actions"):
         raise RequestError(400, "not_supported", f"top_k: this {task} model answers instances, not labels; leave `top_k` out", "top_k")
     extra = {"top_k": opts["top_k"]} if opts.get("top_k") is not None else {}
+    clip_length = _STATE["model"].get("clip_length")
+    if task == "actions" and not opts.get("clip"):
+        raise RequestError(400, "clip_expected", f"this actions model scores a clip: send JSON {{\"frames\": [...]}}, a list of "
+                           f"{clip_length} base64 images in time order", "frames")
+    if task != "actions" and opts.get("clip"):
+        raise RequestError(400, "not_supported", f"frames: this {task} model scores images; send `image` or `images`", "frames")
+    if task == "actions" and len(images) != clip_length:
+        raise RequestError(400, "wrong_clip_length", f"frames: {len(images)} frames; this model takes clips of exactly "
+                           f"{clip_length} frames", "frames")
     t0 = time.perf_counter()
     arrays = [decode_image(data, _STATE["limits"]["max_pixels"], field, opts.get("content_type")) for field, data in images]
+    if task == "actions" and len({a.shape for a in arrays}) > 1:
+        raise RequestError(400, "frame_size_mismatch", f"frames: frames of different sizes "
+                           f"{sorted({f'{a.shape[1]}x{a.shape[0]}' for a in arrays})}; a clip's frames share one size", "frames")
+    if task == "actions": arrays = [arrays]   # one clip
     t1 = time.perf_counter()
     results = _STATE["predictor"].predict(arrays, score_threshold=opts.get("score_threshold"), **extra)
     t2 = time.perf_counter()

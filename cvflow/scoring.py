@@ -36,8 +36,8 @@ from .viz import class_color, draw_instances, font_file
 __all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
            'draw_label_overlay', 'decode_masks', 'mask_boxes', 'list_images', 'as_predictor', 'ScoreImagesResult',
            'score_images', 'expand_boxes', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections',
-           'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video', 'plot_counts',
-           'plot_label_timeline', 'main_score', 'main_score_video']
+           'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video', 'draw_action',
+           'score_video_actions', 'plot_counts', 'plot_label_timeline', 'main_score', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -582,8 +582,12 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                 queue_size: int | None = None, progress: bool = True) -> VideoScoreResult:
     """Score `video` with a model package: overlay video, per-frame JSON lines, tracks CSV and counts in `out_dir`. A
     classifier's frames carry `labels` instead of tracked instances; `timeline.csv` (runs of frames with the same most
-    probable class, `label_segments`) replaces the tracks and `counts` are scored frames per class."""
+    probable class, `label_segments`) replaces the tracks and `counts` are scored frames per class. An actions package
+    scores clips instead (`score_video_actions`, `every` > 1 its clip stride in frames): `timeline.json` and an overlay."""
     paths = get_paths()
+    package = as_predictor(package, device, int(batch))   # loaded once
+    if package.task == "actions":   # clips, not frames
+        return score_video_actions(package, video, out_dir, every if int(every) > 1 else None, batch, device, max_frames, progress)
     video, out_dir = paths.resolve(video), paths.resolve(out_dir)
     every, batch = int(every), int(batch)
     if every < 1 or batch < 1:
@@ -698,6 +702,82 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
         print(f"warning: {w}", file=sys.stderr)
     return res
 
+# %% ../nbs/09a_score_video.ipynb #4f70f0d5
+def draw_action(image: np.ndarray, label: str | None, score: float, class_id: int = 1) -> np.ndarray:
+    "A copy of an RGB frame with the current action and its confidence written in a coloured band at the top left."
+    import cv2
+    out = np.ascontiguousarray(image).copy()
+    if label is None: return out
+    text = f"{label} {score:.2f}"
+    scale = max(0.4, out.shape[0] / 360)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(out, (0, 0), (w + 8, h + base + 8), tuple(int(v) for v in class_color(class_id)), -1)
+    cv2.putText(out, text, (4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def score_video_actions(package: str | Path | Predictor, video: str | Path, out_dir: str | Path, stride: int | None = None,
+                        batch: int = 4, device: str = "auto", max_frames: int | None = None,
+                        progress: bool = True) -> VideoScoreResult:
+    """Score `video` with an actions package: clips of the package's clip length every `stride` frames (default half a
+    clip) → `timeline.json` (`segments`: consecutive clips with the same top action merged by
+    `cvflow.actions.merge_clips`, each `{'label', 'start', 'end'` (s)`, 'confidence', 'clips'}`; and every clip's top
+    labels), `overlay.mp4` (each frame with the action of the segment covering it and its confidence) and
+    `summary.json`. The result's `tracks` are the segments, `counts` the clips per action."""
+    import av
+    from cvflow.actions import clip_starts, merge_clips, read_video
+    paths = get_paths()
+    video, out_dir = paths.resolve(video), paths.resolve(out_dir)
+    pred = as_predictor(package, device, batch)
+    if pred.task != "actions": raise ValueError(f"model package {pred.meta['name']!r} is a {pred.task} model, not an actions one")
+    T = int(pred.meta["model_config"]["clip_length"])
+    stride = int(stride or max(1, T // 2))
+    if stride < 1 or batch < 1: raise ValueError(f"stride ({stride}) and batch ({batch}) must be positive integers")
+    t0 = time.perf_counter()
+    frames, fps = read_video(video, max_frames=max_frames)
+    n, (h, w) = len(frames), frames.shape[1:3]
+    starts = clip_starts(n, T, stride)
+    warnings = [] if starts else [f"{video}: {n} frames, fewer than one clip of {T}: nothing scored"]
+    clips, model_s = [], 0.0
+    with progress_bar(total=len(starts), desc=f"scoring {video.name}", unit="clip", disable=not progress) as bar:
+        for i in range(0, len(starts), int(batch)):
+            chunk = starts[i:i + int(batch)]
+            m0 = time.perf_counter()
+            outs = pred.predict([list(frames[s:s + T]) for s in chunk], score_threshold=0.0)
+            model_s += time.perf_counter() - m0
+            for s, o in zip(chunk, outs):
+                clips.append({"start_frame": s, "start": round(s / fps, 6), "end": round((s + T) / fps, 6), "labels": o["labels"]})
+            bar.update(len(chunk))
+    segments = merge_clips([(c["start"], c["end"]) for c in clips], [c["labels"][0]["class_name"] for c in clips],
+                           [c["labels"][0]["score"] for c in clips])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "timeline.json", {"video": str(video), "model": pred.meta["name"], "fps": fps, "frames": n,
+                                                  "clip_length": T, "stride": stride, "segments": segments, "clips": clips})
+    pad = (w % 2, h % 2)
+    with atomic_path(out_dir / "overlay.mp4") as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = w + pad[0], h + pad[1], "yuv420p"
+            stream.options = {"crf": "23", "preset": "veryfast"}
+            for i, fr in enumerate(frames):
+                t = (i + 0.5) / fps
+                seg = next((s for s in segments if s["start"] <= t < s["end"]), None)
+                img = draw_action(fr, seg and seg["label"], seg["confidence"] if seg else 0.0,
+                                  pred.classes.index(seg["label"]) + 1 if seg else 1)
+                if pad != (0, 0): img = np.pad(img, ((0, pad[1]), (0, pad[0]), (0, 0)), mode="edge")
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")): container.mux(packet)
+            for packet in stream.encode(): container.mux(packet)
+    counts = {c: sum(1 for x in clips if x["labels"][0]["class_name"] == c) for c in pred.classes}
+    res = VideoScoreResult(str(video), str(out_dir), n, len(clips), int(w), int(h), float(fps), True, None, counts, [],
+                           segments, time.perf_counter() - t0, model_s, 0.0, warnings)
+    summary = {k: v for k, v in asdict(res).items() if k != "tracks"}
+    summary.update({"clip_length": T, "stride": stride, "model": pred.meta["name"], "task": "actions",
+                    "segments": len(segments), "fps_scored": res.fps_scored})
+    atomic_write_json(out_dir / "summary.json", summary)
+    for wmsg in warnings: print(f"warning: {wmsg}", file=sys.stderr)
+    return res
+
+
 # %% ../nbs/09a_score_video.ipynb #dcd5abe1
 def plot_counts(tracks: list[dict], classes: list[str], fps: float | None = None, title: str | None = None):
     "Bar chart of unique tracks per class and their cumulative count over the video; returns the Figure."
@@ -770,7 +850,8 @@ def main_score_video(argv: list[str] | None = None) -> int:
                                  "video (masks, boxes, class, track id), frames.jsonl, tracks.csv and counts per class.")
     _common(ap)
     ap.add_argument("video", help="a video file PyAV/FFmpeg can read")
-    ap.add_argument("--every", type=int, default=1, help="score every N-th frame (default 1: all)")
+    ap.add_argument("--every", type=int, default=1, help="score every N-th frame (default 1: all); an actions package: "
+                    "the clip stride in frames (default 1: half a clip)")
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
     a = ap.parse_args(argv)
     try:
@@ -780,5 +861,6 @@ def main_score_video(argv: list[str] | None = None) -> int:
         print(f"cvflow score-video: {e}", file=sys.stderr)
         return 2
     print(f"{r.n_frames} frames ({r.n_scored} scored) in {r.seconds:.1f} s = {r.fps_scored:.1f} fps; "
-          f"tracks per class: {', '.join(f'{c} {n}' for c, n in r.counts.items())} → {r.out_dir}")
+          f"{'clips per action' if (Path(r.out_dir) / 'timeline.json').is_file() else 'tracks per class'}: "
+          f"{', '.join(f'{c} {n}' for c, n in r.counts.items())} → {r.out_dir}")
     return 0

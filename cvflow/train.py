@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import cvflow
 from .config import TASKS, ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
+from .actions import ClipDataset
 from .dataset import CocoInstanceDataset, ImageLabelDataset, collate_fn, small_objects, train_transforms
 from .evaluate import evaluate, evaluate_classifier, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
@@ -50,7 +51,7 @@ class TrainConfig:
     data: str = ""                 # dataset folder: train.json, val.json, images/
     out: str = "models/run"        # run folder (relative paths: to the project home)
     preset: str = "cpu-small"
-    task: str = "segmentation"    # segmentation (Mask R-CNN) | detection (Faster R-CNN: boxes only) | classification
+    task: str = "segmentation"    # segmentation (Mask R-CNN) | detection (Faster R-CNN: boxes only) | classification | actions
     weights: str | None = None     # None | "DEFAULT" | path of a state_dict / checkpoint
     model: dict = field(default_factory=dict)  # overrides of the preset's settings (min_size, ...)
     epochs: int = 10
@@ -114,7 +115,7 @@ class TrainConfig:
             raise ConfigError(f"train setting `task`: {self.task!r} is not one of {', '.join(TASKS)}")
         if "task" in self.model:
             raise ConfigError("train setting `model`: give the task as the `task` setting, not as a model override")
-        self.best_metric = self.best_metric or {"detection": "bbox/AP", "classification": "cls/accuracy"}.get(self.task, "segm/AP")
+        self.best_metric = self.best_metric or {"detection": "bbox/AP", "classification": "cls/accuracy", "actions": "cls/accuracy"}.get(self.task, "segm/AP")
 
 
 DEFAULT_LR = {"sgd": 0.02 / 16, "adamw": 1e-4 / 16}  # per image; x batch size x processes
@@ -364,6 +365,7 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
         (p,) = predict(model, [img], device)
         if "boxes" not in p:   # a classifier: the image, titled with the predicted and the true class
             k, true = int(p["labels"]), int(t["labels"][0])
+            if img.ndim == 4: img = img[len(img) // 2]   # a video clip: its middle frame
             ax.imshow(img.permute(1, 2, 0).numpy()); ax.set_axis_off()
             ax.set_title(f"{classes[k - 1]} {float(p['scores'][k - 1]):.2f} (true: {classes[true - 1]})", fontsize=9,
                          color="green" if k == true else "red")
@@ -439,7 +441,7 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 def _evaluate(model, val_ds, cfg, di, mask_thresh) -> dict:
     loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size), shuffle=False, collate_fn=collate_fn, num_workers=0,
                         generator=torch.Generator().manual_seed(0))  # never draw from the global generator
-    if cfg.task == "classification":
+    if cfg.task in ("classification", "actions"):
         return evaluate_classifier(getattr(model, "module", model), loader, val_ds.classes, di.device,
                                    max_images=cfg.eval_max_images or None, progress=cfg.progress)
     return evaluate(getattr(model, "module", model), loader, val_ds.coco, di.device, mask_thresh=mask_thresh,
@@ -459,11 +461,13 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     data_dir, out = paths.resolve(cfg.data), paths.resolve(cfg.out)
     if not (data_dir / "train.json").is_file():
         raise ConfigError(f"dataset {data_dir}: train.json is missing (prepare it with `cvflow dataset`)")
-    classification = cfg.task == "classification"
-    Data = ImageLabelDataset if classification else CocoInstanceDataset   # labels (one class per image) or COCO instances
-    train_ds = Data(data_dir / "train.json", data_dir / "images", transforms=augmentation(cfg))
+    actions = cfg.task == "actions"   # clips of videos (02c's clip dataset), one label each
+    classification = cfg.task == "classification" or actions
+    Data = ClipDataset if actions else ImageLabelDataset if classification else CocoInstanceDataset   # labels (one class per image) or COCO instances
+    images = None if actions else data_dir / "images"
+    train_ds = Data(data_dir / "train.json", images, transforms=augmentation(cfg))
     check_classes(train_ds, data_dir / "train.json")
-    val_ds = Data(data_dir / "val.json", data_dir / "images") if (data_dir / "val.json").is_file() else None
+    val_ds = Data(data_dir / "val.json", images) if (data_dir / "val.json").is_file() else None
     if val_ds is not None and len(val_ds) == 0: val_ds = None
     if len(train_ds) == 0: raise ConfigError(f"dataset {data_dir}: train.json has no images")
     groups = aspect_groups(train_ds)
@@ -471,12 +475,13 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if workers < 0: workers = min(4, max((os.cpu_count() or 1) // di.world - 1, 0))
 
     # model, optimizer, schedule
-    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task, **cfg.model)
+    clip = {"clip_length": train_ds.clip_length, "image_size": train_ds.frame_size} if actions else {}   # the data's clips
+    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task, **(clip | cfg.model))
     config = run_config(cfg, train_ds, model, di, data_dir)
     if di.main and not classification and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
         print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
     cuda = di.device.startswith("cuda")
-    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
+    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda and not actions   # 5-D video weights: no channels-last
     model.to(di.device)
     if channels_last: model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model, di.world)
@@ -615,7 +620,9 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
             if val_ds is not None and cfg.sample_images > 0:
                 import matplotlib.pyplot as plt
-                fig = draw_predictions(ema or core, val_ds, list(range(min(cfg.sample_images, len(val_ds)))), di.device,
+                n_draw = min(cfg.sample_images, len(val_ds))   # clips: spread over the videos, not the first few of one
+                picks = sorted({int(i) for i in np.linspace(0, len(val_ds) - 1, n_draw)}) if actions else list(range(n_draw))
+                fig = draw_predictions(ema or core, val_ds, picks, di.device,
                                        config["classes"], config["model"]["score_thresh"], config["model"].get("mask_thresh", 0.5))
                 with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
                 tracker.log_figure(fig, "predictions.png"); plt.close(fig)
@@ -640,7 +647,7 @@ def step_config(data, out, preset: str = "cpu-small", weights=None, epochs: int 
         raise ConfigError(f"parameter augment: unknown setting(s) {sorted(set(augment) - set(AUGMENT_KEYS))}; "
                           f"known: {', '.join(AUGMENT_KEYS)}")
     model = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v}
-    if extra.get("task") == "classification":   # a classifier's input is one square size: min_size
+    if extra.get("task") in ("classification", "actions"):   # a classifier's input is one square size: min_size
         model = {"image_size": min_size} if min_size else {}
     warmup = min(100, max(int(max_steps) // 4, 1)) if max_steps else 100
     return TrainConfig(data=str(data), out=str(out), preset=preset, weights=weights, epochs=epochs, max_steps=max_steps,
@@ -663,12 +670,25 @@ def _heldout_labels_metrics(model, path: Path, classes: list[str], run_dir: Path
     return evaluate_classifier(model, loader, list(classes), device, progress=False)
 
 
+def _heldout_clips_metrics(model, path: Path, conf: dict, device: str) -> dict:
+    "An action classifier on the clips of a VIA 3 project's videos, cut as its training clips were (length, stride, size)."
+    from cvflow.actions import ClipDataset, clip_dataset, read_segments
+    data = json.loads(Path(conf["data"], "train.json").read_text()) if Path(conf["data"], "train.json").is_file() else {}
+    segs, metas = read_segments(path, classes=list(conf["classes"]))
+    d = clip_dataset(segs, metas, list(conf["classes"]), conf["model"]["clip_length"], data.get("stride", 4),
+                     data.get("frame_step", 1), conf["model"]["image_size"], data.get("straddle", "centre"))
+    loader = DataLoader(ClipDataset(d), batch_size=8, shuffle=False, collate_fn=collate_fn, num_workers=0)
+    return evaluate_classifier(model, loader, list(conf["classes"]), device, progress=False)
+
+
 def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
     """COCO metrics of a run's final model on a COCO file of frames it never trained on; also written to `heldout_metrics.json`.
     A classifier is scored on a labels file, or on a COCO file whose images are labelled by their dominant class."""
     run_dir = Path(run_dir)
     model, conf = model_from_checkpoint(run_dir / "model.pt", device=device)
-    if conf["model"].get("task") == "classification":
+    if conf["model"].get("task") == "actions":   # a VIA 3 project of held-out videos: clips as the model's
+        metrics = _heldout_clips_metrics(model, Path(coco_json), conf, device)
+    elif conf["model"].get("task") == "classification":
         metrics = _heldout_labels_metrics(model, Path(coco_json), conf["classes"], run_dir, device)
     else:
         metrics = evaluate_file(model, coco_json, conf["classes"], device=device, mask_thresh=conf["model"]["mask_thresh"],
@@ -686,7 +706,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
     ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN) or "
-                    "classification (an image classifier on a labels dataset)")
+                    "classification (an image classifier on a labels dataset) or actions (a video clip classifier on a clip dataset)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)

@@ -152,7 +152,7 @@ def predict(model: torch.nn.Module, images: list[torch.Tensor], device: str | to
 def iou_types_of(model: torch.nn.Module) -> tuple[str, ...]:
     "The COCO IoU types a model's outputs can be scored on: ('bbox', 'segm') with a mask head, ('bbox',) without (Faster R-CNN)."
     heads = getattr(getattr(model, "module", model), "roi_heads", None)
-    if heads is not None and heads.has_keypoint(): return ("bbox", "keypoints")   # Keypoint R-CNN
+    if getattr(heads, "keypoint_predictor", None) is not None: return ("bbox", "keypoints")   # Keypoint R-CNN
     return ("bbox", "segm") if heads is None or heads.has_mask() else ("bbox",)
 
 

@@ -134,7 +134,8 @@ def draw_landmarks(image, keypoints, labels: Sequence[int], classes: Sequence[st
                    radius: int | None = None, width: int | None = None) -> torch.Tensor:
     """Draw each instance's landmarks (`keypoints` [N, K, 3]: x, y and v, drawn where v > 0; [N, K, 2]: all drawn) and its
     class's skeleton (`skeletons` {class name: [[a, b], ...]} 1-based pairs, lines between drawn landmarks) in the class's
-    colour; a landmark no pair of its class's skeleton uses is left out (a triangle's 4th corner). Returns uint8 [3, H, W]."""
+    colour, the landmarks as white dots; a landmark no pair of its class's skeleton uses is left out (a triangle's 4th corner).
+    Returns uint8 [3, H, W]."""
     from torchvision.utils import draw_keypoints
     img = as_image_tensor(image)
     H, W = img.shape[-2:]
@@ -146,8 +147,9 @@ def draw_landmarks(image, keypoints, labels: Sequence[int], classes: Sequence[st
         vis = kp[i, :, 2] > 0 if kp.shape[-1] == 3 else torch.ones(kp.shape[1], dtype=torch.bool)
         if sk: vis &= torch.isin(torch.arange(kp.shape[1]), torch.tensor([j for e in sk for j in e]))
         if not vis.any(): continue
-        img = draw_keypoints(img, kp[i:i + 1, :, :2], connectivity=sk or None, colors=class_color(int(l)), radius=r,
-                             width=w, visibility=vis[None])
+        if sk: img = draw_keypoints(img, kp[i:i + 1, :, :2], connectivity=sk, colors=class_color(int(l)), radius=1,
+                                    width=w, visibility=vis[None])   # the skeleton in the class's colour,
+        img = draw_keypoints(img, kp[i:i + 1, :, :2], colors="white", radius=r, visibility=vis[None])   # the landmarks white
     return img
 
 # %% ../nbs/05_view_dataset.ipynb #777652e9

@@ -213,7 +213,7 @@ def render(scene: Scene, t: float, w: int, h: int, keypoints: bool = False) -> t
 
 def corner_keypoints(cls: str, state: tuple, mask: np.ndarray) -> list[float]:
     """COCO `keypoints` [x, y, v] * 4 of an object's corners (`shape_corners` at `state` = (cx, cy, size, angle)):
-    v = 2 where the corner is in the image and the object's visible `mask` (H, W) bool holds the pixels 1.5 and 4 px
+    v = 2 where the corner is in the image and the object's visible `mask` (H, W) bool holds the pixels 3 and 6 px
     inside it (towards the centre), else 0 with x = y = 0 (hidden or outside: an annotator clicks what they see)."""
     h, w = mask.shape
     out = []
@@ -221,8 +221,8 @@ def corner_keypoints(cls: str, state: tuple, mask: np.ndarray) -> list[float]:
         vis = bool(np.isfinite(x)) and 0 <= x < w and 0 <= y < h
         if vis:
             d = np.array([state[0] - x, state[1] - y]); d /= max(np.linalg.norm(d), 1e-6)
-            for r in (1.5, 4.0):
-                px, py = int(np.floor(x + r * d[0])), int(np.floor(y + r * d[1]))
+            for r in (3.0, 6.0):   # (a sharp tip is under 2 px wide 1.5 px in: rounding could miss it)
+                px, py = int(np.round(x + r * d[0])), int(np.round(y + r * d[1]))
                 vis = vis and 0 <= px < w and 0 <= py < h and bool(mask[py, px])
         out += [round(float(x), 2), round(float(y), 2), 2] if vis else [0, 0, 0]
     return out

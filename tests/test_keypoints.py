@@ -238,10 +238,10 @@ def test_person_pose_package_scores_a_video_without_training(tmp_path, home):
     meta = json.loads((pkg / "model.json").read_text())
     assert meta["task"] == "keypoints" and meta["classes"] == ["person"] and meta["keypoints"] == COCO_PERSON_KEYPOINTS
     assert meta["skeletons"] == {"person": COCO_PERSON_SKELETON} and meta["model_config"]["num_keypoints"] == 17
-    video = make_sample(tmp_path / "v", seconds=1, fps=4, width=160, height=96, seed=1, progress=False)
+    video = make_sample(tmp_path / "v", seconds=2, fps=4, width=160, height=96, seed=1, progress=False)
     out = tmp_path / "scored"
-    assert main_score_video([str(video), "--package", str(pkg), "--out", str(out), "--max-frames", "3",
-                             "--score-threshold", "0", "--no-progress"]) == 0
+    assert main_score_video([str(pkg), str(video), "--out", str(out), "--max-frames", "3", "--score-threshold", "0",
+                             "--quiet"]) == 0
     frames = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert len(frames) == 3 and (out / "overlay.mp4").stat().st_size > 0
     insts = [i for f in frames for i in f["instances"]]

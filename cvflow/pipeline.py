@@ -578,8 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--annotations", nargs="+", metavar="FILE", help="run on annotations you already have (COCO, VIA "
                       "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
     ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
-    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN) or classification (a "
-                    "label per image); default: the `task` setting of cvflow.yaml")
+    ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN), classification (a "
+                    "label per image) or keypoints (Keypoint R-CNN: landmarks); default: the `task` setting of cvflow.yaml")
     ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
                     "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)

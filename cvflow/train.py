@@ -701,8 +701,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
-    ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN) or "
-                    "classification (an image classifier on a labels dataset)")
+    ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN), "
+                    "classification (an image classifier on a labels dataset) or keypoints (Keypoint R-CNN on COCO keypoints)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)

@@ -23,10 +23,11 @@ from .config import StepPaused, atomic_write_json, parse_frame_filename
 from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, read_image
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'CLASS_COLOURS', 'Problem', 'Instance',
-           'ImageRecord', 'Annotations', 'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points',
-           'shape_to_points', 'via3_shape', 'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults',
-           'class_attribute_candidates', 'detect_class_attribute', 'RawImage', 'frame_manifest', 'resolve_image',
+__all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'KEYPOINT_ATTRIBUTE', 'OCCLUDED_ATTRIBUTE',
+           'LANDMARK_TOLERANCE', 'CLASS_COLOURS', 'Problem', 'Instance', 'ImageRecord', 'Annotations',
+           'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points', 'shape_to_points', 'via3_shape',
+           'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults', 'class_attribute_candidates',
+           'detect_class_attribute', 'is_landmark', 'attach_landmarks', 'RawImage', 'frame_manifest', 'resolve_image',
            'build_annotations', 'via_raw_images', 'via2_dropdowns', 'via_csv_raw_images', 'via3_raw_images',
            'rle_bytes', 'rle_json', 'instance_mask', 'from_coco', 'to_coco', 'validate_coco', 'write_coco',
            'is_labelme', 'labelme_shape', 'labelme_raw_images', 'detect_format', 'parse_annotations',
@@ -67,6 +68,7 @@ class Instance:
     rle: dict | None = None
     iscrowd: bool = False
     region: int | None = None   # index of the region in the source file (for reports)
+    keypoints: list | None = None   # COCO [x, y, v] * K of the annotation's landmarks (`Annotations.keypoint_names`)
 
 
 @dataclass
@@ -90,6 +92,8 @@ class Annotations:
     source: str | None = None
     format: str | None = None
     category_ids: dict[str, int] = field(default_factory=dict)   # COCO ids to keep (gaps included) when writing back
+    keypoint_names: list[str] = field(default_factory=list)       # the K landmark names of keypoint annotations (else empty)
+    skeletons: dict[str, list] = field(default_factory=dict)      # class -> COCO skeleton (1-based landmark pairs)
 
     @property
     def n_instances(self) -> int: return sum(len(im.instances) for im in self.images)
@@ -316,6 +320,54 @@ def detect_class_attribute(region_attributes: Iterable[dict], declared: Iterable
     if not excluded: return None, f"no region attributes in {n} regions"
     return None, "no attribute looks like a class (" + "; ".join(f"{k!r} {why}" for k, why in excluded.items()) + ")"
 
+# %% ../nbs/02_annotations.ipynb #026af5c6
+KEYPOINT_ATTRIBUTE = "keypoint"   # the VIA region attribute of a point region that names its landmark
+OCCLUDED_ATTRIBUTE = "occluded"   # optional: "yes" marks a landmark as hidden but placed (COCO v=1; else v=2)
+LANDMARK_TOLERANCE = 5.0          # pixels outside an object region's outline a landmark may lie (a corner on its edge)
+
+
+def is_landmark(shape, ra) -> bool:
+    "Whether a VIA region is a landmark: a `point` shape with a `keypoint` attribute."
+    return isinstance(shape, dict) and str(shape.get("name", "")).lower() == "point" and isinstance(ra, dict) and KEYPOINT_ATTRIBUTE in ra
+
+
+def attach_landmarks(rec: ImageRecord, landmarks: list, names: list[str], probs: list, file=None) -> None:
+    """Group an image's landmark points `(region index, shape, attributes)` into its object instances, as COCO keypoints
+    `[x, y, v] * len(names)`: a point belongs to the object whose region contains it, or lies at most
+    `LANDMARK_TOLERANCE` px outside it (the most inside one wins; then the smaller object). Errors (point dropped)
+    naming file, image, region, field and value: a point in no object, an unknown landmark name, a landmark twice in
+    one object, coordinates that are not numbers. Every object of the image gets `keypoints` (unplaced ones v=0)."""
+    import cv2
+    for inst in rec.instances: inst.keypoints = [0] * (3 * len(names))
+    placed = [set() for _ in rec.instances]
+    for ridx, shape, ra in landmarks:
+        name = attribute_value(ra.get(KEYPOINT_ATTRIBUTE))
+        if name not in names:
+            _problem(probs, "error", "unknown-landmark", f"landmark {name!r} is not one of {names}; point dropped",
+                     file, rec.file_name, ridx, KEYPOINT_ATTRIBUTE, ra.get(KEYPOINT_ATTRIBUTE)); continue
+        try: x, y = float(shape["cx"]), float(shape["cy"])
+        except (KeyError, TypeError, ValueError):
+            _problem(probs, "error", "bad-point", "point without numeric cx, cy; dropped", file, rec.file_name, ridx,
+                     "shape", {k: shape.get(k) for k in ("cx", "cy")}); continue
+        best, best_key = None, None
+        for k, inst in enumerate(rec.instances):
+            if not inst.polygons: continue
+            d = max(cv2.pointPolygonTest(p.astype(np.float32).reshape(-1, 1, 2), (x, y), True) for p in inst.polygons)
+            key = (d, -sum(polygon_mask_area(p) for p in inst.polygons))
+            if d >= -LANDMARK_TOLERANCE and (best_key is None or key > best_key): best, best_key = k, key
+        if best is None:
+            _problem(probs, "error", "landmark-outside", f"landmark {name!r} at ({x:g}, {y:g}) lies in no object region "
+                     f"(nor within {LANDMARK_TOLERANCE:g} px of one); point dropped", file, rec.file_name, ridx, "cx,cy", [x, y])
+            continue
+        j = names.index(name)
+        if j in placed[best]:
+            _problem(probs, "error", "duplicate-landmark", f"landmark {name!r} given twice for the object of region "
+                     f"{rec.instances[best].region}; the later point dropped", file, rec.file_name, ridx, KEYPOINT_ATTRIBUTE, name)
+            continue
+        placed[best].add(j)
+        hidden = str(attribute_value(ra.get(OCCLUDED_ATTRIBUTE)) or "").lower() in ("yes", "true", "1")
+        rec.instances[best].keypoints[3 * j:3 * j + 3] = [x, y, 1 if hidden else 2]
+
 # %% ../nbs/02_annotations.ipynb #4f34f677
 @dataclass
 class RawImage:
@@ -414,14 +466,23 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
                       default_class: str = "object", keep_empty: bool = True, image_sizes: dict | None = None,
                       dropdown: dict[str, list[str]] | None = None, fmt: str | None = None,
                       problems: list | None = None, declared: Iterable[str] = (),
-                      defaults: dict[str, set[str]] | None = None) -> Annotations:
-    "The model from raw VIA image entries: classes chosen, files found, shapes cleaned, every decision reported."
+                      defaults: dict[str, set[str]] | None = None, keypoints: list[str] | None = None,
+                      skeletons: dict[str, list] | None = None) -> Annotations:
+    """The model from raw VIA image entries: classes chosen, files found, shapes cleaned, every decision reported.
+    Point regions with a `keypoint` attribute are landmarks of the object region they lie in (`attach_landmarks`):
+    `keypoints` names them in order (default: the project's `keypoint` options, else the names in order of first use)."""
     probs = list(problems or [])
     images_dir = Path(images_dir) if images_dir is not None else None
     if images_dir is not None and not images_dir.is_dir():
         raise AnnotationError(f"{file or 'annotations'}: images folder {images_dir} does not exist")
     dropdown = dropdown or {}
-    all_attrs = [ra for r in raws for _, _, ra in r.regions]
+    all_attrs = [ra for r in raws for _, s, ra in r.regions if not is_landmark(s, ra)]
+    kp_names = list(keypoints or dropdown.get(KEYPOINT_ATTRIBUTE) or [])
+    if not kp_names:   # names in order of first use
+        for r in raws:
+            for _, s, ra in r.regions:
+                if is_landmark(s, ra) and attribute_value(ra.get(KEYPOINT_ATTRIBUTE)) not in kp_names + [None]:
+                    kp_names.append(attribute_value(ra.get(KEYPOINT_ATTRIBUTE)))
     if class_attribute is None:
         try: class_attribute, why = detect_class_attribute(all_attrs, declared, defaults, options=list(dropdown))
         except AnnotationError as e: raise AnnotationError(f"{file or 'annotations'}: {e}") from None
@@ -455,8 +516,11 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
         if raw.frame_index is None and raw.video is None and name in frames:
             rec.video, rec.frame_index = frames[name]
         overshoot = 0.0
+        landmarks = []
         for ridx, shape, ra in raw.regions:
             ra = dict(ra or {})
+            if is_landmark(shape, ra):
+                landmarks.append((ridx, shape, ra)); continue
             pts, note = shape_to_points(shape or {})
             if pts is None:
                 _problem(probs, "warning", "not-a-polygon", f"{note}; region skipped", file, name, ridx, "shape", (shape or {}).get("name"))
@@ -485,6 +549,7 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
             if cls not in order: order.append(cls)
             attrs = {k: v for k, v in ra.items() if k != class_attribute}
             rec.instances.append(Instance(cls, parts, attrs, region=ridx))
+        if landmarks: attach_landmarks(rec, landmarks, kp_names, probs, file)
         if fmt == "labelme":   # shapes sharing a group_id and a label are one object of several parts
             merged: dict[tuple, Instance] = {}
             keep = []
@@ -525,7 +590,8 @@ def build_annotations(raws: list[RawImage], *, file=None, images_dir: str | Path
                 _problem(probs, "warning", "empty-image", "no instances: dropped (keep_empty=False)", file, rec.file_name)
                 continue
         kept.append(rec)
-    return Annotations(kept, order, probs, None if file is None else str(file), fmt)
+    return Annotations(kept, order, probs, None if file is None else str(file), fmt, keypoint_names=kp_names,
+                       skeletons=dict(skeletons or {}) if kp_names else {})
 
 
 def _instance_key(inst: Instance):
@@ -701,6 +767,15 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
         _problem(probs, "info", "string-ids", "ids written as strings (as VIA's COCO export does); '7' and 7 are read as "
                  "the same id", file, None, None, "id", None)
     cats, background = {}, {}
+    kp_names, skeletons = [], {}
+    for c in d["categories"]:   # COCO keypoints: the landmark names (one list for all classes, as Keypoint R-CNN has one K)
+        if c.get("keypoints"):
+            names_c = [str(n) for n in c["keypoints"]]
+            if kp_names and names_c != kp_names:
+                raise AnnotationError(f"{file or 'COCO'}: category {c.get('name')!r} has keypoints {names_c}, another {kp_names}; "
+                                      "one list of landmark names is needed for all classes (unused ones stay v=0)")
+            kp_names = names_c
+            if c.get("skeleton"): skeletons[str(c.get("name", c.get("id")))] = [[int(a), int(b)] for a, b in c["skeleton"]]
     for c in sorted(d["categories"], key=lambda c: str(_coco_id(c.get("id")))):
         cid, name = _coco_id(c.get("id")), str(c.get("name", c.get("id")))
         if name.strip("_").lower() in ("background", "ignore") and (name.startswith("_") or cid == 0):
@@ -754,7 +829,18 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
                      + (f"({cls!r}) is not one of the classes {known}" if cls else f"is not in 'categories' {sorted(map(str, cats))}")
                      + "; skipped", file, rec.file_name, aid, "category_id", a.get("category_id"))
             continue
-        attrs = dict(a.get("attributes") or {}) | {k: v for k, v in a.items() if k not in _COCO_ANN_KEYS}
+        attrs = dict(a.get("attributes") or {}) | {k: v for k, v in a.items() if k not in _COCO_ANN_KEYS | {"keypoints", "num_keypoints"}}
+        kps = None
+        if kp_names:
+            kps = a.get("keypoints") or [0] * (3 * len(kp_names))
+            if not isinstance(kps, list) or len(kps) != 3 * len(kp_names) or not all(isinstance(v, (int, float)) for v in kps):
+                _problem(probs, "error", "bad-keypoints", f"annotation {aid!r}: keypoints must be {3 * len(kp_names)} numbers "
+                         f"(x, y, v for {kp_names}); skipped", file, rec.file_name, aid, "keypoints", str(a.get("keypoints"))[:60])
+                continue
+            if any(v not in (0, 1, 2) for v in kps[2::3]):
+                _problem(probs, "error", "bad-keypoints", f"annotation {aid!r}: keypoint visibility must be 0, 1 or 2; "
+                         "skipped", file, rec.file_name, aid, "keypoints", kps[2::3]); continue
+            kps = [float(v) if i % 3 < 2 else int(v) for i, v in enumerate(kps)]
         seg, crowd = a.get("segmentation"), bool(a.get("iscrowd", 0))
         if isinstance(seg, dict):
             if not {"size", "counts"} <= set(seg):
@@ -764,7 +850,7 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
                 _problem(probs, "error", "bad-rle", f"annotation {aid}: RLE size {seg['size']} is not the image's "
                          f"[{rec.height}, {rec.width}]; skipped", file, rec.file_name, aid, "segmentation.size", seg["size"])
                 continue
-            rec.instances.append(Instance(cls, [], attrs, rle=seg, iscrowd=crowd, region=aid))
+            rec.instances.append(Instance(cls, [], attrs, rle=seg, iscrowd=crowd, region=aid, keypoints=kps))
             continue
         if not seg:
             bb = a.get("bbox")
@@ -798,7 +884,7 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
             for sev, kind, msg, val in issues:
                 if kind != "closed-polygon": _problem(probs, sev, kind, msg, file, rec.file_name, aid, "segmentation", val)
             parts += got
-        if parts: rec.instances.append(Instance(cls, parts, attrs, iscrowd=crowd, region=aid))
+        if parts: rec.instances.append(Instance(cls, parts, attrs, iscrowd=crowd, region=aid, keypoints=kps))
     images, seen = [], set()
     for rec in recs.values():
         if id(rec) in seen: continue
@@ -811,7 +897,7 @@ def from_coco(d: dict, *, file=None, images_dir: str | Path | None = None, class
     used = {i.class_name for im in images for i in im.instances}
     order = known or [n for n in cats.values() if n in used] + [n for n in cats.values() if n not in used]
     return Annotations(images, list(order), probs, None if file is None else str(file), "coco",
-                       {n: i for n, i in cat_ids.items() if n in order})
+                       {n: i for n, i in cat_ids.items() if n in order}, kp_names, skeletons)
 
 
 def to_coco(ann: Annotations, category_ids: dict[str, int] | None = None) -> dict:
@@ -841,8 +927,13 @@ def to_coco(ann: Annotations, category_ids: dict[str, int] | None = None) -> dic
             a = {"id": len(anns) + 1, "image_id": iid, "category_id": ids[inst.class_name], "segmentation": seg,
                  "area": float(mu.area(rle)), "bbox": [round(float(v), 2) for v in mu.toBbox(rle)], "iscrowd": int(inst.iscrowd)}
             if inst.attributes: a["attributes"] = inst.attributes
+            if ann.keypoint_names:
+                k = list(inst.keypoints or [0] * (3 * len(ann.keypoint_names)))
+                a["keypoints"], a["num_keypoints"] = k, sum(1 for v in k[2::3] if v > 0)
             anns.append(a)
     cats = [{"id": i, "name": n, "supercategory": ""} for n, i in sorted(ids.items(), key=lambda kv: kv[1])]
+    if ann.keypoint_names:   # COCO keypoints: every category names the landmarks; its skeleton as given
+        cats = [c | {"keypoints": list(ann.keypoint_names), "skeleton": ann.skeletons.get(c["name"], [])} for c in cats]
     return {"info": {"description": "written by cvflow.annotations"}, "licenses": [], "images": images,
             "annotations": anns, "categories": cats}
 
@@ -942,11 +1033,14 @@ def detect_format(obj) -> str:
 
 def parse_annotations(obj, *, file=None, images_dir: str | Path | None = None, class_attribute: str | None = None,
                       classes: list[str] | None = None, default_class: str = "object", keep_empty: bool = True,
-                      image_sizes: dict | None = None) -> Annotations:
+                      image_sizes: dict | None = None, keypoints: list[str] | None = None,
+                      skeletons: dict[str, list] | None = None) -> Annotations:
     "The model from an already-loaded annotation object (dict, or CSV text); see `read_annotations`."
     fmt = detect_format(obj)
     if fmt == "coco":
-        return from_coco(obj, file=file, images_dir=images_dir, classes=classes, keep_empty=keep_empty)
+        ann = from_coco(obj, file=file, images_dir=images_dir, classes=classes, keep_empty=keep_empty)
+        if skeletons and ann.keypoint_names: ann.skeletons = {**ann.skeletons, **skeletons}
+        return ann
     probs: list[Problem] = []
     dropdown, defaults, declared = {}, None, []
     if fmt == "labelme": raws = labelme_raw_images(obj if isinstance(obj, list) else [(file, obj)], probs)
@@ -961,7 +1055,8 @@ def parse_annotations(obj, *, file=None, images_dir: str | Path | None = None, c
     else: raws = via_raw_images(obj, probs, file)
     return build_annotations(raws, file=file, images_dir=images_dir, class_attribute=class_attribute, classes=classes,
                              default_class=default_class, keep_empty=keep_empty, image_sizes=image_sizes,
-                             dropdown=dropdown, fmt=fmt, problems=probs, declared=declared, defaults=defaults)
+                             dropdown=dropdown, fmt=fmt, problems=probs, declared=declared, defaults=defaults,
+                             keypoints=keypoints, skeletons=skeletons)
 
 
 def default_images_dir(obj, path: Path) -> Path:
@@ -995,7 +1090,7 @@ def find_annotation_file(path: str | Path) -> Path:
 
 def read_annotations(path: str | Path, images_dir: str | Path | None = None, class_attribute: str | None = None,
                      classes: list[str] | None = None, default_class: str = "object", keep_empty: bool = True,
-                     strict: bool = False) -> Annotations:
+                     strict: bool = False, keypoints: list[str] | None = None, skeletons: dict[str, list] | None = None) -> Annotations:
     "Read a VIA (1, 2, 3, CSV) or COCO file (or the one in a folder) against its images folder (default: the file's folder; False: none); never modifies it."
     path = find_annotation_file(path)
     if path.is_dir():   # one labelme JSON per image
@@ -1010,7 +1105,7 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
         if images_dir is None: images_dir = path
         elif images_dir is False: images_dir = None
         ann = parse_annotations(obj, file=path, images_dir=images_dir, class_attribute=class_attribute, classes=classes,
-                                default_class=default_class, keep_empty=keep_empty)
+                                default_class=default_class, keep_empty=keep_empty, keypoints=keypoints, skeletons=skeletons)
         if strict: apply_strict(ann, raise_on_error=True)
         return ann
     text = path.read_text(encoding="utf-8-sig")
@@ -1023,7 +1118,8 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
     if images_dir is None: images_dir = default_images_dir(obj, path)
     elif images_dir is False: images_dir = None   # no image files: sizes from the file (COCO) or unknown (VIA)
     ann = parse_annotations(obj, file=path, images_dir=images_dir,
-                            class_attribute=class_attribute, classes=classes, default_class=default_class, keep_empty=keep_empty)
+                            class_attribute=class_attribute, classes=classes, default_class=default_class, keep_empty=keep_empty,
+                            keypoints=keypoints, skeletons=skeletons)
     if strict: apply_strict(ann, raise_on_error=True)
     return ann
 
@@ -1046,6 +1142,10 @@ def merge_annotations(parts: list[Annotations]) -> Annotations:
     for a in parts:
         out.problems += a.problems
         out.classes += [c for c in a.classes if c not in out.classes]
+        if a.keypoint_names and out.keypoint_names and a.keypoint_names != out.keypoint_names:
+            raise AnnotationError(f"{a.source}: landmarks {a.keypoint_names} differ from {out.keypoint_names} of the files before it")
+        out.keypoint_names = out.keypoint_names or list(a.keypoint_names)
+        out.skeletons = {**a.skeletons, **out.skeletons}
         for c, i in a.category_ids.items(): out.category_ids.setdefault(c, i)
         for im in a.images:
             if im.file_name not in by_name:
@@ -1171,15 +1271,22 @@ def _project(entries: list[tuple[str, dict]], images_dir, classes, class_attribu
 
 
 def via_project_for_frames(frames, classes: list[str] | str, out_path: str | Path | None = None,
-                           class_attribute: str = "class", name: str = "cvflow") -> dict:
-    "The empty VIA 2 project for a folder/list of frames with a class dropdown; written atomically to `out_path` if given."
+                           class_attribute: str = "class", name: str = "cvflow", keypoints: list[str] | None = None) -> dict:
+    """The empty VIA 2 project for a folder/list of frames with a class dropdown (and with `keypoints`, a `keypoint`
+    dropdown of the landmark names for point regions); written atomically to `out_path` if given."""
     if isinstance(classes, str): classes = [c.strip() for c in classes.split(",") if c.strip()]
     if not classes: raise AnnotationError("at least one class is needed for the class dropdown")
     if len(set(classes)) != len(classes): raise AnnotationError(f"classes listed twice in {classes}")
     folder, names = list_frames(frames)
     proj = _project([_via_entry(n, folder, []) for n in names], folder, list(classes), class_attribute, name)
+    if keypoints: proj["_via_attributes"]["region"][KEYPOINT_ATTRIBUTE] = _via_keypoint_attribute(keypoints)
     if out_path is not None: atomic_write_json(out_path, proj, indent=None)
     return proj
+
+
+def _via_keypoint_attribute(names: list[str]) -> dict:
+    return {"type": "dropdown", "description": "landmark of a point region (the object region it lies in)",
+            "options": {n: n for n in names}, "default_options": {}}
 
 
 def _mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
@@ -1196,7 +1303,8 @@ def _num(v) -> int | float:
 
 def to_via_project(ann: Annotations, images_dir: str | Path | None = None, out_path: str | Path | None = None,
                    class_attribute: str = "class", name: str = "cvflow") -> dict:
-    "A VIA 2 project holding `ann` (one polygon region per part, class in a dropdown attribute); written atomically if `out_path`."
+    """A VIA 2 project holding `ann` (one polygon region per part, class in a dropdown attribute; each placed landmark a
+    point region with its name in the `keypoint` attribute, `occluded: yes` for v=1); written atomically if `out_path`."""
     images_dir = Path(images_dir) if images_dir is not None else None
     classes = list(ann.classes) + sorted({i.class_name for im in ann.images for i in im.instances} - set(ann.classes))
     entries = []
@@ -1210,8 +1318,14 @@ def to_via_project(ann: Annotations, images_dir: str | Path | None = None, out_p
                 regions.append({"shape_attributes": {"name": "polygon", "all_points_x": [_num(x) for x in p[:, 0]],
                                                      "all_points_y": [_num(y) for y in p[:, 1]]},
                                 "region_attributes": {k: (v if isinstance(v, str) else str(v)) for k, v in ra.items()}})
+            for j, (x, y, v) in enumerate(zip(*[iter(inst.keypoints or [])] * 3)):   # landmarks: points inside the object
+                if v > 0:
+                    regions.append({"shape_attributes": {"name": "point", "cx": _num(x), "cy": _num(y)},
+                                    "region_attributes": {KEYPOINT_ATTRIBUTE: ann.keypoint_names[j],
+                                                          **({OCCLUDED_ATTRIBUTE: "yes"} if v == 1 else {})}})
         entries.append(_via_entry(im.file_name, images_dir, regions))
     proj = _project(entries, images_dir, classes, class_attribute, name)
+    if ann.keypoint_names: proj["_via_attributes"]["region"][KEYPOINT_ATTRIBUTE] = _via_keypoint_attribute(ann.keypoint_names)
     if out_path is not None: atomic_write_json(out_path, proj, indent=None)
     return proj
 
@@ -1232,7 +1346,9 @@ def simulate_annotator(ground_truth, frames, out_via_path: str | Path, classes: 
             raise AnnotationError(f"frame {n!r}: index {pf[1]} outside the ground truth's {gt['n_frames']} frames")
         idx.append(pf[1])
     ann = from_coco(sample.gt_to_coco(gt, frame_indices=idx), images_dir=folder)
-    ann.classes = list(classes or gt.get("classes") or ann.classes)
+    ann.classes = list(classes or ann.classes or gt.get("classes"))
+    for im in ann.images:   # only the asked classes are drawn
+        im.instances = [i for i in im.instances if i.class_name in ann.classes]
     by_name = {im.file_name: im for im in ann.images}
     ann.images = [by_name.get(n) or ImageRecord(n, *image_size(folder / n)) for n in names]
     for im in ann.images:
@@ -1700,5 +1816,8 @@ def annotation_instructions(via_project: str | Path, annotated: str | Path, n_fr
     shape = ("select the rectangle shape and draw a box" if task == "detection" else "draw a polygon")
     return (f"{n_frames} frames are ready to annotate. Open VGG Image Annotator 2 "
             f"(https://www.robots.ox.ac.uk/~vgg/software/via/via.html), Project → Open project → {via_project}; "
-            f"{shape} around every object and pick its class in the `class` dropdown; then Project → Save "
+            f"{shape} around every object and pick its class in the `class` dropdown; "
+            + ("then with the point shape click each landmark inside its object and pick its name in the `keypoint` "
+               "dropdown (leave out the ones you cannot see); " if task == "keypoints" else "")
+            + f"then Project → Save "
             f"project and save the file as {annotated}. Then run the pipeline again: it continues from here.")

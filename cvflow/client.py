@@ -28,12 +28,12 @@ from .config import atomic_path, atomic_write_json, get_paths
 from .evaluate import box_iou
 
 # %% auto #0
-__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'LABEL_SCHEMA', 'ERROR_SCHEMA',
-           'IMAGE_SUFFIXES', 'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES', 'response_schema', 'schema_errors',
-           'answer_problems', 'Reply', 'ServiceClient', 'ImageFile', 'load_test_images', 'mask_iou', 'compare_labels',
-           'compare_instances', 'percentiles', 'measure_load', 'png_header', 'bad_input_cases', 'run_bad_inputs',
-           'ClipFile', 'load_test_clips', 'clip_bad_input_cases', 'run_clip_service_tests', 'plot_latency',
-           'local_predictions', 'run_service_tests', 'summary', 'main']
+__all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 'TASKS_SERVED', 'KEYPOINTS_SCHEMA',
+           'LABEL_SCHEMA', 'ERROR_SCHEMA', 'IMAGE_SUFFIXES', 'TINY_MASK', 'LOOPBACK_HOSTS', 'PARITY_TOLERANCES',
+           'response_schema', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient', 'ImageFile',
+           'load_test_images', 'mask_iou', 'compare_labels', 'compare_instances', 'percentiles', 'measure_load',
+           'png_header', 'bad_input_cases', 'run_bad_inputs', 'ClipFile', 'load_test_clips', 'clip_bad_input_cases',
+           'run_clip_service_tests', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -57,7 +57,8 @@ RESPONSE_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "t
                                   "results": {"type": "array", "items": RESULT_SCHEMA, "minItems": 1},
                                   "timings_ms": {"type": "object", "required": ["total"],
                                                  "additionalProperties": {"type": "number", "minimum": 0}}}}
-TASKS_SERVED = ("segmentation", "detection", "classification", "actions")
+TASKS_SERVED = ("segmentation", "detection", "classification", "keypoints", "actions")
+KEYPOINTS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}}
 LABEL_SCHEMA = {"type": "object", "required": ["class_id", "class_name", "score"], "additionalProperties": False,
                 "properties": {k: INSTANCE_SCHEMA["properties"][k] for k in ("class_id", "class_name", "score")}}
 
@@ -66,13 +67,18 @@ def response_schema(task: str = "segmentation") -> dict:
     """The JSON schema of a `POST /score` answer for `task`: `RESPONSE_SCHEMA` (instances with a `mask`) for segmentation;
     for detection the same document with `"task": "detection"` and instances of exactly class_id, class_name, score, box;
     for classification `"task": "classification"` and per image `labels` (class_id, class_name, score) instead of instances;
-    for actions `"task": "actions"` and per clip `frames` (its frame count), `width`, `height` and `labels`."""
+    for actions `"task": "actions"` and per clip `frames` (its frame count), `width`, `height` and `labels`;
+    for keypoints `"task": "keypoints"` and instances of class_id, class_name, score, box and `keypoints`: one `[x, y, score]`
+    per landmark (pixels; the score is Keypoint R-CNN's heatmap peak logit, higher is surer, not a probability), in the
+    order of the package's `keypoints` names (model.json; `skeletons` there: the pairs to draw per class)."""
     if task == "segmentation":
         return RESPONSE_SCHEMA
     if task not in TASKS_SERVED:
         raise ValueError(f"task {task!r} is not one of {', '.join(TASKS_SERVED)}")
     inst = {"type": "object", "required": ["class_id", "class_name", "score", "box"], "additionalProperties": False,
             "properties": {k: v for k, v in INSTANCE_SCHEMA["properties"].items() if k not in ("mask", "polygons")}}
+    if task == "keypoints":
+        inst = {**inst, "required": inst["required"] + ["keypoints"], "properties": {**inst["properties"], "keypoints": KEYPOINTS_SCHEMA}}
     result = {**RESULT_SCHEMA, "properties": {**RESULT_SCHEMA["properties"], "instances": {"type": "array", "items": inst}}}
     if task == "classification":
         result = {"type": "object", "required": ["width", "height", "labels"], "additionalProperties": False,
@@ -130,6 +136,10 @@ def answer_problems(answer: dict, sizes: list[tuple[int, int]], classes: list[st
                 errs.append(f"{at}/box: {inst['box']} is not inside the {w}x{h} image")
             if "mask" in inst and inst["mask"]["size"] != [h, w]:
                 errs.append(f"{at}/mask/size: {inst['mask']['size']}, expected [{h}, {w}]")
+            if "keypoints" in inst and len(inst["keypoints"]) != len(r[kind][0]["keypoints"]):
+                errs.append(f"{at}/keypoints: {len(inst['keypoints'])} landmarks, the first instance has {len(r[kind][0]['keypoints'])}")
+            if "keypoints" in inst and not all(-0.5 <= x <= w + 0.5 and -0.5 <= y <= h + 0.5 for x, y, _ in inst["keypoints"]):
+                errs.append(f"{at}/keypoints: a landmark lies outside the {w}x{h} image")
             if classes and (inst["class_id"] > len(classes) or classes[inst["class_id"] - 1] != inst["class_name"]):
                 errs.append(f"{at}: class_id {inst['class_id']} is not class {inst['class_name']!r} of {classes}")
             if thr is not None and inst["score"] < thr:
@@ -322,6 +332,10 @@ def compare_instances(service: list[dict], local: list[dict], threshold: float, 
             problems.append(f"instance {i} ({s['class_name']}): score {s['score']:.6f} vs local {local[j]['score']:.6f}")
         if iou < min_iou and min(_area(s), _area(local[j])) >= TINY_MASK:
             problems.append(f"instance {i} ({s['class_name']}): {'mask' if 'mask' in s else 'box'} IoU {iou:.4f} < {min_iou}")
+        if "keypoints" in s and "keypoints" in local[j]:   # landmarks within 1 px (the box's tolerance)
+            off = max((max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(s["keypoints"], local[j]["keypoints"])), default=0.0)
+            if off > 1.0 or len(s["keypoints"]) != len(local[j]["keypoints"]):
+                problems.append(f"instance {i} ({s['class_name']}): landmarks {off:.2f} px from the local ones")
     for j in left:
         if abs(local[j]["score"] - threshold) <= score_tol: borderline += 1
         else: problems.append(f"local instance {j} ({local[j]['class_name']}, score {local[j]['score']:.6f}) missing from the service")

@@ -90,7 +90,7 @@ class ConfigError(ValueError):
     "A configuration value is wrong; the message names the key, the value and what is allowed."
 
 
-TASKS = ("segmentation", "detection", "classification", "actions")   # the vision tasks the series serves (`task` setting, `cvflow run --task`)
+TASKS = ("segmentation", "detection", "classification", "keypoints", "actions")   # the vision tasks the series serves (`task` setting, `cvflow run --task`)
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Settings:
     seed: int = 0
     experiment: str = "cvflow"       # MLflow / Azure ML experiment name
     model_name: str = "cvflow-maskrcnn"
-    task: str = "segmentation"     # segmentation (Mask R-CNN: instance masks) | detection (Faster R-CNN: boxes) | classification (a label per image) | actions (a label per video clip)
+    task: str = "segmentation"     # segmentation (Mask R-CNN: instance masks) | detection (Faster R-CNN: boxes) | classification (a label per image) | keypoints (Keypoint R-CNN: landmarks per object) | actions (a label per video clip)
     tracking_uri: str = ""           # default: sqlite:///<home>/mlruns/mlflow.db
     azure_config: str = ""           # default: search config.json / .azureml/config.json upwards and in ~
     num_workers: int = -1            # DataLoader workers; -1: min(4, cpu count - 1)

@@ -312,8 +312,12 @@ def merge_sources(sources: list[tuple[Path, Path]], classes: list[str] | None = 
         if left: warnings.append(f"annotations of classes {left} left out (not in the asked classes)")
         order = list(classes)
     cat_id = {n: k for k, n in enumerate(order, 1)}
+    kp = {}   # COCO keypoints: a category's landmark names and skeleton travel with it
+    for _, _, c in loaded:
+        for cat in c["categories"]:
+            if cat.get("keypoints"): kp.setdefault(cat["name"], {"keypoints": cat["keypoints"], "skeleton": cat.get("skeleton", [])})
     out = {"info": {"description": "cvflow dataset"}, "images": [], "annotations": [],
-           "categories": [{"id": cat_id[n], "name": n, "supercategory": ""} for n in order]}
+           "categories": [{"id": cat_id[n], "name": n, "supercategory": "", **kp.get(n, {})} for n in order]}
     src_path, digests, by_name = {}, {}, {}
     next_img, next_ann = 1, 1
     total = sum(len(c["images"]) for _, _, c in loaded)
@@ -537,7 +541,7 @@ def mask_areas(masks: torch.Tensor) -> torch.Tensor:
 
 def _sanitize_labels(inputs):
     t = inputs[1]
-    return tuple(t[k] for k in ("labels", "area", "iscrowd") if k in t)
+    return tuple(t[k] for k in ("labels", "area", "iscrowd", "keypoints") if k in t)
 
 
 class CocoInstanceDataset(torch.utils.data.Dataset):
@@ -554,6 +558,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if names and min(names) < 1: raise ValueError(f"{self.coco_json}: category id {min(names)} < 1 (0 is the background)")
         # label k <-> classes[k - 1]; ids with gaps (raw COCO) get placeholders so that this always holds
         self.classes = [names.get(k, f"<unused {k}>") for k in range(1, max(names, default=0) + 1)]
+        # COCO keypoints: the landmark names (one list for every class) and each class's skeleton; targets get `keypoints`
+        self.keypoint_names = next((list(c["keypoints"]) for c in d["categories"] if c.get("keypoints")), [])
+        self.skeletons = {c["name"]: c.get("skeleton") or [] for c in d["categories"] if c.get("keypoints")}
         self._sanitize = v2.SanitizeBoundingBoxes(min_size=1, labels_getter=_sanitize_labels)
 
     def __len__(self) -> int: return len(self.ids)
@@ -594,7 +601,13 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                 x, y, bw, bh = a["bbox"]
                 masks[k, int(round(y)):int(round(y + bh)), int(round(x)):int(round(x + bw))] = 1
         m = torch.from_numpy(masks)
-        return {"boxes": tv_tensors.BoundingBoxes(masks_to_boxes_exclusive(m), format="XYXY", canvas_size=(h, w)),
+        kp = {}
+        if self.keypoint_names:   # [N, K, 2] points the transforms move, and their visibility [N, K] (0: not labelled)
+            K = len(self.keypoint_names)
+            arr = np.array([a.get("keypoints") or [0] * (3 * K) for a in anns], np.float32).reshape(len(anns), K, 3)
+            kp = {"keypoints": tv_tensors.KeyPoints(torch.from_numpy(arr[..., :2].copy()), canvas_size=(h, w)),
+                  "keypoints_visible": torch.from_numpy(arr[..., 2] > 0)}
+        return {**kp, "boxes": tv_tensors.BoundingBoxes(masks_to_boxes_exclusive(m), format="XYXY", canvas_size=(h, w)),
                 "masks": tv_tensors.Mask(m),
                 "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
                 "image_id": int(iid),
@@ -613,6 +626,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         canvas = tuple(image.shape[-2:])
         target["boxes"] = tv_tensors.BoundingBoxes(masks_to_boxes_exclusive(m), format="XYXY", canvas_size=canvas)
         target["area"] = mask_areas(m)
+        if "keypoints_visible" in target:   # Keypoint R-CNN's [N, K, 3] (x, y, v); a point moved off the image is unlabelled
+            xy = target.pop("keypoints").as_subclass(torch.Tensor).reshape(len(m), -1, 2)
+            inside = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] < canvas[1]) & (xy[..., 1] < canvas[0])
+            vis = target.pop("keypoints_visible") & inside
+            target["keypoints"] = torch.cat([xy * vis[..., None], vis[..., None].float()], -1)
         return self._sanitize(image, target)
 
 

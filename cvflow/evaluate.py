@@ -17,15 +17,15 @@ import torch
 import torchvision
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.cocoeval import COCOeval, Params
 from tqdm.auto import tqdm
 
 from .annotations import rle_json
 
 # %% auto #0
-__all__ = ['STAT_NAMES', 'prediction_to_coco', 'box_iou', 'coco_metrics', 'flat_metrics', 'to_float_image', 'predict',
-           'iou_types_of', 'evaluate', 'classification_metrics', 'confusion_figure', 'evaluate_classifier',
-           'match_categories', 'evaluate_file']
+__all__ = ['STAT_NAMES', 'KPT_STAT_NAMES', 'KEYPOINT_SIGMA', 'prediction_to_coco', 'box_iou', 'kpt_oks_sigmas', 'coco_metrics',
+           'flat_metrics', 'to_float_image', 'predict', 'iou_types_of', 'evaluate', 'classification_metrics',
+           'confusion_figure', 'evaluate_classifier', 'match_categories', 'evaluate_file']
 
 # %% ../nbs/06b_evaluate.ipynb #686f3eb5
 def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh: float = 0.5) -> list[dict]:
@@ -46,6 +46,8 @@ def prediction_to_coco(pred: dict[str, torch.Tensor], image_id: int, mask_thresh
         if masks is not None:
             rle = rles[i]
             r["segmentation"] = rle_json(rle)
+        if pred.get("keypoints") is not None:   # Keypoint R-CNN: [x, y, 1] per landmark (COCO scores the instance's score)
+            r["keypoints"] = [round(float(v), 2) if j % 3 < 2 else 1 for j, v in enumerate(pred["keypoints"][i].reshape(-1).tolist())]
         out.append(r)
     return out
 
@@ -62,6 +64,18 @@ def box_iou(a, b) -> np.ndarray:
 
 # %% ../nbs/06b_evaluate.ipynb #c2118ebe
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+KPT_STAT_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]   # COCOeval's keypoint summary
+KEYPOINT_SIGMA = 0.05   # OKS sigma of every custom landmark (COCO's person ones run 0.025 for eyes to 0.107 for hips)
+
+
+def kpt_oks_sigmas(coco_gt: COCO) -> np.ndarray | None:
+    """The OKS sigmas for the keypoints of `coco_gt`'s categories: COCO's own 17 for the 17 person keypoints, else
+    `KEYPOINT_SIGMA` for each custom landmark (a point as sharp as a corner: an error of about 6 px on a 50 px wide
+    object gives OKS 0.5); None without keypoints."""
+    names = next((c["keypoints"] for c in coco_gt.loadCats(coco_gt.getCatIds()) if c.get("keypoints")), None)
+    if not names: return None
+    if len(names) == 17: return Params(iouType="keypoints").kpt_oks_sigmas
+    return np.full(len(names), KEYPOINT_SIGMA)
 
 
 def _per_class_ap(ev: COCOeval) -> list[float]:
@@ -76,17 +90,19 @@ def _per_class_ap(ev: COCOeval) -> list[float]:
 
 def coco_metrics(coco_gt: COCO, results: list[dict], iou_types: Iterable[str] = ("bbox", "segm"),
                  image_ids: Iterable[int] | None = None) -> dict[str, dict[str, Any]]:
-    "pycocotools COCOeval summaries per IoU type: {'bbox': {'AP', 'AP50', …, 'per_class': {name: AP}}, 'segm': …}."
+    """pycocotools COCOeval summaries per IoU type: {'bbox': {'AP', 'AP50', …, 'per_class': {name: AP}}, 'segm': …};
+    'keypoints': COCO keypoint AP by OKS (`KPT_STAT_NAMES`; sigmas from `kpt_oks_sigmas`)."""
     image_ids = sorted(int(i) for i in (coco_gt.getImgIds() if image_ids is None else image_ids))
     cats = coco_gt.loadCats(coco_gt.getCatIds())
     names = [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
     out: dict[str, dict[str, Any]] = {}
     for iou_type in iou_types:
-        res = [r for r in results if iou_type == "bbox" or "segmentation" in r]
+        res = [r for r in results if iou_type == "bbox" or ("segmentation" if iou_type == "segm" else iou_type) in r]
+        stat_names = KPT_STAT_NAMES if iou_type == "keypoints" else STAT_NAMES
         if not res:
             has_gt = {c: bool(coco_gt.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False)) for c in sorted(coco_gt.getCatIds())}
             any_gt = any(has_gt.values())
-            out[iou_type] = {**{k: (0.0 if any_gt else float("nan")) for k in STAT_NAMES},
+            out[iou_type] = {**{k: (0.0 if any_gt else float("nan")) for k in stat_names},
                              "per_class": {n: (0.0 if has_gt[c] else float("nan")) for n, c in zip(names, sorted(has_gt))},
                              "n_detections": 0}
             continue
@@ -94,8 +110,9 @@ def coco_metrics(coco_gt: COCO, results: list[dict], iou_types: Iterable[str] = 
             dt = coco_gt.loadRes(copy.deepcopy(res))
             ev = COCOeval(coco_gt, dt, iou_type)
             ev.params.imgIds = image_ids
+            if iou_type == "keypoints": ev.params.kpt_oks_sigmas = kpt_oks_sigmas(coco_gt)
             ev.evaluate(); ev.accumulate(); ev.summarize()
-        stats = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
+        stats = {k: float(v) for k, v in zip(stat_names, ev.stats)}
         stats = {k: (float("nan") if v == -1 else v) for k, v in stats.items()}
         out[iou_type] = {**stats, "per_class": dict(zip(names, _per_class_ap(ev))), "n_detections": len(res)}
     return out
@@ -135,6 +152,7 @@ def predict(model: torch.nn.Module, images: list[torch.Tensor], device: str | to
 def iou_types_of(model: torch.nn.Module) -> tuple[str, ...]:
     "The COCO IoU types a model's outputs can be scored on: ('bbox', 'segm') with a mask head, ('bbox',) without (Faster R-CNN)."
     heads = getattr(getattr(model, "module", model), "roi_heads", None)
+    if getattr(heads, "keypoint_predictor", None) is not None: return ("bbox", "keypoints")   # Keypoint R-CNN
     return ("bbox", "segm") if heads is None or heads.has_mask() else ("bbox",)
 
 
@@ -213,7 +231,8 @@ def match_categories(coco_dict: dict, classes: list[str], source: str = "annotat
     if unknown:
         raise ValueError(f"{source}: class(es) {', '.join(unknown)} not among the model's classes {', '.join(classes)}")
     new_id = {i: classes.index(n) + 1 for i, n in names.items() if n in classes}
-    return dict(coco_dict, categories=[{"id": k + 1, "name": c, "supercategory": ""} for k, c in enumerate(classes)],
+    extra = {c["name"]: {k: v for k, v in c.items() if k in ("keypoints", "skeleton")} for c in coco_dict.get("categories", [])}
+    return dict(coco_dict, categories=[{"id": k + 1, "name": c, "supercategory": "", **extra.get(c, {})} for k, c in enumerate(classes)],
                 annotations=[dict(a, category_id=new_id[int(a["category_id"])]) for a in coco_dict.get("annotations", [])])
 
 

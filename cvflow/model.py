@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 import torchvision
-from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
@@ -28,10 +29,11 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'VIDEO_PRESETS',
-           'VIDEO_INPUTS', 'preset_config', 'weights_url', 'default_weights_path', 'load_weights_file', 'build_model',
-           'model_config', 'rebuild_model', 'ImageClassifier', 'build_classifier', 'VideoClassifier',
-           'build_video_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
+__all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'KEYPOINT_WEIGHT_URLS', 'KEYPOINT_DEFAULTS', 'KEYPOINT_PRESET_DEFAULTS',
+           'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'VIDEO_PRESETS', 'VIDEO_INPUTS', 'preset_config',
+           'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
+           'ImageClassifier', 'build_classifier', 'VideoClassifier', 'build_video_classifier', 'load_checkpoint',
+           'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -40,7 +42,7 @@ _COMMON = dict(
     box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100, box_batch_size_per_image=512,
     box_positive_fraction=0.25, score_thresh=0.5, mask_thresh=0.5, task="segmentation",
 )
-DETECTION_TASKS = ("segmentation", "detection")  # the tasks these presets build: Mask R-CNN, Faster R-CNN
+DETECTION_TASKS = ("segmentation", "detection", "keypoints")  # the tasks these presets build: Mask R-CNN, Faster R-CNN, Keypoint R-CNN
 
 PRESETS: dict[str, dict[str, Any]] = {
     "r50-fpn": dict(_COMMON, arch="resnet50_fpn", backbone="resnet50", min_size=800, max_size=1333,
@@ -75,6 +77,11 @@ WEIGHT_URLS = {
     "r50-fpn-v2": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
     "cpu-small": "https://download.pytorch.org/models/resnet18-f37072fd.pth",  # ImageNet backbone only
 }
+KEYPOINT_WEIGHT_URLS = {  # task keypoints: torchvision's Keypoint R-CNN on COCO person keypoints (2 classes, 17 landmarks)
+    "r50-fpn": "https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+}
+KEYPOINT_DEFAULTS = dict(num_keypoints=17, keypoint_head_layers=[512] * 8, keypoint_roi_size=14)   # torchvision's (COCO person)
+KEYPOINT_PRESET_DEFAULTS = {"cpu-small": dict(keypoint_head_layers=[128] * 4), "cpu-mobile": dict(keypoint_head_layers=[64] * 4)}
 DETECTION_WEIGHT_URLS = {  # task detection: torchvision's Faster R-CNN COCO files
     "r50-fpn": "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
     "r50-fpn-v2": "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth",
@@ -87,6 +94,8 @@ def preset_config(preset: str, **overrides) -> dict[str, Any]:
     if preset not in PRESETS:
         raise ConfigError(f"model preset {preset!r} is not one of {', '.join(PRESETS)}")
     cfg = copy.deepcopy(PRESETS[preset])
+    if overrides.get("task") == "keypoints":   # Keypoint R-CNN's own settings (num_keypoints: K landmarks for all classes)
+        cfg.update(copy.deepcopy(KEYPOINT_DEFAULTS), **copy.deepcopy(KEYPOINT_PRESET_DEFAULTS.get(preset, {})))
     unknown = sorted(set(overrides) - set(cfg) - {"preset"})
     if unknown:
         raise ConfigError(f"model preset {preset!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(cfg))}")
@@ -100,8 +109,9 @@ def preset_config(preset: str, **overrides) -> dict[str, Any]:
 
 # %% ../nbs/06a_model.ipynb #d563c666
 def weights_url(preset: str, task: str = "segmentation") -> str:
-    "torchvision's download address of `weights='DEFAULT'` for `preset` and `task` (segmentation: Mask R-CNN, detection: Faster R-CNN)."
-    urls = DETECTION_WEIGHT_URLS if task == "detection" else WEIGHT_URLS
+    """torchvision's download address of `weights='DEFAULT'` for `preset` and `task` (segmentation: Mask R-CNN, detection:
+    Faster R-CNN, keypoints: Keypoint R-CNN of COCO person keypoints)."""
+    urls = {"detection": DETECTION_WEIGHT_URLS, "keypoints": KEYPOINT_WEIGHT_URLS}.get(task, WEIGHT_URLS)
     if preset not in urls:
         raise ConfigError(f"model preset {preset!r} has no default weights for task {task}; presets with them: {', '.join(urls)}")
     return urls[preset]
@@ -168,10 +178,25 @@ def _rcnn_kwargs(cfg: dict) -> dict:
 
 
 def _detector(cfg: dict, backbone: nn.Module, num_classes: int | None, **parts) -> FasterRCNN:
-    "Mask R-CNN for task segmentation; for detection Faster R-CNN of the same parts, the `mask_*` ones left out."
+    """Mask R-CNN for task segmentation; for detection Faster R-CNN of the same parts, the `mask_*` ones left out; for
+    keypoints Keypoint R-CNN (`num_keypoints` landmarks; its `keypoint_*` parts, else torchvision's default heads)."""
+    if cfg["task"] == "keypoints":
+        parts = {k: v for k, v in parts.items() if not k.startswith("mask_")}
+        if "keypoint_predictor" not in parts: parts["num_keypoints"] = int(cfg["num_keypoints"])
+        return KeypointRCNN(backbone, num_classes=num_classes, **parts)
+    parts = {k: v for k, v in parts.items() if not k.startswith("keypoint_")}
     if cfg["task"] == "detection":
         return FasterRCNN(backbone, num_classes=num_classes, **{k: v for k, v in parts.items() if not k.startswith("mask_")})
     return MaskRCNN(backbone, num_classes=num_classes, **parts)
+
+
+def _keypoint_parts(cfg: dict, names: list[str], channels: int) -> dict:
+    "The small presets' Keypoint R-CNN head: `keypoint_head_layers` convolutions on `keypoint_roi_size` RoIs (none for other tasks)."
+    if cfg["task"] != "keypoints": return {}
+    layers = [int(c) for c in cfg["keypoint_head_layers"]]
+    return {"keypoint_roi_pool": MultiScaleRoIAlign(names, int(cfg["keypoint_roi_size"]), 2),
+            "keypoint_head": KeypointRCNNHeads(channels, layers),
+            "keypoint_predictor": KeypointRCNNPredictor(layers[-1], int(cfg["num_keypoints"]))}
 
 
 def _architecture(cfg: dict, num_classes: int) -> FasterRCNN:
@@ -223,11 +248,11 @@ def _architecture(cfg: dict, num_classes: int) -> FasterRCNN:
             mask_roi_pool=MultiScaleRoIAlign(names, mask_roi, 2),
             mask_head=MaskRCNNHeads(ch, list(cfg["mask_head_layers"]), 1),
             mask_predictor=MaskRCNNPredictor(cfg["mask_head_layers"][-1], cfg["mask_head_layers"][-1], num_classes),
-            **kw)
+            **_keypoint_parts(cfg, names, ch), **kw)
     raise ConfigError(f"model setting `arch`: {cfg['arch']!r} is not one of resnet50_fpn, resnet50_fpn_v2, small_fpn, mobilenet_fpn")
 
 # %% ../nbs/06a_model.ipynb #b3ec341b
-_HEAD_KEYS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+_HEAD_KEYS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.", "roi_heads.keypoint_predictor.")
 
 
 def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dict:
@@ -236,6 +261,8 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
         target, prefix = model, ""
         if not hasattr(model.roi_heads, "mask_head") or model.roi_heads.mask_head is None:  # Faster R-CNN: no mask head to fill
             sd = {k: v for k, v in sd.items() if not k.startswith("roi_heads.mask_")}
+        if getattr(model.roi_heads, "keypoint_head", None) is None:   # no keypoint head to fill (from Keypoint R-CNN weights)
+            sd = {k: v for k, v in sd.items() if not k.startswith("roi_heads.keypoint_")}
     elif any(k.startswith(("layer1.", "conv1.")) for k in sd):  # a classification backbone
         target, prefix = model.backbone.body, "backbone.body."
         sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
@@ -248,7 +275,9 @@ def _load_into(model: MaskRCNN, sd: dict[str, torch.Tensor], source: str) -> dic
         raise ConfigError(f"weights {source}: shapes differ from preset for {', '.join(bad[:5])}"
                           f"{' …' if len(bad) > 5 else ''} (was it saved from another preset?)")
     res = target.load_state_dict(sd, strict=False)
-    missing = [k for k in res.missing_keys if not k.startswith(_HEAD_KEYS) and not k.endswith("num_batches_tracked")]
+    fresh_kp = not any(k.startswith("roi_heads.keypoint_") for k in sd)   # a keypoint head trained from scratch (weights without one)
+    missing = [k for k in res.missing_keys if not k.startswith(_HEAD_KEYS) and not k.endswith("num_batches_tracked")
+               and not (fresh_kp and k.startswith("roi_heads.keypoint_"))]
     if missing or res.unexpected_keys:
         raise ConfigError(f"weights {source}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]}"
                           " (was it saved from another preset?)")

@@ -32,14 +32,14 @@ from .evaluate import box_iou, flat_metrics, prediction_to_coco, to_float_image
 from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES', 'RUNTIMES',
-           'ONNX_OPSET', 'PARITY_TOLERANCES', 'MASK_TIE', 'find_checkpoint', 'demo_checkpoint', 'package_versions',
-           'git_state', 'flatten_metrics', 'dataset_card_hash', 'checkpoint_metrics', 'package_meta',
-           'serving_requirements', 'score_script_path', 'export_package', 'PackageError', 'read_package_meta',
-           'as_image_list', 'as_clip_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores',
-           'onnx_session', 'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError',
-           'compare_detections', 'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package',
-           'main_export']
+__all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'REQUIRED_META', 'SERVING_PACKAGES',
+           'COCO_PERSON_KEYPOINTS', 'COCO_PERSON_SKELETON', 'RUNTIMES', 'ONNX_OPSET', 'PARITY_TOLERANCES', 'MASK_TIE',
+           'find_checkpoint', 'demo_checkpoint', 'package_versions', 'git_state', 'flatten_metrics',
+           'dataset_card_hash', 'checkpoint_metrics', 'package_meta', 'serving_requirements', 'score_script_path',
+           'export_package', 'person_pose_package', 'PackageError', 'read_package_meta', 'as_image_list',
+           'as_clip_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores', 'onnx_session',
+           'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections',
+           'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package', 'main_export']
 
 # %% ../nbs/07_export.ipynb #7fc009d4
 CHECKPOINT_CHOICES = ("best", "last")
@@ -77,11 +77,16 @@ def demo_checkpoint(d: str | Path, metrics: dict | None = None, data: str | None
     if model_kw.get("task") in ("classification", "actions"):   # no background class, one square input size (model_kw image_size)
         m = build_model(preset, len(DEMO_CLASSES), **model_kw)
         min_size = max_size = model_config(m)["image_size"]
+    elif model_kw.get("task") == "keypoints":   # K = 4, as the keypoints sample's corners
+        m = build_model(preset, len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size, **{"num_keypoints": 4, **model_kw})
     else:
         m = build_model(preset, len(DEMO_CLASSES) + 1, min_size=min_size, max_size=max_size, **model_kw)
     cfg = {"preset": preset, "classes": DEMO_CLASSES, "category_ids": list(range(1, len(DEMO_CLASSES) + 1)),
            "num_classes": model_config(m)["num_classes"], "input_size": {"min_size": min_size, "max_size": max_size},
            "model": model_config(m), "data": data or ""}
+    if model_kw.get("task") == "keypoints":   # the keypoints sample's landmarks (the demo classes without a skeleton draw every point)
+        from cvflow.sample import KEYPOINT_NAMES, SKELETONS
+        cfg |= {"keypoints": list(KEYPOINT_NAMES)[:model_config(m)["num_keypoints"]], "skeletons": dict(SKELETONS)}
     (d / "checkpoints").mkdir(parents=True, exist_ok=True)
     state = {"best": None, "best_step": None, "history": [], "run_id": run_id, "latest": metrics or {}}
     torch.save({"model": m.state_dict(), "config": cfg, "step": step, "epoch": 1, "metrics": state}, d / "checkpoints" / "last.pt")
@@ -126,7 +131,7 @@ def flatten_metrics(metrics: dict | None) -> dict[str, float]:
     out: dict[str, float] = {}
     if not metrics:
         return out
-    nested = {k: v for k, v in metrics.items() if isinstance(v, dict) and k in ("bbox", "segm")}
+    nested = {k: v for k, v in metrics.items() if isinstance(v, dict) and k in ("bbox", "segm", "keypoints")}
     out.update(flat_metrics(nested))
     for k, v in metrics.items():
         if k in nested or isinstance(v, bool):
@@ -196,6 +201,8 @@ def package_meta(config: dict, name: str, metrics: dict | None = None, score_thr
         "score_threshold": st, "mask_threshold": mt,
         **({"clip": {"clip_length": int(mcfg["clip_length"]), "frame_size": int(mcfg["image_size"]),   # actions: a request is
                      "layout": "THWC"}} if task == "actions" else {}),                                # a clip of frames
+        **({"keypoints": list(config["keypoints"]), "skeletons": dict(config.get("skeletons") or {})}
+           if task == "keypoints" and config.get("keypoints") else {}),   # landmark names, skeleton pairs per class
         "metrics": flatten_metrics(metrics), "dataset_card_hash": card_hash,
         "source": source or {}, "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -275,6 +282,32 @@ def export_package(source: str | Path, out: str | Path | None = None, name: str 
         print(f"note: {Path(cvflow.__file__).parent / 'score.py'} does not exist yet (deploy step 08); "
               f"the package has no score.py")
     return out
+
+# %% ../nbs/07_export.ipynb #9a16254a
+COCO_PERSON_KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                         "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                         "right_knee", "left_ankle", "right_ankle"]
+COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
+                        [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]   # COCO's person skeleton (1-based)
+
+
+def person_pose_package(out: str | Path, weights: str | Path = "DEFAULT", name: str = "person-pose",
+                        score_threshold: float = 0.7, **model_kw) -> Path:
+    """A model package of torchvision's Keypoint R-CNN for human pose (`keypointrcnn_resnet50_fpn`: class `person`, the 17
+    COCO person keypoints and their skeleton), without training: `weights` 'DEFAULT' (torchvision's COCO file, from the
+    torch hub cache or downloaded) or a local state_dict file; `model_kw`: preset settings (e.g. `min_size=512` for speed).
+    Score a video with it: `cvflow score-video --package <out> --video match.mp4`. Returns `out`."""
+    import tempfile
+    m = build_model("r50-fpn", 2, weights, task="keypoints", **model_kw)
+    mc = model_config(m)
+    cfg = {"preset": "r50-fpn", "classes": ["person"], "category_ids": [1], "num_classes": 2,
+           "input_size": {"min_size": mc["min_size"], "max_size": mc["max_size"]}, "model": mc, "data": "",
+           "keypoints": list(COCO_PERSON_KEYPOINTS), "skeletons": {"person": [list(e) for e in COCO_PERSON_SKELETON]}}
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "checkpoints").mkdir()
+        torch.save({"model": m.state_dict(), "config": cfg, "step": 0, "epoch": 0,
+                    "metrics": {"best": None, "latest": {}, "history": [], "run_id": None}}, Path(d) / "checkpoints" / "last.pt")
+        return export_package(d, get_paths().resolve(out), name=name, which="last", score_threshold=score_threshold, quiet=True)
 
 # %% ../nbs/07_export.ipynb #e0bf1700
 class PackageError(ValueError):
@@ -366,11 +399,14 @@ def _instances(pred: dict, classes: list[str], score_threshold: float, mask_thre
     pred = {k: v[order] for k, v in pred.items()}
     recs = prediction_to_coco(pred, 0, mask_threshold)  # category, score and RLE mask
     out = []
-    for r, box in zip(recs, pred["boxes"].tolist()):
+    for i, (r, box) in enumerate(zip(recs, pred["boxes"].tolist())):
         k = int(r["category_id"])
         out.append({"class_id": k, "class_name": classes[k - 1] if 1 <= k <= len(classes) else str(k),
                     "score": float(r["score"]), "box": [float(v) for v in box],
                     **({"mask": r["segmentation"]} if "segmentation" in r else {})})  # no mask from a detection model
+        if pred.get("keypoints") is not None:   # Keypoint R-CNN: [x, y, score] per landmark (score: the heatmap's peak logit)
+            out[-1]["keypoints"] = [[float(x), float(y), float(s)] for (x, y), s in
+                                    zip(pred["keypoints"][i, :, :2].tolist(), pred["keypoints_scores"][i].tolist())]
     return out
 
 

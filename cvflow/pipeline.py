@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                       "1/2/3, VIA CSV, labelme folders): from the annotation check and class distribution on")
     ap.add_argument("--images", metavar="DIR", help="with --annotations: the folder of the annotated images")
     ap.add_argument("--task", choices=TASKS, help="segmentation (Mask R-CNN), detection (Faster R-CNN), classification (a "
-                    "label per image) or actions (a label per video clip); default: the `task` setting of cvflow.yaml")
+                    "label per image), keypoints (Keypoint R-CNN: landmarks) or actions (a label per video clip); default: the `task` setting of cvflow.yaml")
     ap.add_argument("--classes", metavar="A,B,...", help="with --videos: the classes annotators pick from; with "
                     "--annotations: the classes to keep, in id order")
     a = ap.parse_args(argv)

@@ -17,8 +17,9 @@ import numpy as np
 from .config import atomic_dir, atomic_write_json, frame_filename, get_paths
 
 # %% auto #0
-__all__ = ['CLASSES', 'ACTIONS', 'shape_polygon', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render',
-           'make_sample', 'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images',
+__all__ = ['CLASSES', 'KEYPOINT_NAMES', 'KEYPOINT_CLASSES', 'SKELETONS', 'ACTIONS', 'shape_polygon', 'shape_corners',
+           'keypoint_categories', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render',
+           'corner_keypoints', 'make_sample', 'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images',
            'make_heldout_images', 'via3_action_project', 'make_action_sample', 'main']
 
 # %% ../nbs/00a_sample.ipynb #9c2d77bb
@@ -40,6 +41,38 @@ def shape_polygon(cls: str, cx: float, cy: float, size: float, angle: float) -> 
     else:
         raise ValueError(f"class {cls!r} is not one of {CLASSES}")
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1).astype(np.float32)
+
+# %% ../nbs/00a_sample.ipynb #c8b86ddf
+KEYPOINT_NAMES = ("corner1", "corner2", "corner3", "corner4")   # the landmarks of the keypoints sample (K = 4)
+KEYPOINT_CLASSES = ("square", "triangle")   # classes with landmarks; discs have none and are not a keypoints class
+SKELETONS = {"square": [[1, 2], [2, 3], [3, 4], [4, 1]], "triangle": [[1, 2], [2, 3], [3, 1]]}  # 1-based, COCO style
+
+
+def shape_corners(cls: str, cx: float, cy: float, size: float, angle: float) -> np.ndarray:
+    """The corners (4, 2) float32 of a square or triangle in landmark order: `corner1` is the corner whose direction
+    from the centre is nearest straight up (image -y), the others follow clockwise as seen on screen; a triangle's
+    `corner4` is NaN (it has three). Defined by what an image shows (not by the hidden rotation `angle`: a square turned
+    by 90 degrees looks the same), so a model can learn it. ValueError for a class without corners (disc)."""
+    if cls not in KEYPOINT_CLASSES: raise ValueError(f"class {cls!r} has no corners; keypoint classes: {KEYPOINT_CLASSES}")
+    poly = shape_polygon(cls, cx, cy, size, angle).astype(np.float64)   # vertices by increasing angle: clockwise on screen
+    d = poly - np.array([cx, cy])
+    from_up = np.arctan2(d[:, 0], -d[:, 1])    # 0: straight up, growing clockwise (x right, y down)
+    first = int(np.argmin(np.abs(from_up)))
+    out = np.full((len(KEYPOINT_NAMES), 2), np.nan, np.float32)
+    out[:len(poly)] = np.roll(poly, -first, axis=0)
+    return out
+
+
+def _keypoint_spec() -> dict:
+    "What a keypoints sample's ground truth records of its landmarks (see `gt_to_coco`)."
+    return {"names": list(KEYPOINT_NAMES), "classes": list(KEYPOINT_CLASSES), "skeletons": {k: [list(e) for e in v] for k, v in SKELETONS.items()}}
+
+
+def keypoint_categories(spec: dict | None = None) -> list[dict]:
+    "COCO categories (ids 1..) of the keypoint classes, each with its `keypoints` names and `skeleton` (1-based pairs)."
+    spec = spec or _keypoint_spec()
+    return [{"id": i + 1, "name": c, "supercategory": "shape", "keypoints": list(spec["names"]),
+             "skeleton": [list(e) for e in spec["skeletons"].get(c, [])]} for i, c in enumerate(spec["classes"])]
 
 # %% ../nbs/00a_sample.ipynb #bd73e611
 @dataclass
@@ -141,8 +174,9 @@ def _subject_scene(rng: np.random.Generator, w: int, h: int, first_track_id: int
     return Scene(make_background(rng, w, h), objs, label)
 
 # %% ../nbs/00a_sample.ipynb #6a39422a
-def render(scene: Scene, t: float, w: int, h: int) -> tuple[np.ndarray, list[dict]]:
-    "Render `scene` at time `t`: the RGB image and one ground-truth dict per visible object."
+def render(scene: Scene, t: float, w: int, h: int, keypoints: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """Render `scene` at time `t`: the RGB image and one ground-truth dict per visible object. `keypoints`: squares and
+    triangles also get `keypoints` ([x, y, v] per `KEYPOINT_NAMES`, `corner_keypoints`)."""
     img = scene.background.copy()
     label = np.zeros((h, w), np.int16)
     full_area = {}
@@ -173,7 +207,26 @@ def render(scene: Scene, t: float, w: int, h: int) -> tuple[np.ndarray, list[dic
         x, y, bw, bh = cv2.boundingRect(m)
         objects.append({"track_id": o.track_id, "class": o.cls, "bbox": [x, y, bw, bh], "area": area,
                         "visible": round(min(1.0, area / max(full_area[k], 1.0)), 3), "polygons": polys})
+        if keypoints and o.cls in KEYPOINT_CLASSES:
+            objects[-1]["keypoints"] = corner_keypoints(o.cls, o.state(t, w, h), label == k + 1)
     return img, objects
+
+
+def corner_keypoints(cls: str, state: tuple, mask: np.ndarray) -> list[float]:
+    """COCO `keypoints` [x, y, v] * 4 of an object's corners (`shape_corners` at `state` = (cx, cy, size, angle)):
+    v = 2 where the corner is in the image and the object's visible `mask` (H, W) bool holds the pixels 3 and 6 px
+    inside it (towards the centre), else 0 with x = y = 0 (hidden or outside: an annotator clicks what they see)."""
+    h, w = mask.shape
+    out = []
+    for x, y in shape_corners(cls, *state).astype(np.float64):
+        vis = bool(np.isfinite(x)) and 0 <= x < w and 0 <= y < h
+        if vis:
+            d = np.array([state[0] - x, state[1] - y]); d /= max(np.linalg.norm(d), 1e-6)
+            for r in (3.0, 6.0):   # (a sharp tip is under 2 px wide 1.5 px in: rounding could miss it)
+                px, py = int(np.round(x + r * d[0])), int(np.round(y + r * d[1]))
+                vis = vis and 0 <= px < w and 0 <= py < h and bool(mask[py, px])
+        out += [round(float(x), 2), round(float(y), 2), 2] if vis else [0, 0, 0]
+    return out
 
 # %% ../nbs/00a_sample.ipynb #babc1ccf
 def _timeline(rng: np.random.Generator, n_frames: int, n_scenes: int, fps: float):
@@ -207,9 +260,12 @@ def _subject_classes(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width: int = 640, height: int = 360,
-                seed: int = 0, n_scenes: int | None = None, progress: bool = True, subject: bool = False) -> Path:
+                seed: int = 0, n_scenes: int | None = None, progress: bool = True, subject: bool = False,
+                keypoints: bool = False) -> Path:
     """Render the sample video `out_dir/sample.mp4` and `out_dir/ground_truth.json`; returns the video path.
-    `subject`: scenes of one main subject (`make_scene`), each frame's `label` its class (else no `label`, as before)."""
+    `subject`: scenes of one main subject (`make_scene`), each frame's `label` its class (else no `label`, as before).
+    `keypoints`: squares and triangles also carry their corners (`corner_keypoints`), and the ground truth a `keypoints`
+    entry (names, classes, skeletons) that makes `gt_to_coco` write COCO keypoints; the video is the same."""
     from tqdm.auto import tqdm
     import av
     if width % 2 or height % 2:
@@ -229,14 +285,15 @@ def make_sample(out_dir: str | Path, seconds: float = 40.0, fps: int = 15, width
         scenes.append(make_scene(rng, width, height, next_id, subject=subjects[k])); next_id += len(scenes[-1].objects)
     gt = {"format": "cvflow-sample-ground-truth", "version": 1, "video": "sample.mp4", "fps": fps,
           "width": width, "height": height, "n_frames": n_frames, "seed": seed, "classes": list(CLASSES),
-          "scene_starts": starts, "frames": []}
+          "scene_starts": starts, "frames": [],
+          **({"keypoints": _keypoint_spec()} if keypoints else {})}
     with atomic_dir(out_dir) as tmp:
         with av.open(str(tmp / "sample.mp4"), "w") as container:
             stream = container.add_stream("libx264", rate=Fraction(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.options = {"crf": "20", "preset": "veryfast"}
             for f in tqdm(range(n_frames), desc="rendering sample", disable=not progress, leave=False):
-                img, objs = render(scenes[scene_of[f]], float(motion_t[f]), width, height)
+                img, objs = render(scenes[scene_of[f]], float(motion_t[f]), width, height, keypoints)
                 if blurred[f]:
                     img = cv2.GaussianBlur(img, (0, 0), 3.5)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
@@ -273,10 +330,13 @@ def ensure_sample(out_dir: str | Path | None = None, **kwargs) -> Path:
 
 # %% ../nbs/00a_sample.ipynb #909ba06c
 def gt_to_coco(gt: dict, frame_indices=None, min_area: int = 0) -> dict:
-    "COCO instances for `frame_indices` (default: all frames) of a sample's ground truth."
+    """COCO instances for `frame_indices` (default: all frames) of a sample's ground truth. A keypoints sample's
+    (`make_sample(keypoints=True)`): COCO keypoints of its keypoint classes only (`keypoints`, `num_keypoints`; categories
+    with `keypoints` names and `skeleton`); discs are left out."""
     frames = gt["frames"] if frame_indices is None else [gt["frames"][int(i)] for i in frame_indices]
-    cats = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(gt["classes"])]
-    cid = {c: i + 1 for i, c in enumerate(gt["classes"])}
+    kp = gt.get("keypoints")
+    cats = keypoint_categories(kp) if kp else [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(gt["classes"])]
+    cid = {c["name"]: c["id"] for c in cats}
     images, anns = [], []
     stem = Path(gt["video"]).stem
     for fr in frames:
@@ -285,22 +345,32 @@ def gt_to_coco(gt: dict, frame_indices=None, min_area: int = 0) -> dict:
                        "height": gt["height"], "video": stem, "frame_index": fr["index"],
                        **({"label": fr["label"]} if fr.get("label") else {})})
         for o in fr["objects"]:
-            if o["area"] < min_area: continue
+            if o["area"] < min_area or o["class"] not in cid: continue
             anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cid[o["class"]],
                          "segmentation": o["polygons"], "area": float(o["area"]), "bbox": [float(v) for v in o["bbox"]],
-                         "iscrowd": 0, "track_id": o["track_id"]})
+                         "iscrowd": 0, "track_id": o["track_id"], **_coco_keypoints(o, kp)})
     return {"info": {"description": f"cvflow synthetic sample (seed {gt['seed']})"}, "images": images,
             "annotations": anns, "categories": cats}
 
+
+def _coco_keypoints(o: dict, spec: dict | None) -> dict:
+    "An object's COCO `keypoints` and `num_keypoints` (nothing without a keypoints `spec`)."
+    if not spec: return {}
+    k = o.get("keypoints") or [0] * (3 * len(spec["names"]))
+    return {"keypoints": k, "num_keypoints": sum(1 for v in k[2::3] if v > 0)}
+
 # %% ../nbs/00a_sample.ipynb #22e9e4af
 def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: int = 320, height: int = 240,
-                       frames_per_scene: int = 4, quality: int = 92, subject: bool = False) -> Path:
+                       frames_per_scene: int = 4, quality: int = 92, subject: bool = False, keypoints: bool = False) -> Path:
     """Render `n` frames of fresh scenes to `out_dir/images/*.jpg` with COCO ground truth `out_dir/instances.json`.
-    `subject`: scenes of one main subject (`make_scene`), each image's `label` its class."""
+    `subject`: scenes of one main subject (`make_scene`), each image's `label` its class. `keypoints`: COCO keypoints
+    of the squares and triangles instead (as `gt_to_coco` writes a keypoints sample's; discs left out); same images."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     images, anns, tid = [], [], 0
-    cats = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASSES)]
+    spec = _keypoint_spec() if keypoints else None
+    cats = keypoint_categories(spec) if keypoints else [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASSES)]
+    cid = {c["name"]: c["id"] for c in cats}
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         scene = None
@@ -310,28 +380,31 @@ def make_sample_images(out_dir: str | Path, n: int = 24, seed: int = 1, width: i
                 scene = make_scene(rng, width, height, tid, subject=subjects[i // frames_per_scene] if subject else False)
                 tid += len(scene.objects)
             fi = int(rng.integers(0, 10_000))
-            img, objs = render(scene, fi / 15, width, height)
+            img, objs = render(scene, fi / 15, width, height, keypoints)
             name = frame_filename(f"synth{i // frames_per_scene:03d}", fi)
             if (tmp / "images" / name).exists():
                 fi += 1; name = frame_filename(f"synth{i // frames_per_scene:03d}", fi)
-                img, objs = render(scene, fi / 15, width, height)
+                img, objs = render(scene, fi / 15, width, height, keypoints)
             cv2.imwrite(str(tmp / "images" / name), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             images.append({"id": i + 1, "file_name": name, "width": width, "height": height,
                            "video": f"synth{i // frames_per_scene:03d}", "frame_index": fi,
                            **({"label": scene.label} if subject else {})})
             for o in objs:
-                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": CLASSES.index(o["class"]) + 1,
+                if o["class"] not in cid: continue
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cid[o["class"]],
                              "segmentation": o["polygons"], "area": float(o["area"]),
-                             "bbox": [float(v) for v in o["bbox"]], "iscrowd": 0, "track_id": o["track_id"]})
+                             "bbox": [float(v) for v in o["bbox"]], "iscrowd": 0, "track_id": o["track_id"],
+                             **_coco_keypoints(o, spec)})
         atomic_write_json(tmp / "instances.json", {"info": {"description": f"cvflow synthetic images (seed {seed})"},
                                                   "images": images, "annotations": anns, "categories": cats})
     return out_dir / "instances.json"
 
 # %% ../nbs/00a_sample.ipynb #1d29b159
 def make_heldout_images(out_dir: str | Path, n: int, seed: int = 0, width: int = 640, height: int = 360,
-                        subject: bool = False) -> Path:
+                        subject: bool = False, keypoints: bool = False) -> Path:
     "`n` frames of scenes the sample video rendered with `seed` never shows (`make_sample_images`); returns the COCO file."
-    return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height, subject=subject)
+    return make_sample_images(out_dir, n=n, seed=seed + 1_000_003, width=width, height=height, subject=subject,
+                              keypoints=keypoints)
 
 # %% ../nbs/00a_sample.ipynb #a7b54f22
 ACTIONS = ("still", "moving", "rotating")   # the motions of the action sample, in class-id order

@@ -304,7 +304,7 @@ def score(images: list[tuple[str, bytes]], opts: dict) -> dict:
         raise RuntimeError("init() has not loaded a model")
     task = _STATE["model"]["task"]
     if opts.get("polygons") and task != "segmentation":
-        raise RequestError(400, "not_supported", f"polygons: this {task} model answers {'boxes' if task == 'detection' else 'labels'} only "
+        raise RequestError(400, "not_supported", f"polygons: this {task} model answers {'labels' if task == 'classification' else 'boxes'} only "
                            "(no masks to outline); leave `polygons` out", "polygons")
     if opts.get("top_k") is not None and task not in ("classification", "actions"):
         raise RequestError(400, "not_supported", f"top_k: this {task} model answers instances, not labels; leave `top_k` out", "top_k")

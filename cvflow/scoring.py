@@ -30,7 +30,7 @@ from .evaluate import box_iou
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package
-from .viz import class_color, draw_instances, font_file
+from .viz import class_color, draw_instances, draw_landmarks, font_file
 
 # %% auto #0
 __all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
@@ -60,8 +60,9 @@ def instances_to_coco(instances: list[dict], image_id: int, cat_ids: list[int]) 
 
 # %% ../nbs/09a_score_video.ipynb #06475cc2
 def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], masks: torch.Tensor | None = None,
-                 track_ids: list | None = None, alpha: float = 0.45) -> np.ndarray:
-    "`image` (RGB uint8 HxWx3) with `instances` drawn: masks (when they have them), boxes, `class #track score`; returns RGB uint8 HxWx3."
+                 track_ids: list | None = None, alpha: float = 0.45, skeletons: dict | None = None) -> np.ndarray:
+    """`image` (RGB uint8 HxWx3) with `instances` drawn: masks (when they have them), boxes, `class #track score`, landmarks
+    and their class's skeleton (a keypoints model's `keypoints`; `skeletons` {class: 1-based pairs}); returns RGB uint8 HxWx3."""
     from torchvision.utils import draw_bounding_boxes
     if not instances:
         return image
@@ -80,6 +81,9 @@ def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], m
                               colors=[class_color(l) for l in labels], width=max(1, min(h, w) // 300),
                               font=font_file(), font_size=max(9, min(h, w) // 40), label_colors="white",
                               fill_labels=True)
+    if all("keypoints" in r for r in instances):   # a keypoints model: [x, y, score] per landmark, all drawn
+        kp = torch.tensor([[[x, y, 1.0] for x, y, _ in r["keypoints"]] for r in instances], dtype=torch.float32)
+        img = draw_landmarks(img, kp, labels, classes, skeletons)
     return img.permute(1, 2, 0).numpy()
 
 
@@ -191,7 +195,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
         redraw = [(n, p) for n, p in zip(names, files) if n not in todo_names and "error" not in done[n]
                   and not (out_dir / "overlays" / (n + ".jpg")).is_file()]
         for n, p in redraw:
-            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), _items(done[n]), pred.classes)
+            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), _items(done[n]), pred.classes, pred.meta.get("skeletons"))
     n_skipped, n_scored = len(files) - len(todo), 0
     if not partial.is_file() or partial.stat().st_size == 0:
         partial.write_text(json.dumps({"header": header}) + "\n", encoding="utf-8")
@@ -210,7 +214,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
                 recs.append({"file_name": n, "width": o["width"], "height": o["height"],
                              **({"labels": o["labels"]} if "labels" in o else {"instances": o["instances"]})})
                 if overlays:
-                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, _items(o), pred.classes)
+                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, _items(o), pred.classes, pred.meta.get("skeletons"))
             for r in recs:
                 log.write(json.dumps(r) + "\n")
                 done[r["file_name"]] = r
@@ -224,11 +228,11 @@ def _items(result: dict) -> list[dict]:   # an image's instances, or a classifie
     return result.get("instances", result.get("labels", []))
 
 
-def _write_overlay(dest: Path, image: np.ndarray, instances: list[dict], classes: list[str]) -> None:
+def _write_overlay(dest: Path, image: np.ndarray, instances: list[dict], classes: list[str], skeletons: dict | None = None) -> None:
     from PIL import Image
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest, suffix=".jpg") as tmp:
-        Image.fromarray(draw_overlay(image, instances, classes)).save(tmp, "JPEG", quality=90)
+        Image.fromarray(draw_overlay(image, instances, classes, skeletons=skeletons)).save(tmp, "JPEG", quality=90)
 
 
 def _assemble_results(out_dir: Path, names: list[str], done: dict, meta: dict, n_skipped: int, n_scored: int) -> ScoreImagesResult:
@@ -542,7 +546,7 @@ def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, classes: 
                 rgb, instances, record = item
                 if instances and instances is not cached[0]:   # unscored frames reuse the last scored frame's masks
                     cached = (instances, decode_masks(instances, rgb.shape[0], rgb.shape[1]) if "mask" in instances[0] else None)
-                img = draw_overlay(rgb, instances, classes, cached[1]) if instances else rgb
+                img = draw_overlay(rgb, instances, classes, cached[1], skeletons=info.get("skeletons")) if instances else rgb
                 if pad != (0, 0): img = np.pad(img, ((0, pad[1]), (0, pad[0]), (0, 0)), mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                     container.mux(packet)
@@ -607,7 +611,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
     write_q: queue.Queue = queue.Queue(maxsize=max(8, 2 * batch * every))
     stop = threading.Event()
     dinfo = {"fps": info["fps"]}
-    winfo = dict(info)
+    winfo = dict(info, skeletons=pred.meta.get("skeletons"))
     model_s = wait_s = 0.0
     n_scored = 0
     last: list = []        # the last scored frame's instances, drawn on unscored frames

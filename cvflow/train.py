@@ -115,7 +115,12 @@ class TrainConfig:
             raise ConfigError(f"train setting `task`: {self.task!r} is not one of {', '.join(TASKS)}")
         if "task" in self.model:
             raise ConfigError("train setting `model`: give the task as the `task` setting, not as a model override")
-        self.best_metric = self.best_metric or {"detection": "bbox/AP", "classification": "cls/accuracy", "actions": "cls/accuracy"}.get(self.task, "segm/AP")
+        if self.task == "keypoints" and (self.hflip or self.vflip or self.degrees):
+            raise ConfigError(f"train settings hflip={self.hflip}, vflip={self.vflip}, degrees={self.degrees}: task keypoints "
+                              "trains without flips and rotations (they change which landmark is which: a person's left and "
+                              "right, a shape's corner order); set them to 0")
+        self.best_metric = self.best_metric or {"detection": "bbox/AP", "classification": "cls/accuracy",
+                                                "keypoints": "keypoints/AP", "actions": "cls/accuracy"}.get(self.task, "segm/AP")
 
 
 DEFAULT_LR = {"sgd": 0.02 / 16, "adamw": 1e-4 / 16}  # per image; x batch size x processes
@@ -131,6 +136,7 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
         except yaml.YAMLError as e: raise ConfigError(f"training config {p} is not valid YAML/JSON: {e}") from None
         if not isinstance(values, dict): raise ConfigError(f"training config {p}: expected a mapping, got {type(values).__name__}")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("task") == "keypoints": values.setdefault("hflip", 0.0)   # no flips for landmarks (see TrainConfig)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -372,7 +378,8 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
             continue
         keep = p["scores"] >= score_thresh
         canvas = draw_instances(img, p["boxes"], p.get("masks"), p["labels"], classes, scores=p["scores"],
-                                score_threshold=score_thresh, mask_threshold=mask_thresh)
+                                score_threshold=score_thresh, mask_threshold=mask_thresh, keypoints=p.get("keypoints"),
+                                skeletons=getattr(ds, "skeletons", None))
         ax.imshow(canvas.permute(1, 2, 0).numpy()); ax.set_axis_off()
         ax.set_title(f"image {ds.ids[i]}: {int(keep.sum())} instance(s)", fontsize=9)
     fig.tight_layout()
@@ -391,6 +398,7 @@ def run_config(cfg: TrainConfig, ds: CocoInstanceDataset | ImageLabelDataset, mo
             "num_classes": mc["num_classes"], "input_size": {"min_size": mc.get("min_size", mc.get("image_size")),
                                                            "max_size": mc.get("max_size", mc.get("image_size"))},
             "model": mc, "train": asdict(cfg), "data": str(data_dir), "seed": cfg.seed, "world_size": di.world,
+            **({"keypoints": ds.keypoint_names, "skeletons": ds.skeletons} if getattr(ds, "keypoint_names", None) else {}),
             "versions": {"cvflow": cvflow.__version__, "torch": str(torch.__version__),
                          "torchvision": str(__import__("torchvision").__version__)}}
 
@@ -475,8 +483,15 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     if workers < 0: workers = min(4, max((os.cpu_count() or 1) // di.world - 1, 0))
 
     # model, optimizer, schedule
+    kp = {}
+    if cfg.task == "keypoints":   # K landmarks: the dataset's (its categories' `keypoints` names)
+        if not train_ds.keypoint_names:
+            raise ConfigError(f"dataset {data_dir}: train.json has no keypoints (categories without `keypoints` names); "
+                              "task keypoints needs COCO keypoints (see `cvflow annotations`)")
+        kp = {"num_keypoints": len(train_ds.keypoint_names)}
     clip = {"clip_length": train_ds.clip_length, "image_size": train_ds.frame_size} if actions else {}   # the data's clips
-    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task, **(clip | cfg.model))
+    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task,
+                        **{**kp, **clip, **cfg.model})
     config = run_config(cfg, train_ds, model, di, data_dir)
     if di.main and not classification and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
         print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
@@ -650,6 +665,7 @@ def step_config(data, out, preset: str = "cpu-small", weights=None, epochs: int 
     if extra.get("task") in ("classification", "actions"):   # a classifier's input is one square size: min_size
         model = {"image_size": min_size} if min_size else {}
     warmup = min(100, max(int(max_steps) // 4, 1)) if max_steps else 100
+    if extra.get("task") == "keypoints": augment.setdefault("hflip", 0.0)   # no flips for landmarks (see TrainConfig)
     return TrainConfig(data=str(data), out=str(out), preset=preset, weights=weights, epochs=epochs, max_steps=max_steps,
                        batch_size=batch_size, optimizer=optimizer, lr=lr, eval_every=eval_every, device=device,
                        tracking=tracking, experiment=experiment, model=model, warmup_steps=warmup, **augment, **extra)
@@ -705,8 +721,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", help="run folder for checkpoints, config.json and metrics.json (models/<name>)")
     ap.add_argument("--config", help="YAML/JSON file of training settings (the --set keys below)")
     ap.add_argument("--preset", help="model preset: r50-fpn, r50-fpn-v2, cpu-small, cpu-mobile (default cpu-small)")
-    ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN) or "
-                    "classification (an image classifier on a labels dataset) or actions (a video clip classifier on a clip dataset)")
+    ap.add_argument("--task", choices=list(TASKS), help="segmentation (Mask R-CNN, default), detection (Faster R-CNN), "
+                    "classification (an image classifier on a labels dataset), keypoints (Keypoint R-CNN on COCO keypoints) "
+                    "or actions (a video clip classifier on a clip dataset)")
     ap.add_argument("--weights", help="initial weights: DEFAULT or a file (default: random)")
     ap.add_argument("--epochs", type=int); ap.add_argument("--max-steps", type=int, dest="max_steps")
     ap.add_argument("--batch-size", type=int, dest="batch_size"); ap.add_argument("--lr", type=float)

@@ -19,7 +19,7 @@ from .dataset import CocoInstanceDataset, train_transforms
 
 # %% auto #0
 __all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances',
-           'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
+           'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -96,8 +96,10 @@ def blend_masks(image: torch.Tensor, masks: torch.Tensor, colors: Sequence[tuple
 
 def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence[str] = (), scores=None,
                    score_threshold: float = 0.0, mask_threshold: float = 0.5, alpha: float = 0.45, width: int | None = None,
-                   font_size: int | None = None, extents: Sequence | None = None) -> torch.Tensor:
-    "Draw masks, boxes and `class` / `class 0.93` labels onto `image` in each class's colour; returns uint8 [3, H, W]."
+                   font_size: int | None = None, extents: Sequence | None = None, keypoints=None,
+                   skeletons: dict | None = None) -> torch.Tensor:
+    """Draw masks, boxes and `class` / `class 0.93` labels onto `image` in each class's colour; returns uint8 [3, H, W].
+    `keypoints` [N, K, 3] (x, y, v; v > 0 drawn) and `skeletons` {class: 1-based pairs}: landmarks (`draw_landmarks`)."""
     img = as_image_tensor(image)
     H, W = img.shape[-2:]
     n = len(labels) if labels is not None else (len(boxes) if boxes is not None else (len(masks) if masks is not None else 0))
@@ -122,6 +124,32 @@ def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence
         font, size = _font(font_size or max(10, min(H, W) // 40))
         img = draw_bounding_boxes(img, b, labels=names, colors=colors, width=width or max(1, min(H, W) // 300),
                                   font=font, font_size=size, label_colors="white", fill_labels=True)
+    if keypoints is not None and len(keypoints):
+        kp = torch.as_tensor(keypoints, dtype=torch.float32).detach().cpu()
+        img = draw_landmarks(img, kp[keep], labels[keep].tolist(), classes, skeletons)
+    return img
+
+
+def draw_landmarks(image, keypoints, labels: Sequence[int], classes: Sequence[str] = (), skeletons: dict | None = None,
+                   radius: int | None = None, width: int | None = None) -> torch.Tensor:
+    """Draw each instance's landmarks (`keypoints` [N, K, 3]: x, y and v, drawn where v > 0; [N, K, 2]: all drawn) and its
+    class's skeleton (`skeletons` {class name: [[a, b], ...]} 1-based pairs, lines between drawn landmarks) in the class's
+    colour, the landmarks as white dots; a landmark no pair of its class's skeleton uses is left out (a triangle's 4th corner).
+    Returns uint8 [3, H, W]."""
+    from torchvision.utils import draw_keypoints
+    img = as_image_tensor(image)
+    H, W = img.shape[-2:]
+    kp = torch.as_tensor(keypoints, dtype=torch.float32).reshape(len(labels), -1, torch.as_tensor(keypoints).shape[-1] if len(labels) else 3)
+    r, w = radius or max(2, min(H, W) // 120), width or max(1, min(H, W) // 250)
+    for i, l in enumerate(labels):
+        name = classes[l - 1] if 0 < l <= len(classes) else None
+        sk = [(int(a) - 1, int(b) - 1) for a, b in (skeletons or {}).get(name, [])]
+        vis = kp[i, :, 2] > 0 if kp.shape[-1] == 3 else torch.ones(kp.shape[1], dtype=torch.bool)
+        if sk: vis &= torch.isin(torch.arange(kp.shape[1]), torch.tensor([j for e in sk for j in e]))
+        if not vis.any(): continue
+        if sk: img = draw_keypoints(img, kp[i:i + 1, :, :2], connectivity=sk, colors=class_color(int(l)), radius=1,
+                                    width=w, visibility=vis[None])   # the skeleton in the class's colour,
+        img = draw_keypoints(img, kp[i:i + 1, :, :2], colors="white", radius=r, visibility=vis[None])   # the landmarks white
     return img
 
 # %% ../nbs/05_view_dataset.ipynb #777652e9
@@ -135,7 +163,8 @@ def item_sample(ds: CocoInstanceDataset, i: int, augment: Callable | None = None
 def draw_item(ds: CocoInstanceDataset, i: int, augment: Callable | None = None, **kw) -> torch.Tensor:
     "Item `i` of the dataset with its instances drawn."
     image, t = item_sample(ds, i, augment)
-    return draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes, **kw)
+    return draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes, keypoints=t.get("keypoints"),
+                          skeletons=getattr(ds, "skeletons", None), **kw)
 
 
 def plot_grid(ds: CocoInstanceDataset, indices: Sequence[int] | None = None, n: int = 8, cols: int = 4, seed: int = 0,
@@ -179,7 +208,8 @@ class DatasetBrowser:
 
     def __init__(self, ds: CocoInstanceDataset, augment: Callable | None = None, class_name: str | None = None):
         self.ds = ds
-        self.augment_fn = augment if augment is not None else train_transforms(hflip=0.5, color=0.3, scale=(0.7, 1.3), degrees=10)
+        turn = 0.0 if getattr(ds, "keypoint_names", None) else 1.0   # landmarks train without flips and turns: show them so
+        self.augment_fn = augment if augment is not None else train_transforms(hflip=0.5 * turn, color=0.3, scale=(0.7, 1.3), degrees=10 * turn)
         self.show_augment = False
         self.position = 0
         self._widget = None

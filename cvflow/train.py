@@ -38,11 +38,12 @@ from .tracking import start_run
 from .viz import draw_instances
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state', 'set_rng_state',
-           'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor', 'make_optimizer',
-           'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
+__all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'HEADLINE_METRICS', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state',
+           'set_rng_state', 'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor',
+           'make_optimizer', 'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
            'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step', 'draw_predictions', 'run_config',
-           'check_classes', 'check_resume', 'ema_decay', 'update_ema', 'train', 'step_config', 'score_heldout', 'main']
+           'check_classes', 'check_resume', 'ema_decay', 'update_ema', 'train', 'step_config', 'score_heldout',
+           'TrainResult', 'curves_figure', 'run_train', 'main']
 
 # %% ../nbs/06d_training.ipynb #3eb17bc7
 @dataclass
@@ -712,6 +713,93 @@ def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu
     atomic_write_json(run_dir / "heldout_metrics.json", {"heldout": str(coco_json), **flat_metrics(metrics)})
     return metrics
 
+# %% ../nbs/06d_training.ipynb #e3a0575a
+HEADLINE_METRICS = ("AP", "AP50", "AP75", "accuracy", "macro_f1")   # the metrics the run summary shows
+
+
+@dataclass
+class TrainResult:
+    """What the training step produced: the run folder, the steps run, the best checkpoint's metric, the last validation
+    metrics and the held-out ones (flat `"segm/AP50"`-style keys, floats 0–1), the tracking run and the figures
+    (title -> PNG file). `details`: `train()`'s own answer (history, timings)."""
+    run_dir: Path
+    task: str
+    preset: str
+    steps: int
+    best_step: int | None
+    val: dict
+    heldout: dict | None
+    tracking_run: str | None
+    tracking_store: str
+    figures: dict
+    details: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`): the headline metrics of validation and held-out frames."
+        keep = lambda k: k.split("/")[-1] in HEADLINE_METRICS
+        return {"task": self.task, "preset": self.preset, "steps": self.steps, "best step": self.best_step,
+                **{f"val {k}": round(v, 4) for k, v in self.val.items() if keep(k) or k.startswith("segm/AP/")},
+                **{f"held-out {k}": round(v, 4) for k, v in (self.heldout or {}).items()
+                   if keep(k) or (self.task == "actions" and k.split("/")[1] in ("precision", "recall", "f1"))},
+                "tracking run": self.tracking_run, "tracking store": self.tracking_store, "model folder": str(self.run_dir)}
+
+
+def curves_figure(run_id: str, tracking_uri: str):
+    "Training losses and validation metrics over steps, read back from an MLflow store (matplotlib Figure)."
+    import matplotlib.pyplot as plt
+    from cvflow.tracking import metric_history, plot_curves
+    hist = metric_history(run_id, tracking_uri=tracking_uri)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
+    plot_curves(hist, [k for k in hist["key"].unique() if k.startswith("train/loss")], a1, "training losses")
+    plot_curves(hist, ["bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50", "cls/accuracy", "cls/macro_f1", "keypoints/AP",
+                       "keypoints/AP50"], a2, "metrics on val")
+    fig.tight_layout()
+    return fig
+
+
+def run_train(cfg: TrainConfig, resume: bool = False, heldout: str | Path | None = None, keep_previous: bool = False,
+              record: bool = True) -> TrainResult:
+    """The training step: `train(cfg)` (resumed from the run folder's `last.pt` with `resume`), the final model scored on
+    `heldout` (a COCO file, labels file or VIA 3 project of frames/videos never trained on; relative: in the project
+    home), the curves drawn from the local tracking store, and, with `record`, the headline and figures recorded for the
+    run summary. A run folder that already holds `checkpoints/last.pt` without `resume`: renamed to
+    `<folder>.previous-<time>` with `keep_previous`, else `ConfigError` (as `train` raises). Only process 0 of a
+    torchrun job scores, draws and records."""
+    from cvflow.tracking import default_tracking_uri
+    paths = get_paths()
+    run_dir = paths.resolve(cfg.out)   # as `train` resolves it: relative to the project home
+    if not resume and keep_previous and (run_dir / "checkpoints" / "last.pt").exists():
+        # a fresh run in a used folder: keep the previous run beside it, never delete a trained model
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"))
+    res = train(cfg, resume=resume)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    held = scored = None
+    if heldout and main_process:
+        scored = score_heldout(run_dir, paths.resolve(heldout), resolve_device(cfg.device))
+        held = flat_metrics(scored)
+    store = default_tracking_uri(paths)
+    figs = {}
+    if main_process and record:
+        if res["run_id"] and cfg.tracking in ("auto", "mlflow") and store.startswith("sqlite"):
+            fig = curves_figure(res["run_id"], store)
+            with atomic_path(run_dir / "curves.png") as tmp: fig.savefig(tmp, format="png", dpi=90)
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+            figs["AP and loss curves"] = run_dir / "curves.png"
+        if (run_dir / "predictions.png").is_file(): figs["predictions on val"] = run_dir / "predictions.png"
+        if held is not None and cfg.task in ("classification", "actions"):
+            from cvflow.evaluate import confusion_figure
+            what = "held-out video clips" if cfg.task == "actions" else "held-out frames"
+            confusion_figure(scored, list(scored["cls"]["per_class"]), what).savefig(run_dir / "heldout_confusion.png", dpi=80)
+            figs[f"confusion matrix, {what}"] = run_dir / "heldout_confusion.png"
+    result = TrainResult(run_dir, cfg.task, cfg.preset, res.get("step"), res.get("best_step"), dict(res.get("latest") or {}),
+                         held, res.get("run_id"), store, figs, res)
+    if main_process and record:
+        from cvflow.config import record_results
+        record_results("train", result.headline(), figs)
+    return result
+
+
 # %% ../nbs/06d_training.ipynb #f30b0feb
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cvflow train", description="Train a Mask R-CNN (or with --task detection a Faster R-CNN) on a prepared dataset "
@@ -732,6 +820,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--tracking", choices=["auto", "mlflow", "azure", "none"])
     ap.add_argument("--seed", type=int)
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    ap.add_argument("--keep-previous", action="store_true", help="a run folder that already holds a trained model: rename it to "
+                    "<folder>.previous-<time> and start afresh (as `cvflow run` does) instead of refusing")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting (repeatable, YAML "
                     "values: --set model={min_size: 480}); the keys are listed below")
     ap.epilog = "settings (--set KEY=VALUE or --config keys): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig))
@@ -755,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_progress: over["progress"] = False
     try:
         cfg = load_train_config(a.config, **(extra | {k: v for k, v in over.items() if v is not None}))
-        res = train(cfg, resume=a.resume)
+        res = run_train(cfg, resume=a.resume, keep_previous=a.keep_previous, record=False).details
     except (ConfigError, FileNotFoundError) as e:
         print(f"cvflow train: {e}", file=sys.stderr); return 2
     except NonFiniteLossError as e:

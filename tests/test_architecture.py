@@ -99,6 +99,7 @@ def test_one_notebook_runner_and_pauses_as_values():
 STEP_FUNCTIONS = {
     "frames": ("frames", "run_frames", "main"),
     "eda": ("eda", "run_eda", "main"),
+    "train": ("train", "run_train", "main"),
 }
 
 

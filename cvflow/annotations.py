@@ -19,12 +19,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .config import StepPaused, atomic_write_json, parse_frame_filename
+from .config import StepPaused, add_option_arguments, atomic_write_json, option, parse_frame_filename
 from .images import IMAGE_EXTS, ImageReadError, check_image, image_size, read_image
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 'KEYPOINT_ATTRIBUTE', 'OCCLUDED_ATTRIBUTE',
-           'LANDMARK_TOLERANCE', 'CLASS_COLOURS', 'Problem', 'Instance', 'ImageRecord', 'Annotations',
+           'LANDMARK_TOLERANCE', 'CLASS_COLOURS', 'TASK_SHAPES', 'Problem', 'Instance', 'ImageRecord', 'Annotations',
            'AnnotationError', 'unsafe_filename', 'image_path', 'ellipse_points', 'shape_to_points', 'via3_shape',
            'polygon_mask_area', 'clean_polygon', 'attribute_value', 'via2_defaults', 'class_attribute_candidates',
            'detect_class_attribute', 'is_landmark', 'attach_landmarks', 'RawImage', 'frame_manifest', 'resolve_image',
@@ -33,8 +33,8 @@ __all__ = ['SEVERITIES', 'ELLIPSE_POINTS', 'VIA3_SHAPES', 'VIA_DEFAULT_VALUES', 
            'is_labelme', 'labelme_shape', 'labelme_raw_images', 'detect_format', 'parse_annotations',
            'default_images_dir', 'find_annotation_file', 'read_annotations', 'apply_strict', 'merge_annotations',
            'check_annotations', 'report', 'problems_table', 'show_annotations', 'list_frames', 'via_project_for_frames',
-           'to_via_project', 'simulate_annotator', 'PolygonAnnotator', 'main', 'AnnotationNeeded',
-           'annotation_instructions']
+           'to_via_project', 'simulate_annotator', 'PolygonAnnotator', 'AnnotationsParams', 'AnnotationsResult',
+           'run_annotations', 'main', 'AnnotationNeeded', 'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #36d1f517
 SEVERITIES = ("info", "warning", "error")
@@ -1741,6 +1741,108 @@ class PolygonAnnotator:
         if self.message: parts.append(self.message)
         self._ui["status"].value = " · ".join(parts)
 
+# %% ../nbs/02_annotations.ipynb #bb54c221
+@dataclass
+class AnnotationsParams:
+    """The annotation step's parameters: the notebook's `parameters` cell, `cvflow annotations run`'s options and
+    pipeline.yaml's `annotations` parameters (relative paths: in the project home)."""
+    frames: str = option("data/interim/frames/frames.txt", "the frames chosen by step 01 (its frames.txt list, or a folder)")
+    ground_truth: str = option("data/raw/sample/ground_truth.json", "the sample's ground truth (plays the annotator when simulating)")
+    classes: str = option("disc,square,triangle", "the class dropdown offered to annotators (comma separated)")
+    via_project: str = option("data/interim/annotations/via_project.json", "the empty project people open in VIA")
+    annotated: str = option("data/interim/annotations/via_annotated.json", "the project they saved (simulated when absent)")
+    simulate: bool = option(False, "play the annotator from the sample's ground truth when `annotated` is missing")
+    coco_out: str = option("data/interim/annotations/instances.json", "COCO instances for dataset prep")
+    strict: bool = option(False, "treat every problem as an error")
+    sources: list | None = None      # annotation files you already have: read, checked, merged into COCO (instead of frames)
+    images: str | None = option(None, "with sources: their images folder (none: beside each file)")
+    task: str = option("segmentation", "what annotators draw: polygons (segmentation), rectangles (detection), points (keypoints)")
+    keypoints: str = option("", "keypoints: the landmark names (comma separated), points drawn inside each object")
+    skeleton: dict | None = None     # keypoints: {class: [[a, b], ...]} the 1-based landmark pairs drawn as lines
+
+    def __post_init__(self):
+        if isinstance(self.sources, (str, Path)): self.sources = [str(self.sources)]
+        if self.task not in TASK_SHAPES: raise AnnotationError(f"annotations: task {self.task!r} is not one of {', '.join(TASK_SHAPES)}")
+
+    @property
+    def class_list(self) -> list[str]: return _split(self.classes) or []
+    @property
+    def keypoint_list(self) -> list[str] | None: return _split(self.keypoints) or None
+
+
+TASK_SHAPES = ("segmentation", "detection", "classification", "keypoints")   # tasks whose annotation step is this one
+
+
+@dataclass
+class AnnotationsResult:
+    "What the annotation step read and wrote: the checked annotations, the COCO file, where they came from."
+    annotations: Annotations
+    coco: Path
+    annotated: list                  # the annotated project(s) or source files read
+    images: Path                     # their images folder
+    simulated: bool                  # the sample's ground truth played the annotator
+    coco_images: int                 # images and annotations written to the COCO file
+    coco_annotations: int
+    via_project: Path | None = None  # the empty project written for annotators (None with sources)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        a = self.annotations
+        return {"annotated project": ", ".join(map(str, self.annotated)), "simulated": self.simulated, "images": self.coco_images,
+                "instances": self.coco_annotations, "instances per class": a.class_counts(), "errors": len(a.errors),
+                "problems": len(a.problems)}
+
+
+def _was_simulated(p: Path) -> bool:
+    "A project the simulated annotator wrote is derived data: redone so that it follows the current frames."
+    try: return json.loads(Path(p).read_text())["_via_settings"]["project"]["name"] == "simulated annotator"
+    except Exception: return False
+
+
+def run_annotations(params: AnnotationsParams, record: bool = True) -> AnnotationsResult:
+    """The annotation step. With `sources`: the files you already have (any format `read_annotations` takes) checked and
+    merged. Otherwise: the empty VIA project for `frames` written for annotators, then the project they saved read back
+    — played by the sample's ground truth when `simulate` is on and none exists (a simulated one is redone, one a person
+    saved never overwritten); `AnnotationNeeded` (a pause, `StepPaused`) when there is none yet. Either way checked
+    (`strict`: every problem an error, `AnnotationError`), written as COCO to `coco_out` and, with `record`, the headline
+    and a figure of annotated frames recorded for the run summary."""
+    from cvflow.config import get_paths
+    paths = get_paths()
+    classes, kps = params.class_list, params.keypoint_list
+    kp_kw = {"keypoints": kps, "skeletons": params.skeleton} if kps else {}
+    simulated, via = False, None
+    if params.sources:   # `cvflow run --annotations FILE... --images DIR`: annotations the user already has, from any tool
+        src_files = [paths.resolve(s) for s in params.sources]
+        images_folder = paths.resolve(params.images) if params.images else None
+        one = {"default_class": classes[0]} if len(classes) == 1 else {}   # --classes balloon: attribute-less regions are balloons
+        ann = merge_annotations([check_annotations(s, images_folder, strict=params.strict, classes=classes or None, **one, **kp_kw)
+                                 for s in src_files])
+        images_folder, annotated = images_folder or src_files[0].parent, src_files
+    else:
+        frames_path, via = paths.resolve(params.frames), paths.resolve(params.via_project)
+        proj = via_project_for_frames(frames_path, classes, via, keypoints=kps)
+        annotated_path = paths.resolve(params.annotated)
+        if params.simulate and (not annotated_path.exists() or _was_simulated(annotated_path)):
+            simulate_annotator(paths.resolve(params.ground_truth), frames_path, annotated_path, classes=classes)
+        if not annotated_path.exists():
+            raise AnnotationNeeded(annotation_instructions(via, annotated_path, len(proj["_via_img_metadata"]), params.task))
+        simulated = bool(params.simulate and _was_simulated(annotated_path))
+        images_folder, _ = list_frames(frames_path)
+        ann = check_annotations(annotated_path, images_folder, strict=params.strict, classes=classes, **kp_kw)
+        annotated = [annotated_path]
+    if params.strict and ann.errors:
+        raise AnnotationError(f"{annotated[0]}: {len(ann.errors)} problem(s) in strict mode:\n{report(ann, max_lines=20)}")
+    coco = paths.resolve(params.coco_out)
+    coco_dict = write_coco(ann, coco)
+    res = AnnotationsResult(ann, coco, annotated, Path(images_folder), simulated, len(coco_dict["images"]),
+                            len(coco_dict["annotations"]), via)
+    if record:
+        from cvflow.config import record_results
+        fig = show_annotations(ann, images_folder, max_images=4) if ann.n_instances else None
+        record_results("annotations", res.headline(), {"annotated frames": fig} if fig is not None and hasattr(fig, "savefig") else None)
+    return res
+
+
 # %% ../nbs/02_annotations.ipynb #17065670
 def _split(s): return [c.strip() for c in s.split(",") if c.strip()] if s else None
 
@@ -1766,11 +1868,29 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("convert", help="convert VIA/COCO to COCO (or VIA 2 project)")
     v.add_argument("input"); v.add_argument("--to", choices=["coco", "via"], required=True); v.add_argument("output"); common(v)
     v.add_argument("--strict", action="store_true", help="refuse to write when any problem is a warning or error")
+    r = sub.add_parser("run", help="the annotation step (as `cvflow run` runs it): write the VIA project for the frames, read "
+                       "back the annotated one (or --sources you have), check, write COCO; exit 3 while waiting for annotators")
+    r.add_argument("--sources", nargs="+", help="annotation files you already have (instead of --frames)")
+    add_option_arguments(r, AnnotationsParams, only=["frames", "ground_truth", "classes", "via_project", "annotated", "simulate",
+                                                     "coco_out", "strict", "images", "task", "keypoints"])
     p = sub.add_parser("via-project", help="write an empty VIA 2 project for a folder (or list file) of frames")
     p.add_argument("frames"); p.add_argument("--classes", required=True, help="comma separated class names")
     p.add_argument("--out", required=True); p.add_argument("--class-attribute", default="class")
     a = ap.parse_args(argv)
     try:
+        if a.cmd == "run":
+            # relative paths on the command line are the working directory's (the notebook's are the project home's)
+            here = lambda p: str(Path(p).resolve()) if p else p
+            kw = {k: here(getattr(a, k)) if k in ("frames", "ground_truth", "via_project", "annotated", "coco_out", "images") else getattr(a, k)
+                  for k in ("frames", "ground_truth", "classes", "via_project", "annotated", "simulate", "coco_out", "strict",
+                            "images", "task", "keypoints")}
+            try:
+                res = run_annotations(AnnotationsParams(sources=[here(s) for s in a.sources] if a.sources else None, **kw), record=False)
+            except AnnotationNeeded as w:
+                print(w); return 3
+            print(report(res.annotations, max_lines=20, min_severity="warning"))
+            print(f"wrote {res.coco}: {res.coco_images} images, {res.coco_annotations} annotations")
+            return 0
         if a.cmd == "via-project":
             proj = via_project_for_frames(a.frames, _split(a.classes) or [], a.out, class_attribute=a.class_attribute)
             print(f"wrote {a.out}: {len(proj['_via_img_metadata'])} frames, classes {_split(a.classes)}")
@@ -1821,3 +1941,4 @@ def annotation_instructions(via_project: str | Path, annotated: str | Path, n_fr
                "dropdown (leave out the ones you cannot see); " if task == "keypoints" else "")
             + f"then Project → Save "
             f"project and save the file as {annotated}. Then run the pipeline again: it continues from here.")
+

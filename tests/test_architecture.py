@@ -98,6 +98,7 @@ def test_one_notebook_runner_and_pauses_as_values():
 # that notebook) all go through the function. Steps join this table as they are moved.
 STEP_FUNCTIONS = {
     "frames": ("frames", "run_frames", "main"),
+    "annotations": ("annotations", "run_annotations", "main"),
     "eda": ("eda", "run_eda", "main"),
     "train": ("train", "run_train", "main"),
 }

@@ -33,7 +33,8 @@ __all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'MIN_OBJECT_PX', 'load_coco',
            'read_manifest', 'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups',
            'coco_group_stats', 'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder',
            'write_dataset', 'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn',
-           'train_transforms', 'model_scale', 'small_objects', 'write_label_dataset', 'ImageLabelDataset', 'main']
+           'train_transforms', 'model_scale', 'small_objects', 'write_label_dataset', 'ImageLabelDataset',
+           'DatasetParams', 'DatasetResult', 'run_dataset', 'main']
 
 # %% ../nbs/04_dataset_prep.ipynb #353ab0ad
 def load_coco(path: str | Path) -> dict:
@@ -767,6 +768,65 @@ class ImageLabelDataset(torch.utils.data.Dataset):
         return image, target
 
 # %% ../nbs/04_dataset_prep.ipynb #52986f39
+@dataclass
+class DatasetParams:
+    """The dataset step's parameters: the notebook's `parameters` cell, `cvflow dataset`'s arguments and pipeline.yaml's
+    `dataset` parameters (relative paths: in the project home)."""
+    annotations: list = field(default_factory=list)   # annotation file(s) or folder(s) (a labels.json for classification)
+    images: str | None = None       # folder of the images; None: beside each annotation file
+    out: str | None = None          # None: data/processed/<name>
+    name: str | None = None         # dataset name (None: the first annotation file's stem)
+    val: float = 0.2                # asked fraction of images in val
+    group_by: str = "video"         # video | scene | image | pattern:REGEX
+    seed: int = 0
+    classes: list | None = None     # class names in id order (None: as in the annotations)
+    class_attribute: str | None = None
+    manifest: str | None = None     # frame manifest (JSON or CSV: file name -> video)
+    split_from: str | None = None   # keep an existing split: a folder with train/ and val/ exports
+    task: str = "segmentation"      # segmentation / detection / keypoints: COCO instances; classification: labels.json
+
+    def __post_init__(self):
+        if isinstance(self.annotations, (str, Path)): self.annotations = [str(self.annotations)]
+        if isinstance(self.classes, str): self.classes = [c.strip() for c in self.classes.split(",") if c.strip()] or None
+        if not self.annotations and not self.split_from:
+            raise ValueError("dataset: give annotation files (or folders), or split_from (--split-from DIR)")
+        if not 0 < float(self.val) < 1: raise ValueError(f"val must be a fraction between 0 and 1, got {self.val!r}")
+
+
+@dataclass
+class DatasetResult:
+    "The prepared dataset: its folder (train.json, val.json, images/, dataset_card.json) and its card."
+    out: Path
+    card: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        c = self.card
+        return {"dataset": str(self.out), "classes": c["classes"], "val_asked": c["val_asked"], "val_achieved": c["val_achieved"],
+                "train_images": c["counts"]["train"]["images"], "val_images": c["counts"]["val"]["images"],
+                "train_per_class": c["counts"]["train"]["per_class"], "val_per_class": c["counts"]["val"]["per_class"],
+                "warnings": c["warnings"]}
+
+
+def run_dataset(params: DatasetParams, record: bool = True) -> DatasetResult:
+    """The dataset step: `write_dataset` (COCO instances) or `write_label_dataset` (classification) of `params`, and,
+    with `record`, the headline recorded for the run summary. `FileNotFoundError`/`ValueError` name the file."""
+    paths = get_paths()
+    res = lambda p: paths.resolve(p) if p else None
+    if params.task == "classification":   # one label per image: a labels.json, split leak-free and stratified by class
+        out = write_label_dataset(res(params.annotations[0]), res(params.images), res(params.out), val=params.val,
+                                  group_by=params.group_by, seed=params.seed, name=params.name, manifest=res(params.manifest))
+    else:
+        out = write_dataset([res(a) for a in params.annotations] or None, res(params.images), res(params.out), params.val,
+                            params.group_by, params.seed, params.classes, res(params.manifest), params.name,
+                            class_attribute=params.class_attribute, split_from=res(params.split_from))
+    result = DatasetResult(Path(out), json.loads((Path(out) / "dataset_card.json").read_text()))
+    if record:
+        from cvflow.config import record_results
+        record_results("dataset", result.headline())
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     "`cvflow dataset ANNOTATIONS... --images DIR --out DIR [--val 0.2] [--group-by video|pattern:REGEX] [--seed S]`."
     ap = argparse.ArgumentParser(prog="cvflow dataset", description="Split COCO annotations leak-free into train/val and "
@@ -787,18 +847,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", help="frame manifest (JSON or CSV: file name -> video)")
     ap.add_argument("--classes", help="comma-separated class names in id order (default: as in the annotations)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task", default="segmentation", help="segmentation, detection, keypoints: COCO instances; classification: "
+                    "ANNOTATIONS is a labels.json (02b)")
     a = ap.parse_args(argv)
     if not a.annotations and not a.split_from:
         ap.print_usage(); print("cvflow dataset: give annotation files (or folders), or --split-from DIR")
         return 2
+    here = lambda p: str(Path(p).resolve()) if p else None   # command-line paths: the working directory's
     try:
-        o = write_dataset(a.annotations, a.images, a.out, a.val, a.group_by, a.seed,
-                          a.classes.split(",") if a.classes else None, a.manifest, a.name,
-                          class_attribute=a.class_attribute, split_from=a.split_from)
+        r = run_dataset(DatasetParams([here(x) for x in a.annotations], here(a.images), here(a.out), a.name, a.val, a.group_by,
+                                      a.seed, a.classes.split(",") if a.classes else None, a.class_attribute, here(a.manifest),
+                                      here(a.split_from), a.task), record=False)
     except (FileNotFoundError, ValueError, re.error) as e:
         print(f"cvflow dataset: {e}")
         return 2
-    card = json.loads((o / "dataset_card.json").read_text())
+    o, card = r.out, r.card
     c = card["counts"]
     print(f"wrote {o}: train {c['train']['images']} images / {c['train']['instances']} instances, "
           f"val {c['val']['images']} / {c['val']['instances']} (asked {card['val_asked']:.0%} of images, "

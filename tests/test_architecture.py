@@ -100,6 +100,7 @@ STEP_FUNCTIONS = {
     "frames": ("frames", "run_frames", "main"),
     "annotations": ("annotations", "run_annotations", "main"),
     "eda": ("eda", "run_eda", "main"),
+    "dataset": ("dataset", "run_dataset", "main"),
     "train": ("train", "run_train", "main"),
 }
 

@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from .tracking import default_tracking_uri, get_or_create_experiment
 # %% auto #0
 __all__ = ['REGISTRY_BACKENDS', 'REGISTRY_EXPERIMENT', 'registry_backend', 'version_tags', 'check_model_name', 'parse_model_ref',
            'parse_tags', 'register_package', 'list_models', 'show_model', 'set_alias', 'download_package',
-           'main_register', 'main_models']
+           'RegisterParams', 'RegisterResult', 'run_register', 'main_register', 'main_models']
 
 # %% ../nbs/07b_registry.ipynb #23d3c93f
 REGISTRY_BACKENDS = ("auto", "local", "azure", "azure-v1")
@@ -242,6 +243,44 @@ def download_package(name: str, version: str | int | None = None, dst: str | Pat
     return pkg
 
 # %% ../nbs/07b_registry.ipynb #c3e76164
+@dataclass
+class RegisterParams:
+    """The register step's parameters: the notebook's `parameters` cell, `cvflow register`'s arguments and pipeline.yaml's
+    `register` parameters (a relative package path: in the project home)."""
+    package: str
+    name: str | None = None          # registered model name (None: the package's name)
+    tags: dict = field(default_factory=dict)
+    description: str | None = None
+    alias: str | None = None         # an alias to point at the new version (e.g. "production")
+    backend: str = "auto"            # auto | local | azure | azure-v1
+    dataset: str | None = None       # Azure ML: the registered training data asset (NAME:VERSION)
+
+    def __post_init__(self):
+        if self.backend not in REGISTRY_BACKENDS:
+            raise ConfigError(f"register: backend {self.backend!r} is not one of {', '.join(REGISTRY_BACKENDS)}")
+
+
+@dataclass
+class RegisterResult:
+    "The registered version (`register_package`'s answer: name, version, backend, uri, aliases, tags ...)."
+    version: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`): the version's plain fields and its aliases."
+        return {k: v for k, v in self.version.items() if isinstance(v, (str, int, float, bool)) or k == "aliases"}
+
+
+def run_register(params: RegisterParams, record: bool = True) -> RegisterResult:
+    """The register step: `register_package` of `params` and, with `record`, the headline recorded for the run summary.
+    `ConfigError`/`PackageError`/`LookupError`/`FileNotFoundError` say what is wrong."""
+    p = params
+    res = RegisterResult(register_package(get_paths().resolve(p.package), p.name, p.tags, p.description, p.alias, p.backend, p.dataset))
+    if record:
+        from cvflow.config import record_results
+        record_results("register", res.headline())
+    return res
+
+
 def _print_version(r: dict) -> None:
     print(f"{r['name']} version {r['version']} ({r['backend']}) {r['uri']}")
     if r.get("aliases"): print(f"  aliases: {', '.join(r['aliases'])}")
@@ -264,7 +303,8 @@ def main_register(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args(argv)
     try:
-        r = register_package(a.package, a.name, parse_tags(a.tags), a.description, a.alias, a.backend, a.dataset)
+        r = run_register(RegisterParams(a.package, a.name, parse_tags(a.tags), a.description, a.alias,
+                                        a.backend, a.dataset), record=False).version
     except (ConfigError, PackageError, LookupError, FileNotFoundError) as e:
         print(f"cvflow register: {e}", file=sys.stderr)
         return 2

@@ -102,6 +102,7 @@ STEP_FUNCTIONS = {
     "eda": ("eda", "run_eda", "main"),
     "dataset": ("dataset", "run_dataset", "main"),
     "train": ("train", "run_train", "main"),
+    "register": ("registry", "run_register", "main_register"),
 }
 
 

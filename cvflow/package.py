@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ __all__ = ['CHECKPOINT_CHOICES', 'DEMO_CLASSES', 'FORMAT', 'FORMAT_VERSION', 'RE
            'export_package', 'person_pose_package', 'PackageError', 'read_package_meta', 'as_image_list',
            'as_clip_list', 'Predictor', 'ort_providers', 'select_runtime', 'load_package', 'cpu_cores', 'onnx_session',
            'OnnxPredictor', 'exact_resize_for_export', 'OnnxGraph', 'export_onnx', 'ParityError', 'compare_detections',
-           'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package', 'main_export']
+           'check_parity', 'default_parity_images', 'export_checked_onnx', 'describe_package', 'ExportParams',
+           'ExportResult', 'demo_predictions_figure', 'run_export', 'main_export']
 
 # %% ../nbs/07_export.ipynb #7fc009d4
 CHECKPOINT_CHOICES = ("best", "last")
@@ -850,6 +852,92 @@ def describe_package(path: str | Path) -> str:
             f"  thresholds: score {meta['score_threshold']}, mask {meta['mask_threshold']}; {head}\n  files: {files}{runtime}")
 
 
+@dataclass
+class ExportParams:
+    """The export step's parameters: the notebook's `parameters` cell, `cvflow export`'s arguments and pipeline.yaml's
+    `export` parameters (relative paths: in the project home)."""
+    model_dir: str                       # a trained model folder (models/<name>) or a checkpoint file
+    out: str | None = None               # package folder; None: <model_dir>/package
+    name: str | None = None              # model name; None: the model folder's
+    checkpoint: str = "best"             # best | last (best falls back to last)
+    score_threshold: float | None = None # None: the model config's score_thresh
+    mask_threshold: float | None = None  # None: the model config's mask_thresh
+    onnx: bool = False                   # also write model.onnx, checked against the eager model
+    opset: int | None = None             # ONNX opset; None: ONNX_OPSET
+    demo_images: int = 0                 # synthetic images (or clips) the package predicts on for the summary's figure
+
+    def __post_init__(self):
+        if self.checkpoint not in CHECKPOINT_CHOICES:
+            raise ConfigError(f"export: checkpoint {self.checkpoint!r} is not one of {', '.join(CHECKPOINT_CHOICES)}")
+
+
+@dataclass
+class ExportResult:
+    "The written package: its folder and its `model.json` (task, classes, thresholds, metrics ...); a figure if drawn."
+    package: Path
+    meta: dict
+    figures: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        return {"package": str(self.package), "classes": self.meta["classes"], "score threshold": self.meta["score_threshold"],
+                "metrics": {k: v for k, v in (self.meta.get("metrics") or {}).items() if k.endswith(("AP", "AP50"))}}
+
+
+def demo_predictions_figure(package: str | Path, n_images: int = 2, workdir: str | Path | None = None):
+    """A matplotlib figure of a package's answers on `n_images` synthetic images (boxes, masks, labels; for an actions
+    package, clips of a synthetic action video titled with their top actions), rendered into `workdir` (default: the
+    project home's data/interim). An untrained model scoring below the served threshold is shown at threshold 0."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    from cvflow.sample import make_sample_images
+    work = Path(workdir) if workdir else get_paths().interim
+    predictor = load_package(package)
+    thr = predictor.meta["score_threshold"]
+    if predictor.task == "actions":   # clips of a synthetic action video: their middle frames, titled with their top actions
+        from cvflow.actions import read_video
+        from cvflow.sample import make_action_sample
+        via = make_action_sample(work / "export-demo-actions", n_videos=1, seconds=3.0, fps=10, width=96, height=64, seed=11, progress=False)
+        frames, _ = read_video(via.parent / "videos" / "action_000.mp4")
+        T = predictor.meta["clip"]["clip_length"]
+        starts = list(range(0, len(frames) - T + 1, T))[:max(1, n_images)]
+        ims = [np.ascontiguousarray(frames[s + T // 2]) for s in starts]
+        results = [predictor.predict([list(frames[s:s + T])], score_threshold=0.0)[0] for s in starts]
+    else:
+        ann = make_sample_images(work / "export-demo-images", n=n_images, seed=11)
+        ims = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ann.parent / "images").iterdir())]
+        results = predictor.predict(ims)
+    if not any(r.get("instances", r.get("labels")) for r in results):   # an untrained model scores below the served threshold
+        thr = 0.0; results = predictor.predict(ims, score_threshold=thr)
+    fig, axes = plt.subplots(1, len(ims), figsize=(4 * len(ims), 3), squeeze=False)
+    for ax, im, r in zip(axes[0], ims, results):
+        ax.imshow(im); ax.set_axis_off()
+        for inst in r.get("instances", [])[:5]:
+            x0, y0, x1, y1 = inst["box"]
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1, color="yellow"))
+            if "mask" in inst:   # segmentation; a detection model answers boxes only
+                ax.contour(mask_utils.decode(inst["mask"]), levels=[0.5], colors="cyan", linewidths=0.8)
+            ax.text(x0, y0, f"{inst['class_name']} {inst['score']:.2f}", color="yellow", fontsize=7)
+        ax.set_title(f"{len(r['instances'])} instances (score ≥ {thr})" if "instances" in r else
+                     ", ".join(f"{l['class_name']} {l['score']:.2f}" for l in r["labels"]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def run_export(params: ExportParams, record: bool = True) -> ExportResult:
+    """The export step: `export_package` of `params`, a figure of its answers on synthetic inputs when
+    `params.demo_images`, and, with `record`, the headline and the figure recorded for the run summary."""
+    p, paths = params, get_paths()
+    pkg = export_package(paths.resolve(p.model_dir), paths.resolve(p.out) if p.out else None, p.name, p.checkpoint,
+                         p.score_threshold, p.mask_threshold, onnx=p.onnx, opset=p.opset if p.opset is not None else ONNX_OPSET)
+    figs = {"package predictions on synthetic images": demo_predictions_figure(pkg, p.demo_images)} if p.demo_images else {}
+    res = ExportResult(Path(pkg), read_package_meta(pkg), figs)
+    if record:
+        from cvflow.config import record_results
+        record_results("export", res.headline(), figs)
+    return res
+
+
 def main_export(argv: list[str] | None = None) -> int:
     "`cvflow export MODEL_DIR [--out DIR] ...`: write a model package."
     ap = argparse.ArgumentParser(prog="cvflow export", description="Write the model package (model.pt, model.json, "
@@ -864,8 +952,8 @@ def main_export(argv: list[str] | None = None) -> int:
     ap.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset with --onnx (default {ONNX_OPSET})")
     a = ap.parse_args(argv)
     try:
-        out = export_package(a.model_dir, a.out, a.name, a.checkpoint, a.score_threshold, a.mask_threshold,
-                             onnx=a.onnx, opset=a.opset)
+        out = run_export(ExportParams(a.model_dir, a.out, a.name, a.checkpoint, a.score_threshold, a.mask_threshold,
+                                      a.onnx, a.opset), record=False).package
     except (FileNotFoundError, ConfigError, PackageError, ParityError, ImportError) as e:
         print(f"cvflow export: {e}", file=sys.stderr)
         return 2

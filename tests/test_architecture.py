@@ -102,6 +102,7 @@ STEP_FUNCTIONS = {
     "eda": ("eda", "run_eda", "main"),
     "dataset": ("dataset", "run_dataset", "main"),
     "train": ("train", "run_train", "main"),
+    "export": ("package", "run_export", "main_export"),
     "register": ("registry", "run_register", "main_register"),
 }
 

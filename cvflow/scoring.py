@@ -37,7 +37,8 @@ __all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'ins
            'draw_label_overlay', 'decode_masks', 'mask_boxes', 'list_images', 'as_predictor', 'ScoreImagesResult',
            'score_images', 'expand_boxes', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections',
            'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video', 'draw_action',
-           'score_video_actions', 'plot_counts', 'plot_label_timeline', 'main_score', 'main_score_video']
+           'score_video_actions', 'plot_counts', 'plot_label_timeline', 'main_score', 'ScoreVideoParams',
+           'video_summary_figure', 'run_score_video', 'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -848,6 +849,53 @@ def main_score(argv: list[str] | None = None) -> int:
     return 0 if r.n_failed < r.n_images or r.n_images == 0 else 1
 
 
+@dataclass
+class ScoreVideoParams:
+    """The score_video step's parameters: the notebook's `parameters` cell, `cvflow score-video`'s arguments and
+    pipeline.yaml's `score_video` parameters (relative paths: in the project home)."""
+    package: str                            # a model package folder
+    video: str                              # the video to score
+    out: str = "reports/score_video"        # output folder
+    every: int = 1                          # score every N-th frame (an actions package: the clip stride)
+    batch: int = 4                          # frames per model call
+    score_threshold: float | None = None    # None: the package's own threshold
+    device: str = "auto"
+    max_frames: int | None = None           # stop after this many frames (None: the whole video)
+    progress: bool = True
+
+    def __post_init__(self):
+        if int(self.every) < 1 or int(self.batch) < 1: raise ValueError(f"every and batch must be >= 1, got {self.every}, {self.batch}")
+
+
+def video_summary_figure(result: VideoScoreResult, meta: dict):
+    """The figure a scored video's summary shows: tracks per class over time (instance tasks), the most probable class
+    per frame (classification) or the action timeline (actions)."""
+    name = Path(result.video).name
+    if meta.get("task") == "actions":   # the action timeline of the clips
+        return plot_label_timeline([{"class_name": s["label"], "first_time": s["start"], "last_time": s["end"]} for s in result.tracks],
+                                   meta["classes"], result.n_frames / result.fps,
+                                   title=f"{name}: actions (clips of {meta['clip']['clip_length']} frames)")
+    if meta.get("task") == "classification":   # a label per frame: its timeline
+        return plot_label_timeline(result.tracks, meta["classes"], result.n_frames / result.fps,
+                                   title=f"{name}: most probable class per frame")
+    return plot_counts(result.tracks, meta["classes"], result.fps, title=f"{name}: {len(result.tracks)} tracks")
+
+
+def run_score_video(params: ScoreVideoParams, record: bool = True) -> VideoScoreResult:
+    """The score_video step: `score_video` of `params` and, with `record`, the headline (frames, scored, complete, counts,
+    fps) and the summary figure (`video_summary_figure`) recorded for the run summary."""
+    p = params
+    res = score_video(p.package, p.video, p.out, p.every, p.batch, p.score_threshold, p.device, max_frames=p.max_frames,
+                      progress=p.progress)
+    if record:
+        from cvflow.config import record_results
+        from cvflow.package import read_package_meta
+        record_results("score_video", {"video": res.video, "frames": res.n_frames, "scored": res.n_scored, "complete": res.complete,
+                                       "counts": res.counts, "fps": round(res.fps_scored, 2)},
+                       {"counts": video_summary_figure(res, read_package_meta(p.package))})
+    return res
+
+
 def main_score_video(argv: list[str] | None = None) -> int:
     "`cvflow score-video PACKAGE VIDEO --out DIR [--every N] [--batch B]`: overlay video, per-frame JSON, tracks, counts."
     ap = argparse.ArgumentParser(prog="cvflow score-video", description="Score a video with a model package: overlay "
@@ -859,8 +907,8 @@ def main_score_video(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
     a = ap.parse_args(argv)
     try:
-        r = score_video(a.package, a.video, a.out, a.every, a.batch, a.score_threshold, a.device,
-                        max_frames=a.max_frames, progress=not a.quiet)
+        r = run_score_video(ScoreVideoParams(a.package, a.video, a.out, a.every, a.batch, a.score_threshold, a.device,
+                                             a.max_frames, progress=not a.quiet), record=False)
     except (FileNotFoundError, PackageError, VideoError, ValueError) as e:
         print(f"cvflow score-video: {e}", file=sys.stderr)
         return 2

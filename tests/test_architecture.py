@@ -104,6 +104,7 @@ STEP_FUNCTIONS = {
     "train": ("train", "run_train", "main"),
     "export": ("package", "run_export", "main_export"),
     "register": ("registry", "run_register", "main_register"),
+    "score_video": ("scoring", "run_score_video", "main_score_video"),
 }
 
 
@@ -128,4 +129,4 @@ def test_notebook_cli_and_pipeline_call_one_step_function(step):
     assert any(fn in calls(ast.parse("\n".join(l for l in "".join(c["source"]).splitlines() if not l.startswith(("%", "!")))))
                for c in run), f"{notebook.name}: the run section (what `cvflow run` executes) does not call {fn}"
     from importlib import import_module
-    assert import_module("cvflow.cli").COMMANDS[step][:2] == (f"cvflow.{module}", entry)
+    assert import_module("cvflow.cli").COMMANDS[step.replace("_", "-")][:2] == (f"cvflow.{module}", entry)   # `cvflow score-video`

@@ -33,7 +33,8 @@ __all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 
            'response_schema', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient', 'ImageFile',
            'load_test_images', 'mask_iou', 'compare_labels', 'compare_instances', 'percentiles', 'measure_load',
            'png_header', 'bad_input_cases', 'run_bad_inputs', 'ClipFile', 'load_test_clips', 'clip_bad_input_cases',
-           'run_clip_service_tests', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary', 'main']
+           'run_clip_service_tests', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary',
+           'ServiceTestParams', 'ServiceTestResult', 'run_test_service', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -797,6 +798,79 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/09_test_webservice.ipynb #61580bdc
+@dataclass
+class ServiceTestParams:
+    """The test_service step's parameters: the notebook's `parameters` cell, `cvflow test-service`'s arguments and
+    pipeline.yaml's `test_service` parameters (relative `images`: in the project home)."""
+    images: str                          # folder of JPEG/PNG test images (actions: a video or a folder of videos)
+    url: str | None = None               # scoring URI or service root; None: the local service on `port`, else one started here
+    port: int = 5001                     # where step 08's service runs (when url is None)
+    key: str | None = None               # service key (Azure ML auth); None: $CVFLOW_SERVICE_KEY if set
+    package: str | None = None           # model package for the parity check (and for starting a service)
+    max_images: int = 8
+    score_threshold: float | None = None # sent with every request (None: the model's)
+    concurrency: int = 1
+    duration: float = 10.0               # load test time limit (s)
+    max_requests: int = 50               # load test request limit
+    out: str | None = None               # report folder (None: reports/service_test)
+    allow_remote_load: bool = False      # run the load test against a non-loopback host
+    stop_after: bool = False             # stop the local service when done (the one on `port`, or the one started here)
+
+    def __post_init__(self):
+        if self.url is None and not self.package:
+            raise ValueError("test_service: no url and no package to start a service from")
+        if int(self.concurrency) < 1 or int(self.max_images) < 1:
+            raise ValueError(f"concurrency and max_images must be >= 1, got {self.concurrency}, {self.max_images}")
+
+
+@dataclass
+class ServiceTestResult:
+    "The service test's report (`run_service_tests`: schema, parity, load, bad input, files) and whether it passed."
+    report: dict
+
+    @property
+    def passed(self) -> bool: return bool(self.report["passed"])
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        r = self.report
+        ld, bad, par = r.get("load", {}), r.get("bad_input", {}), r.get("parity", {})
+        return {"passed": r["passed"], "url": r.get("url"),
+                "latency ms (p50, p95, p99)": [(ld.get("latency_ms") or {}).get(q) for q in ("p50", "p95", "p99")],
+                "throughput (requests/s)": ld.get("throughput_rps"), "concurrency": (ld.get("concurrency") or r.get("concurrency")),
+                "parity with in-process predictions": par.get("passed", "not run"),
+                "bad-input suite": f"{bad.get('n', 0) - len(bad.get('failed', []))}/{bad.get('n', 0)} cases answered as expected; "
+                                   f"healthy afterwards: {bad.get('healthy_after')}"}
+
+
+def run_test_service(params: ServiceTestParams, record: bool = True) -> ServiceTestResult:
+    """The test_service step: `run_service_tests` against `params.url` — or, without one, the local service step 08
+    left on `params.port`, else one started here from `params.package` (`LocalService`) — stopped afterwards with
+    `stop_after` (or when started here); with `record`, the headline and the latency histogram recorded for the run
+    summary. `ConnectionError`/`OSError`/`ValueError` when the service cannot be reached or the input is wrong."""
+    import contextlib
+    from cvflow.deploy import LocalService, is_service_process, pid_alive, pid_file, stop_service
+    p = params
+    pkg = p.package   # paths as given (run_service_tests reads `images` relative to the project home)
+    url, running = p.url, None
+    if url is None and pid_file(p.port).is_file() and is_service_process(int(pid_file(p.port).read_text())):
+        url, running = f"http://127.0.0.1:{p.port}", int(pid_file(p.port).read_text())
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            svc = stack.enter_context(LocalService(pkg))
+            url, running = svc.url, svc.pid
+        rep = run_service_tests(url, p.images, p.key or os.environ.get("CVFLOW_SERVICE_KEY"), pkg, p.concurrency,
+                                p.duration, p.max_requests, p.max_images, p.score_threshold, p.out, p.allow_remote_load)
+    if p.stop_after and running is not None and pid_alive(running):
+        stop_service(p.port)
+    res = ServiceTestResult({**rep, "concurrency": p.concurrency})
+    if record:
+        from cvflow.config import record_results
+        plot = Path(rep["files"]["latency_plot"])
+        record_results("test_service", res.headline(), {"latency histogram": plot} if plot.is_file() else None)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     "`cvflow test-service`: test a scoring web service and write a report."
     import argparse
@@ -816,8 +890,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-remote-load", action="store_true", help="run the load test against a non-loopback host")
     a = ap.parse_args(argv)
     try:
-        rep = run_service_tests(a.url, a.images, a.key or os.environ.get("CVFLOW_SERVICE_KEY"), a.package, a.concurrency,
-                           a.duration, a.max_requests, a.max_images, a.score_threshold, a.out, a.allow_remote_load)
+        rep = run_test_service(ServiceTestParams(a.images, a.url, key=a.key, package=a.package, max_images=a.max_images,
+                                                 score_threshold=a.score_threshold, concurrency=a.concurrency, duration=a.duration,
+                                                 max_requests=a.max_requests, out=a.out, allow_remote_load=a.allow_remote_load),
+                               record=False).report
     except (ConnectionError, OSError, ValueError) as e:
         print(f"cvflow test-service: {e}", file=sys.stderr)
         return 2

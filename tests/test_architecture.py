@@ -104,6 +104,7 @@ STEP_FUNCTIONS = {
     "train": ("train", "run_train", "main"),
     "export": ("package", "run_export", "main_export"),
     "register": ("registry", "run_register", "main_register"),
+    "test_service": ("client", "run_test_service", "main"),
     "score_video": ("scoring", "run_score_video", "main_score_video"),
 }
 

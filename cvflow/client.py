@@ -33,8 +33,8 @@ __all__ = ['RLE_SCHEMA', 'INSTANCE_SCHEMA', 'RESULT_SCHEMA', 'RESPONSE_SCHEMA', 
            'response_schema', 'schema_errors', 'answer_problems', 'Reply', 'ServiceClient', 'ImageFile',
            'load_test_images', 'mask_iou', 'compare_labels', 'compare_instances', 'percentiles', 'measure_load',
            'png_header', 'bad_input_cases', 'run_bad_inputs', 'ClipFile', 'load_test_clips', 'clip_bad_input_cases',
-           'run_clip_service_tests', 'plot_latency', 'local_predictions', 'run_service_tests', 'summary',
-           'ServiceTestParams', 'ServiceTestResult', 'run_test_service', 'main']
+           'run_clip_service_tests', 'plot_latency', 'local_predictions', 'finish_report', 'run_service_tests',
+           'summary', 'ServiceTestParams', 'ServiceTestResult', 'run_test_service', 'main']
 
 # %% ../nbs/09_test_webservice.ipynb #9fa9fb1c
 RLE_SCHEMA = {"type": "object", "required": ["size", "counts"],
@@ -619,14 +619,7 @@ def run_clip_service_tests(client: ServiceClient, info: dict, videos: str | os.P
         report["load"] = {"skipped": f"{client.host} is not a loopback address (allow_remote_load=False)", "passed": True}
     report["bad_input"] = run_bad_inputs(client, clip_bad_input_cases(clips[0].frames[0], T, info.get("limits")),
                                          clips[0].frames[0], good_json=clips[0].doc())
-    report["passed"] = all(report[s]["passed"] for s in ("functional", "parity", "load", "bad_input") if s in report)
-    report["seconds"] = round(time.time() - t_start, 2)
-    out_dir = get_paths().resolve(out) if out is not None else get_paths().reports / "service_test"
-    report["files"] = {"report": str(out_dir / "report.json"), "latency_plot": str(out_dir / "latency.png")}
-    plot_latency(lat, out_dir / "latency.png",
-                 f"{report['load'].get('requests', 0)} clip requests, concurrency {concurrency}" if lat else "no load test")
-    atomic_write_json(out_dir / "report.json", {**report, "latencies_ms": lat})
-    return report
+    return finish_report(report, lat, out, t_start, f"clip requests, concurrency {concurrency}")
 
 
 # %% ../nbs/09_test_webservice.ipynb #4032181e
@@ -664,6 +657,19 @@ def local_predictions(package: str | os.PathLike, images: list[ImageFile], score
 
 def _items(result: dict) -> list[dict]:   # an image's instances, or a classifier's labels
     return result.get("instances", result.get("labels", []))
+
+
+def finish_report(report: dict, latencies_ms: list, out: str | Path | None, t_start: float, what: str) -> dict:
+    """Close a service test's `report`: passed when every part that ran passed, its duration, the latency histogram
+    (titled with the request count and `what`) and `report.json` written to `out` (default: reports/service_test)."""
+    report["passed"] = all(report[s]["passed"] for s in ("functional", "parity", "load", "bad_input") if s in report)
+    report["seconds"] = round(time.time() - t_start, 2)
+    out_dir = get_paths().resolve(out) if out is not None else get_paths().reports / "service_test"
+    report["files"] = {"report": str(out_dir / "report.json"), "latency_plot": str(out_dir / "latency.png")}
+    plot_latency(latencies_ms, out_dir / "latency.png",
+                 f"{report['load'].get('requests', 0)} {what}" if latencies_ms else "no load test")
+    atomic_write_json(out_dir / "report.json", {**report, "latencies_ms": latencies_ms})
+    return report
 
 
 def run_service_tests(url: str, images: str | os.PathLike, key: str | None = None, package: str | os.PathLike | None = None,
@@ -760,15 +766,7 @@ def run_service_tests(url: str, images: str | os.PathLike, key: str | None = Non
     # 4. bad input, then health
     bad = run_bad_inputs(client, bad_input_cases(imgs[0].data, info.get("limits"), task), imgs[0].data)
     report["bad_input"] = bad
-    report["passed"] = all(report[s]["passed"] for s in ("functional", "parity", "load", "bad_input") if s in report)
-    report["seconds"] = round(time.time() - t_start, 2)
-
-    out_dir = get_paths().resolve(out) if out is not None else get_paths().reports / "service_test"
-    report["files"] = {"report": str(out_dir / "report.json"), "latency_plot": str(out_dir / "latency.png")}
-    plot_latency(lat, out_dir / "latency.png",
-                 f"{report['load'].get('requests', 0)} requests, concurrency {concurrency}" if lat else "no load test")
-    atomic_write_json(out_dir / "report.json", {**report, "latencies_ms": lat})
-    return report
+    return finish_report(report, lat, out, t_start, f"requests, concurrency {concurrency}")
 
 
 def summary(report: dict) -> str:

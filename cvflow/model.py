@@ -32,8 +32,8 @@ from .config import ConfigError
 __all__ = ['DETECTION_TASKS', 'PRESETS', 'WEIGHT_URLS', 'KEYPOINT_WEIGHT_URLS', 'KEYPOINT_DEFAULTS', 'KEYPOINT_PRESET_DEFAULTS',
            'DETECTION_WEIGHT_URLS', 'CLASSIFIER_PRESETS', 'VIDEO_PRESETS', 'VIDEO_INPUTS', 'preset_config',
            'weights_url', 'default_weights_path', 'load_weights_file', 'build_model', 'model_config', 'rebuild_model',
-           'ImageClassifier', 'build_classifier', 'VideoClassifier', 'build_video_classifier', 'load_checkpoint',
-           'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
+           'load_classifier_weights', 'ImageClassifier', 'build_classifier', 'VideoClassifier',
+           'build_video_classifier', 'load_checkpoint', 'model_from_checkpoint', 'fold_batch_norms', 'inference_ready']
 
 # %% ../nbs/06a_model.ipynb #bcfc1342
 _COMMON = dict(
@@ -318,6 +318,32 @@ def rebuild_model(model_cfg: dict[str, Any]) -> FasterRCNN:
     return build_model(model_cfg["preset"], model_cfg["num_classes"], None, **cfg)
 
 # %% ../nbs/06a_model.ipynb #9a2c0874
+def load_classifier_weights(net, weights, arch: str, head: str, what: str) -> None:
+    """Load `weights` (`"DEFAULT"`: torchvision's file for `arch`, which must already be in the torch hub cache; or a
+    local state_dict file, keys with or without a `net.` prefix) into the classifier `net`, leaving out the head
+    (`head`: its key prefix) when its shape differs (another number of classes). `FileNotFoundError` naming the
+    missing file (and the URL to fetch it from), `ConfigError` when the keys are not `arch`'s. `what`: for messages."""
+    if str(weights) == "DEFAULT":
+        url = torchvision.models.get_model_weights(arch).DEFAULT.url
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights='DEFAULT' for {what}: {path} is missing; on a machine "
+                                    f"with internet access download {url} and place it there, or pass weights=<file>")
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist (pass weights=None to start from random weights)")
+    sd = _read_state_dict(path)
+    sd = {k[4:] if k.startswith("net.") else k: v for k, v in sd.items()}
+    own = net.state_dict()
+    sd = {k: v for k, v in sd.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)}
+    res = net.load_state_dict(sd, strict=False)
+    missing = [k for k in res.missing_keys if not k.startswith(head)]
+    if missing or res.unexpected_keys:
+        raise ConfigError(f"weights {weights}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]} "
+                          f"(not a {arch} state_dict?)")
+
+
 CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-small": dict(arch="resnet18", image_size=160, description="ResNet-18 at 160 px: trains from scratch on a CPU"),
     "cpu-mobile": dict(arch="mobilenet_v3_small", image_size=160, description="MobileNetV3-Small at 160 px: the fast CPU model"),
@@ -368,25 +394,7 @@ def build_classifier(preset: str, num_classes: int, weights: str | Path | None =
     net = getattr(torchvision.models, cfg["arch"])(weights=None, num_classes=int(num_classes))
     model = ImageClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"])
     if weights is not None:
-        if str(weights) == "DEFAULT":
-            url = torchvision.models.get_model_weights(cfg["arch"]).DEFAULT.url
-            path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-            if not path.is_file():
-                raise FileNotFoundError(f"weights='DEFAULT' for classification preset {preset!r}: {path} is missing; on a machine "
-                                        f"with internet access download {url} and place it there, or pass weights=<file>")
-        else:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"weights file {path} does not exist (pass weights=None to start from random weights)")
-        sd = _read_state_dict(path)
-        sd = {k[4:] if k.startswith("net.") else k: v for k, v in sd.items()}
-        own, head = net.state_dict(), _classifier_head(net)
-        sd = {k: v for k, v in sd.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)}
-        res = net.load_state_dict(sd, strict=False)
-        missing = [k for k in res.missing_keys if not k.startswith(head)]
-        if missing or res.unexpected_keys:
-            raise ConfigError(f"weights {weights}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]} "
-                              f"(not a {cfg['arch']} state_dict?)")
+        load_classifier_weights(net, weights, cfg["arch"], _classifier_head(net), f"classification preset {preset!r}")
     cfg.update(preset=preset, num_classes=int(num_classes))
     model.cvflow_config = cfg
     return model
@@ -459,25 +467,7 @@ def build_video_classifier(preset: str, num_classes: int, weights: str | Path | 
     net = getattr(torchvision.models.video, cfg["arch"])(weights=None, num_classes=int(num_classes))
     model = VideoClassifier(net, cfg["image_size"], cfg["image_mean"], cfg["image_std"], cfg["input"])
     if weights is not None:
-        if str(weights) == "DEFAULT":
-            url = torchvision.models.get_model_weights(cfg["arch"]).DEFAULT.url
-            path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-            if not path.is_file():
-                raise FileNotFoundError(f"weights='DEFAULT' for actions preset {preset!r}: {path} is missing; on a machine "
-                                        f"with internet access download {url} and place it there, or pass weights=<file>")
-        else:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"weights file {path} does not exist (pass weights=None to start from random weights)")
-        sd = _read_state_dict(path)
-        sd = {k[4:] if k.startswith("net.") else k: v for k, v in sd.items()}
-        own, head = net.state_dict(), _VIDEO_HEADS.get(cfg["arch"], "fc.")
-        sd = {k: v for k, v in sd.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)}
-        res = net.load_state_dict(sd, strict=False)
-        missing = [k for k in res.missing_keys if not k.startswith(head)]
-        if missing or res.unexpected_keys:
-            raise ConfigError(f"weights {weights}: missing keys {missing[:5]}, unexpected keys {res.unexpected_keys[:5]} "
-                              f"(not a {cfg['arch']} state_dict?)")
+        load_classifier_weights(net, weights, cfg["arch"], _VIDEO_HEADS.get(cfg["arch"], "fc."), f"actions preset {preset!r}")
     cfg.update(preset=preset, num_classes=int(num_classes))
     model.cvflow_config = cfg
     return model

@@ -1741,7 +1741,7 @@ class PolygonAnnotator:
         if self.message: parts.append(self.message)
         self._ui["status"].value = " · ".join(parts)
 
-# %% ../nbs/02_annotations.ipynb #bb54c221
+# %% ../nbs/02_annotations.ipynb #b72842bc
 @dataclass
 class AnnotationsParams:
     """The annotation step's parameters: the notebook's `parameters` cell, `cvflow annotations run`'s options and

@@ -713,7 +713,7 @@ def score_heldout(run_dir: str | Path, coco_json: str | Path, device: str = "cpu
     atomic_write_json(run_dir / "heldout_metrics.json", {"heldout": str(coco_json), **flat_metrics(metrics)})
     return metrics
 
-# %% ../nbs/06d_training.ipynb #e3a0575a
+# %% ../nbs/06d_training.ipynb #58498b44
 HEADLINE_METRICS = ("AP", "AP50", "AP75", "accuracy", "macro_f1")   # the metrics the run summary shows
 
 

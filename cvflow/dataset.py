@@ -790,7 +790,7 @@ class DatasetParams:
         if isinstance(self.classes, str): self.classes = [c.strip() for c in self.classes.split(",") if c.strip()] or None
         if not self.annotations and not self.split_from:
             raise ValueError("dataset: give annotation files (or folders), or split_from (--split-from DIR)")
-        if not 0 < float(self.val) < 1: raise ValueError(f"val must be a fraction between 0 and 1, got {self.val!r}")
+        if not 0 <= float(self.val) < 1: raise ValueError(f"val must be a fraction in [0, 1) (0: no val split), got {self.val!r}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from .annotations import AnnotationError, _mask_polygons, _num, list_frames, read_annotations, shape_to_points, via_project_for_frames
+from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, read_annotations, shape_to_points, via_project_for_frames
 from .config import add_option_arguments, atomic_write_json, atomic_write_text, frame_filename, options_from_arguments
 from .frames import Candidate, FrameOptions, choose_frames, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
@@ -98,7 +98,7 @@ def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: flo
     """A COCO RLE mask → its outer outlines as simplified polygons `[(M, 2) float32]`, largest first, parts smaller
     than `min_area` px² dropped (02's contour extraction, then `fit_polygon`)."""
     m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode() if isinstance(rle["counts"], str) else rle["counts"]})
-    parts = [p for p in _mask_polygons(m) if cv2.contourArea(p.astype(np.float32)) >= min_area]
+    parts = [p for p in mask_polygons(m) if cv2.contourArea(p.astype(np.float32)) >= min_area]
     parts.sort(key=lambda p: -cv2.contourArea(p.astype(np.float32)))
     return [fit_polygon(p, max_vertices, tolerance) for p in parts]
 
@@ -107,8 +107,8 @@ def polygon_region(points, class_name: str | None, class_attribute: str = "class
     "A VIA 2 polygon region for `points` (K, 2), its class in `class_attribute` and other attributes as strings."
     pts = np.asarray(points, float).reshape(-1, 2)
     ra = ({class_attribute: class_name} if class_name is not None else {}) | {k: str(v) for k, v in attributes.items()}
-    return {"shape_attributes": {"name": "polygon", "all_points_x": [_num(round(x, 1)) for x in pts[:, 0]],
-                                 "all_points_y": [_num(round(y, 1)) for y in pts[:, 1]]},
+    return {"shape_attributes": {"name": "polygon", "all_points_x": [json_number(round(x, 1)) for x in pts[:, 0]],
+                                 "all_points_y": [json_number(round(y, 1)) for y in pts[:, 1]]},
             "region_attributes": ra}
 
 
@@ -124,8 +124,8 @@ def prediction_regions(instances: list[dict], threshold: float = PRELABEL_THRESH
         attrs = {SCORE_ATTRIBUTE: f"{inst['score']:.3f}"}
         if not inst.get("mask"):
             x0, y0, x1, y1 = (round(float(v), 1) for v in inst["box"])
-            out.append({"shape_attributes": {"name": "rect", "x": _num(x0), "y": _num(y0), "width": _num(round(x1 - x0, 1)),
-                                             "height": _num(round(y1 - y0, 1))},
+            out.append({"shape_attributes": {"name": "rect", "x": json_number(x0), "y": json_number(y0), "width": json_number(round(x1 - x0, 1)),
+                                             "height": json_number(round(y1 - y0, 1))},
                         "region_attributes": {class_attribute: inst["class_name"], **attrs}})
             continue
         for p in mask_to_polygons(inst["mask"], max_vertices, tolerance, min_area):

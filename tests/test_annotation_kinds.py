@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cvflow.annotations import AnnotationError, main as annotations_main, read_annotations, to_coco
+from cvflow.annotation_formats import AnnotationError, read_annotations, to_coco
+from cvflow.annotations import main as annotations_main
 from cvflow.dataset import CocoInstanceDataset, main as dataset_main, write_dataset
 from cvflow.images import ImageReadError, check_image, image_size, read_image
 

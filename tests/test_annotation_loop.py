@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from cvflow.annotation_loop import compare_projects, simulate_corrections, truth_targets
-from cvflow.annotations import read_annotations, simulate_annotator
+from cvflow.annotation_formats import read_annotations
+from cvflow.annotations import simulate_annotator
 from cvflow.config import load_settings
 from cvflow.deploy import demo_package
 from cvflow.sample import make_sample
@@ -133,7 +134,7 @@ def test_bad_model_package_is_refused(loop):
 @pytest.fixture(scope="module")
 def round1_home(tmp_path_factory):
     "A project home after a (tiny) round 1: sample, frames, simulated annotations (COCO), a model package, held-out frames."
-    from cvflow.annotations import check_annotations, write_coco
+    from cvflow.annotation_formats import check_annotations, write_coco
     from cvflow.frames import reduce_videos
     from cvflow.sample import make_heldout_images
     home = tmp_path_factory.mktemp("home")

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mu
 
-from cvflow.annotations import (Annotations, PolygonAnnotator, check_annotations, instance_mask, main,
-                                read_annotations, report, simulate_annotator, to_coco,
-                                to_via_project, validate_coco, via_project_for_frames)
+from cvflow.annotation_formats import (Annotations, check_annotations, instance_mask, read_annotations, report, to_coco,
+                                       to_via_project, validate_coco, via_project_for_frames)
+from cvflow.annotation_widget import PolygonAnnotator
+from cvflow.annotations import main, simulate_annotator
 from cvflow.config import file_hash, frame_filename
 
 ROOF_OLD = "roof_detection/b18ee20/datasets/balloon"

@@ -39,7 +39,7 @@ def make_project(root):
                          "region_attributes": {"class": "disc"}} for p in (SQUARE, TRIANGLE)]
     (root / "project.json").write_text(json.dumps(proj))
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell('from cvflow.annotations import PolygonAnnotator\n'
+    nb.cells = [nbformat.v4.new_code_cell('from cvflow.annotation_widget import PolygonAnnotator\n'
                                           'PolygonAnnotator("project.json").widget()')]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, root / "annotate.ipynb")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from cvflow.annotations import read_annotations, to_coco
+from cvflow.annotation_formats import read_annotations, to_coco
 from cvflow.dataset import CocoInstanceDataset, write_dataset
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cvflow.annotations import check_annotations, from_coco, simulate_annotator, to_coco, write_coco
+from cvflow.annotation_formats import check_annotations, from_coco, to_coco, write_coco
+from cvflow.annotations import simulate_annotator
 from cvflow.config import ConfigError
 from cvflow.dataset import CocoInstanceDataset, write_dataset
 from cvflow.sample import (KEYPOINT_CLASSES, KEYPOINT_NAMES, SKELETONS, SampleObject, Scene, gt_to_coco, load_ground_truth,

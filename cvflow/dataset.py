@@ -267,7 +267,7 @@ def read_source(path: str | Path, images_dir: str | Path | None = None, class_at
     """`(coco, warnings)` from any annotation file `cvflow annotations` reads (COCO from any tool, VIA 1/2/3, CSV,
     labelme), checked exactly as `cvflow annotations check` checks it: what it drops (and why) becomes a warning, so
     that nothing that passes here can crash training. Raises `ValueError` (`AnnotationError`) naming file and field."""
-    from cvflow.annotations import read_annotations, to_coco
+    from cvflow.annotation_formats import read_annotations, to_coco
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"annotation file {path} does not exist")
     ann = read_annotations(path, images_dir, class_attribute=class_attribute)
@@ -288,7 +288,7 @@ def _resolve_images_dir(ann_path: Path, images: str | Path | None) -> Path:
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    "Size as displayed (EXIF orientation applied, as VIA and `cvflow.annotations` measure it), or None if unreadable."
+    "Size as displayed (EXIF orientation applied, as VIA and `cvflow.annotation_formats` measure it), or None if unreadable."
     try: return image_size(path)
     except ImageReadError: return None
 
@@ -416,7 +416,7 @@ def _split_by_source(coco: dict, sides: dict[str, str], digests: dict) -> tuple[
 
 def split_from_folder(folder: str | Path) -> dict[str, Path]:
     "`{'train': annotations, 'val': annotations}` of a folder holding `train/` and `val/` (or `valid/`, `validation/`) exports."
-    from cvflow.annotations import find_annotation_file
+    from cvflow.annotation_formats import find_annotation_file
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"--split-from {folder}: not a folder")
     out = {}

@@ -26,13 +26,13 @@ __all__ = ['read_coco_any', 'source_video', 'coco_tables', 'load_tables', 'class
 
 # %% ../nbs/03_class_distribution.ipynb #bf035c69
 def read_coco_any(path: str | Path) -> dict:
-    "A COCO dict from a COCO file, or from a VIA export (read by `cvflow.annotations`)."
+    "A COCO dict from a COCO file, or from a VIA export (read by `cvflow.annotation_formats`)."
     path = Path(path)
     try: d = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError: raise FileNotFoundError(f"annotation file {path} does not exist") from None
     except ValueError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
     if isinstance(d, dict) and all(isinstance(d.get(k), list) for k in ("images", "annotations", "categories")): return d
-    from cvflow.annotations import read_annotations, to_coco
+    from cvflow.annotation_formats import read_annotations, to_coco
     return to_coco(read_annotations(path))
 
 

@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 from tqdm.auto import tqdm
 
-from .annotations import rle_json
+from .annotation_formats import rle_json
 
 # %% auto #0
 __all__ = ['STAT_NAMES', 'KPT_STAT_NAMES', 'KEYPOINT_SIGMA', 'prediction_to_coco', 'box_iou', 'kpt_oks_sigmas', 'coco_metrics',

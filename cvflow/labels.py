@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .annotations import AnnotationError, list_frames
+from .annotation_formats import AnnotationError, list_frames
 from .config import atomic_write_json, parse_frame_filename
 from .images import ImageReadError, image_size, is_image_file
 

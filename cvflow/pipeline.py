@@ -628,6 +628,12 @@ def main(argv: list[str] | None = None) -> int:
                 for key, flags in MODES.items():
                     if getattr(pl, key).get("skip") is not None:
                         print(f"cvflow run {flags}: without {', '.join(getattr(pl, key)['skip'])} (`{key}` in {pl.source.name})")
+            if not a.task:
+                for task, tm in pl.tasks.items():
+                    swap = [f"{s} by {Path(nb).stem}" for s, nb in tm.get("notebooks", {}).items()]
+                    print(f"cvflow run --task {task}:" + (f" without {', '.join(tm['skip'])}" if tm.get("skip") else "")
+                          + (f"{';' if tm.get('skip') else ''} {', '.join(swap)}" if swap else "")
+                          + ("" if tm.get("skip") or swap else " the same steps") + f" (`tasks.{task}` in {pl.source.name})")
             return 0
         m = run_pipeline(pl, from_step=a.from_step, only=a.only, force=a.force)
     except ConfigError as e:

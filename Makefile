@@ -48,8 +48,8 @@ test: check-export check-clean lint nbtest pytest
 
 ## while developing (a few minutes): the same checks and every notebook's tests, pytest without the tests marked slow
 ## (servers, browsers, subprocess training, whole pipeline runs: `make test` still runs them)
-test-quick: check-export lint
-	$(MAKE) nbtest NB_WORKERS=2
+test-quick: NB_WORKERS = 2
+test-quick: check-export lint nbtest
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow" tests
 
 export: $(STAMP) index

@@ -17,7 +17,7 @@ import time
 import torch
 
 from cvflow.model import build_model
-from cvflow.train import DistInfo, TrainConfig, make_optimizer, to_device, train_step
+from cvflow.train import TrainConfig, make_optimizer, new_train_state, to_device, train_step
 
 
 def batch(n: int, size: int, seed: int = 0):
@@ -47,15 +47,16 @@ def main():
     base = build_model("cpu-small", 4, min_size=a.size, max_size=a.size * 4 // 3)
     m_cv, m_tv = base, copy.deepcopy(base)
     cfg = TrainConfig(lr=0.005, warmup_steps=0)
-    opt_cv, opt_tv = make_optimizer(cfg, m_cv), make_optimizer(cfg, m_tv)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    state = new_train_state(cfg, m_cv, total=a.steps + 2)   # cvflow's optimizer, schedule, scaler (off on CPU)
+    opt_cv, opt_tv = state.optimizer, make_optimizer(cfg, m_tv)
     images, targets = batch(a.batch, a.size)
     float_images = [i.float() / 255 for i in images]
     m_cv.train(); m_tv.train()
 
     def step_cv(s):
         imgs, tgts = to_device(images, targets, "cpu")
-        train_step(m_cv, opt_cv, scaler, imgs, tgts, cfg, DistInfo(), s, False)
+        state.step = s
+        train_step(state, imgs, tgts)
 
     def step_tv(s):
         loss = sum(m_tv(float_images, targets).values())

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "register": ("cvflow.registry", "main_register", "register a model package (local MLflow or the Azure ML workspace)"),
     "models": ("cvflow.registry", "main_models", "list, show, alias or download registered models"),
     "serve": ("cvflow.deploy", "main_serve", "run a model package as a local web service (azmlinfsrv); --stop stops it"),
-    "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to an Azure ML managed online endpoint (--azure)"),
+    "deploy": ("cvflow.deploy", "main_deploy", "deploy a model package to an Azure ML managed online endpoint (--azure), or serve and check it here (--local)"),
     "test-service": ("cvflow.client", "main", "test a scoring web service: schema, parity, latency, bad input"),
     "score": ("cvflow.scoring", "main_score", "score a folder of images: COCO results (+ overlays), resumable"),
     "score-video": ("cvflow.scoring", "main_score_video", "score a video: overlay video, per-frame JSON, tracks and counts"),

@@ -27,7 +27,8 @@ __all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MIS
            'azureml_available', 'azure_ai_ml_available', 'detect_backend', 'atomic_path', 'atomic_write_text',
            'atomic_write_json', 'atomic_dir', 'file_hash', 'path_hash', 'frame_filename', 'parse_frame_filename',
            'find_repo', 'shared_data_dir', 'record_results', 'read_results', 'StepPaused', 'read_pause',
-           'resolve_device', 'option', 'add_option_arguments', 'options_from_arguments', 'describe', 'main']
+           'resolve_device', 'option', 'add_option_arguments', 'options_from_arguments', 'describe', 'main',
+           'ConfigParams', 'ConfigResult', 'run_config']
 
 # %% ../nbs/00_config.ipynb #830162a0
 def _is_cvflow_repo(d: Path) -> bool:
@@ -466,8 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", help="a cvflow.yaml to load (default: <home>/cvflow.yaml)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     a = ap.parse_args(argv)
-    paths = get_paths()
-    try: info = describe(load_settings(a.settings, home=paths.home), paths)
+    try: info = run_config(ConfigParams(settings_file=a.settings), record=False).info
     except ConfigError as e:
         print(f"cvflow config: {e}")
         return 2
@@ -478,3 +478,32 @@ def main(argv: list[str] | None = None) -> int:
                 for sk, sv in v.items(): print(f"  {sk:14} {sv}")
             else: print(f"{k:16} {v}")
     return 0
+
+# %% ../nbs/00_config.ipynb #23d0aafd
+@dataclass
+class ConfigParams:
+    "The config step's parameters: the notebook's `parameters` cell, `cvflow config`'s arguments and pipeline.yaml's `config` parameters."
+    settings_file: str | None = None   # a cvflow.yaml to load; None: <project home>/cvflow.yaml if it exists
+    show: bool = True                  # print the resolved paths, settings and backend (the notebook's display)
+
+
+@dataclass
+class ConfigResult:
+    "The configuration in force: `describe`'s plain data (home, folders, settings, backend and why, Azure SDK, workspace config)."
+    info: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`): where the project is, which backend and why, the settings."
+        i = self.info
+        return {"home": i["home"], "backend": i["backend"], "backend reason": i["backend_reason"], "azure sdk": i["azure_sdk"],
+                "workspace config": i["workspace_config"] or "none", "settings": i["settings"]}
+
+
+def run_config(params: ConfigParams, record: bool = True) -> ConfigResult:
+    """The config step: the settings of `params.settings_file` (default `<home>/cvflow.yaml`, `CVFLOW_*` overrides) and the
+    backend they select, described (`describe`). With `record` (a pipeline step): the project folders are made and the
+    headline recorded for the run summary. `ConfigError` naming the file, key and value for bad settings."""
+    paths = get_paths().ensure() if record else get_paths()
+    result = ConfigResult(describe(load_settings(params.settings_file, home=paths.home), paths))
+    if record: record_results("config", result.headline())
+    return result

@@ -26,7 +26,7 @@ __all__ = ['SERVER_MODULE', 'LOOPBACK', 'TARGETS', 'service_dir', 'pid_file', 'l
            'check_package', 'server_command', 'pid_alive', 'is_service_process', 'stop_pid', 'log_tail',
            'http_get_json', 'wait_ready', 'ServiceProcess', 'start_service', 'stop_service', 'LocalService',
            'demo_package', 'main_serve', 'valid_service_name', 'azure_deploy_plan', 'azure_objects', 'deploy_to_azure',
-           'deploy_managed', 'main_deploy']
+           'deploy_managed', 'main_deploy', 'DeployParams', 'DeployResult', 'smoke_test', 'run_deploy']
 
 # %% ../nbs/08_deploy.ipynb #0f812b55
 SERVER_MODULE = "azureml_inference_server_http"
@@ -499,7 +499,23 @@ def main_deploy(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-replicas", type=int, default=3, help="v1: AKS autoscale maximum (default 3)")
     ap.add_argument("--cvflow-requirement", help="v1: pip line installing cvflow in the service (default cvflow==<this version>)")
     ap.add_argument("--dry-run", action="store_true", help="write and validate the deployment (v1: print its plan); deploy nothing")
+    ap.add_argument("--local", action="store_true", help="instead of Azure: the pipeline's deploy step on this machine, serve "
+                    "PACKAGE under azmlinfsrv, check it (liveness, one request, bad JSON) and stop it (or --keep-running)")
+    ap.add_argument("--port", type=int, default=0, help="--local: TCP port (default: a free one; 5001 with --keep-running)")
+    ap.add_argument("--workers", type=int, default=1, help="--local: gunicorn workers (default 1)")
+    ap.add_argument("--keep-running", action="store_true", help="--local: leave the service running (cvflow serve --stop stops it)")
+    ap.add_argument("--images", help="--local: a folder of images for the smoke request (default: a synthetic sample image)")
+    ap.add_argument("--score-threshold", type=float, default=0.05, help="--local: the smoke request's threshold (default 0.05)")
     a = ap.parse_args(argv)
+    if a.local:   # the pipeline's deploy step (`run_deploy`); a missing package is an error here, never the demo one
+        try:
+            r = run_deploy(DeployParams(str(check_package(a.package)), a.port, a.workers, a.keep_running,
+                                        str(Path(a.images).resolve()) if a.images else None, a.score_threshold), record=False)
+        except (FileNotFoundError, RuntimeError, TimeoutError, ConfigError) as e:
+            print(f"cvflow deploy: {e}", file=sys.stderr)
+            return 1
+        print(r.describe())
+        return 0
     try:
         if a.target == "managed":
             r = deploy_managed(a.package, a.name, a.deployment, a.model, a.instance_type, a.instance_count,
@@ -519,3 +535,103 @@ def main_deploy(argv: list[str] | None = None) -> int:
         print(f"cvflow deploy: {e}", file=sys.stderr)
         return 1
     return 0
+
+# %% ../nbs/08_deploy.ipynb #ac9c76c9
+@dataclass
+class DeployParams:
+    """The deploy step's parameters: the notebook's `parameters` cell, `cvflow deploy --local`'s arguments and
+    pipeline.yaml's `deploy` parameters (relative paths: in the project home)."""
+    package: str = "models/cvflow-maskrcnn/package"  # the model package to serve; missing: the untrained demo package
+    port: int = 0                    # 0: a free loopback port (5001 with keep_running)
+    workers: int = 1                 # gunicorn workers (each loads the model once)
+    keep_running: bool = False       # leave the service running for step 09 (`cvflow serve --stop` stops it)
+    images: str | None = None        # a folder of images for the smoke request; None: synthetic sample images
+    score_threshold: float = 0.05    # threshold of the smoke request (an untrained package scores low)
+
+
+@dataclass
+class DeployResult:
+    """The local service the step started and checked: the package it served (`demo`: the untrained demo package, the
+    asked one did not exist), its scoring URI, server PID and port, whether it was left running, the smoke request's
+    image and the service's answer (08a's JSON: `results`, `model`, `timings_ms`)."""
+    package: Path
+    demo: bool
+    scoring_uri: str
+    pid: int
+    port: int
+    left_running: bool
+    smoke_image: Path
+    answer: dict
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        return {"package": str(self.package), "scoring uri": self.scoring_uri, "server": "azureml-inference-server-http (azmlinfsrv)",
+                "left running for the service test": bool(self.left_running)}
+
+    def describe(self) -> str:
+        "What happened, in a few lines for a person."
+        res, a = self.answer["results"][0], self.answer
+        found = f"{len(res.get('instances', res.get('labels', [])))} {'labels' if 'labels' in res else 'instances'}"
+        state = (f"service running: {self.scoring_uri} (pid {self.pid}); stop it with `cvflow serve --stop --port {self.port}`"
+                 if self.left_running else f"served at {self.scoring_uri} and stopped (pid {self.pid})")
+        return "\n".join([*([f"serving the untrained demo package {self.package}"] if self.demo else []),
+                          f"{self.smoke_image.name}: {res['width']}x{res['height']}, {found}, model {a['model']}, "
+                          f"{a['timings_ms']['total']:.0f} ms", state])
+
+
+def smoke_test(svc: ServiceProcess, image: str | os.PathLike, score_threshold: float = 0.05) -> dict:
+    """Check a running service: `GET /` answers 200 'Healthy', one request with `image` (JPEG/PNG bytes; for an actions
+    package a clip of it as every frame) is answered, and bad JSON is refused with 400 'bad_json'. Returns the answer
+    (08a's JSON); `RuntimeError` saying what the service did instead."""
+    status, body = http_get_json(svc.url + "/")
+    if (status, body) != (200, "Healthy"): raise RuntimeError(f"smoke test: {svc.url}/ answered {status} {body!r}, not 200 'Healthy'")
+    data = Path(image).read_bytes()
+    req = urllib.request.Request(f"{svc.scoring_uri}?score_threshold={score_threshold}", data=data,
+                                 headers={"Content-Type": "image/jpeg"})
+    clip = (json.loads((Path(svc.package) / "model.json").read_text()).get("clip") or {}).get("clip_length")
+    if clip:   # an actions model scores a clip: the smoke image as every frame
+        import base64
+        req = urllib.request.Request(svc.scoring_uri, headers={"Content-Type": "application/json"}, data=json.dumps(
+            {"frames": [base64.b64encode(data).decode()] * clip, "score_threshold": score_threshold}).encode())
+    with urllib.request.urlopen(req, timeout=120) as r:
+        answer = json.loads(r.read())
+    bad = urllib.request.Request(svc.scoring_uri, data=b"{oops", headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(bad, timeout=30); raise RuntimeError("smoke test: the service accepted bad JSON")
+    except urllib.error.HTTPError as e:
+        code = json.loads(e.read()).get("error", {}).get("code")
+        if (e.code, code) != (400, "bad_json"): raise RuntimeError(f"smoke test: bad JSON answered {e.code} {code!r}, not 400 'bad_json'")
+    return answer
+
+
+def run_deploy(params: DeployParams, record: bool = True) -> DeployResult:
+    """The deploy step: serve `params.package` locally under azmlinfsrv (the untrained demo package when it does not
+    exist yet), `smoke_test` it with the first image of `params.images` (default: a synthetic sample image), then stop
+    it, or with `keep_running` leave it running on `port` (default 5001). With `record`, the headline is recorded for
+    the run summary. `RuntimeError` / `TimeoutError` when the service fails to start, answer or stop."""
+    from cvflow.config import record_results
+    paths = get_paths()
+    pkg_dir = paths.resolve(params.package)
+    demo = not (pkg_dir / "model.json").is_file()
+    if demo:
+        pkg_dir = paths.models / "cvflow-demo" / "package"
+        if not (pkg_dir / "model.json").is_file():
+            demo_package(pkg_dir)
+    if params.images:
+        smoke = sorted(p for p in paths.resolve(params.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[0]
+    else:
+        from cvflow.sample import make_sample_images
+        smoke_dir = paths.interim / "deploy-smoke"
+        if not (smoke_dir / "images").is_dir():
+            make_sample_images(smoke_dir, n=2)
+        smoke = sorted((smoke_dir / "images").glob("*.jpg"))[0]
+    if params.keep_running:
+        svc = start_service(pkg_dir, params.port or 5001, workers=params.workers)
+        answer = smoke_test(svc, smoke, params.score_threshold)
+    else:
+        with LocalService(pkg_dir, port=params.port or None, workers=params.workers) as svc:
+            answer = smoke_test(svc, smoke, params.score_threshold)
+        if pid_alive(svc.pid) or svc.pidfile.exists(): raise RuntimeError(f"the service (pid {svc.pid}) did not stop")
+    result = DeployResult(pkg_dir, demo, svc.scoring_uri, svc.pid, svc.port, params.keep_running, smoke, answer)
+    if record: record_results("deploy", result.headline())
+    return result

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .config import atomic_dir, atomic_write_json, frame_filename, get_paths
+from .config import atomic_dir, atomic_write_json, frame_filename, get_paths, record_results
 
 # %% auto #0
 __all__ = ['CLASSES', 'KEYPOINT_NAMES', 'KEYPOINT_CLASSES', 'SKELETONS', 'ACTIONS', 'shape_polygon', 'shape_corners',
            'keypoint_categories', 'SampleObject', 'Scene', 'make_background', 'make_scene', 'render',
            'corner_keypoints', 'make_sample', 'load_ground_truth', 'ensure_sample', 'gt_to_coco', 'make_sample_images',
-           'make_heldout_images', 'via3_action_project', 'make_action_sample', 'main']
+           'make_heldout_images', 'via3_action_project', 'make_action_sample', 'SampleParams', 'SampleResult',
+           'sample_frames_figure', 'sample_timeline_figure', 'action_timeline_figure', 'run_sample', 'main']
 
 # %% ../nbs/00a_sample.ipynb #9c2d77bb
 CLASSES = ("disc", "square", "triangle")
@@ -496,9 +497,135 @@ def make_action_sample(out_dir: str | Path, n_videos: int = 12, seconds: float =
     return Path(out_dir) / "via_project.json"
 
 
+# %% ../nbs/00a_sample.ipynb #fa00adf4
+@dataclass
+class SampleParams:
+    """The sample step's parameters: the notebook's `parameters` cell, `cvflow sample`'s arguments and pipeline.yaml's
+    `sample` parameters (relative paths: in the project home; sizes in pixels, even for H.264)."""
+    out_dir: str = "data/raw/sample"    # the sample's folder
+    seconds: float = 8.0                # video length (each action video's, with `actions`), s
+    fps: int = 10
+    width: int = 320
+    height: int = 192
+    seed: int = 0
+    heldout_dir: str = "data/raw/sample-heldout"   # still frames of fresh scenes, for scoring the final model; "": none
+    heldout_images: int = 8             # how many of them (0: none)
+    subject: bool = False               # classification: each scene one large subject object, its class the image label
+    keypoints: bool = False             # the ground truth also records the corners of squares and triangles
+    scenes: int = 0                     # scenes in the video; 0: one per 8 s
+    actions: int = 0                    # > 0: render this many action videos (VIA 3 temporal segments) instead
+    heldout_videos: int = 0             # with `actions`: this many held-out action videos (another seed) in heldout_dir
+    force: bool = False                 # re-render even if the sample exists (data/raw is otherwise never rewritten)
+
+
+@dataclass
+class SampleResult:
+    """What the sample step rendered, or found already rendered: the video `sample.mp4` and its ground truth
+    (`load_ground_truth`), or with `actions` the VIA 3 project of the action videos and theirs (`actions.json`); the
+    held-out set (`instances.json` of frames, or `via_project.json` of videos; None: none) and the figures recorded
+    (title -> matplotlib Figure)."""
+    out_dir: Path
+    ground_truth: dict
+    video: Path | None = None           # None for an action sample
+    via_project: Path | None = None     # None for a video sample
+    heldout: Path | None = None
+    figures: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`): frames, scenes, blur, instances; or videos and seconds per action."
+        gt = self.ground_truth
+        if self.via_project is not None:   # action videos
+            segs = [s for v in gt["videos"] for s in v["segments"]]
+            return {"videos": len(gt["videos"]), "seconds each": gt["videos"][0]["n_frames"] / gt["fps"], "fps": gt["fps"],
+                    "size": f"{gt['width']}x{gt['height']}", "segments": len(segs),
+                    **{f"{a} seconds": round(sum(s["end"] - s["start"] for s in segs if s["label"] == a), 1) for a in ACTIONS},
+                    "held-out videos": str(self.heldout) if self.heldout else "none"}
+        return {"video": str(self.video), "frames": gt["n_frames"], "fps": gt["fps"], "size": f"{gt['width']}x{gt['height']}",
+                "scenes": len(gt["scene_starts"]), "blurred frames": sum(f["blurred"] for f in gt["frames"]),
+                "static frames": sum(f["static"] for f in gt["frames"]),
+                "object instances": sum(len(f["objects"]) for f in gt["frames"]),
+                "held-out frames": str(self.heldout) if self.heldout else "none"}
+
+
+def sample_frames_figure(video: str | Path, gt: dict):
+    "One frame of each scene of a sample video (the third) with its ground-truth polygons, a colour per class (matplotlib Figure)."
+    import av
+    import matplotlib.pyplot as plt
+    wanted = {s + 2 for s in gt["scene_starts"]}
+    with av.open(str(video)) as c:
+        frames = {i: fr.to_ndarray(format="rgb24") for i, fr in enumerate(c.decode(video=0)) if i in wanted}
+    fig, axes = plt.subplots(1, len(frames), figsize=(3.2 * len(frames), 2.4), squeeze=False)
+    colours = {"disc": "white", "square": "cyan", "triangle": "magenta"}
+    for ax, (i, im) in zip(axes[0], sorted(frames.items())):
+        ax.imshow(im); ax.set_title(f"frame {i} (scene {gt['frames'][i]['scene']})", fontsize=9); ax.axis("off")
+        for o in gt["frames"][i]["objects"]:
+            for p in o["polygons"]:
+                p = np.array(p).reshape(-1, 2); ax.fill(p[:, 0], p[:, 1], fill=False, ec=colours[o["class"]], lw=1)
+    fig.tight_layout()
+    return fig
+
+
+def sample_timeline_figure(gt: dict):
+    "A sample video's timeline: static stretches, blurred frames and scene cuts by frame (matplotlib Figure)."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 1.6))
+    t = np.arange(gt["n_frames"])
+    ax.fill_between(t, 0, [f["static"] for f in gt["frames"]], step="mid", alpha=.3, label="static")
+    ax.vlines([i for i, f in enumerate(gt["frames"]) if f["blurred"]], 0, 1, colors="red", label="blurred")
+    ax.vlines(gt["scene_starts"], 0, 1, colors="black", linestyles="dashed", label="scene cut")
+    ax.set_xlabel("frame"); ax.set_yticks([]); ax.legend(loc="upper right", fontsize=8, ncol=3)
+    return fig
+
+
+def action_timeline_figure(agt: dict):
+    "The action videos' segments over time, a colour per action (`actions.json`'s ground truth; matplotlib Figure)."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(agt["videos"]) + 1))
+    colours = dict(zip(ACTIONS, ("tab:gray", "tab:blue", "tab:orange")))
+    for k, v in enumerate(agt["videos"]):
+        for s in v["segments"]: ax.barh(k, s["end"] - s["start"], left=s["start"], color=colours[s["label"]])
+    ax.set_yticks(range(len(agt["videos"])), [v["file"] for v in agt["videos"]], fontsize=7); ax.set_xlabel("seconds")
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], ACTIONS, loc="upper right", fontsize=8, ncol=3)
+    return fig
+
+
+def run_sample(params: SampleParams, record: bool = True) -> SampleResult:
+    """The sample step: the sample video with its ground truth in `params.out_dir` (or with `actions`, the action videos
+    and their VIA 3 project), and the held-out frames (videos) of other scenes in `heldout_dir`; each rendered unless
+    already there (`force`: always). With `record`, the headline and the timeline figure are recorded for the run
+    summary. `ValueError` for sizes that are not even or lengths that are not positive."""
+    p, paths = params, get_paths().ensure()
+    sample_dir = paths.resolve(p.out_dir)
+    heldout = None
+    if p.actions:   # action recognition: short videos of distinct motions, their segments as a VIA 3 video project
+        via = sample_dir / "via_project.json"
+        if p.force or not via.is_file():
+            make_action_sample(sample_dir, n_videos=p.actions, seconds=p.seconds, fps=p.fps, width=p.width, height=p.height, seed=p.seed)
+        if p.heldout_dir and p.heldout_videos:
+            heldout = paths.resolve(p.heldout_dir) / "via_project.json"
+            if p.force or not heldout.is_file():   # other videos from another seed: nothing of them is ever trained on
+                make_action_sample(heldout.parent, n_videos=p.heldout_videos, seconds=p.seconds, fps=p.fps, width=p.width,
+                                   height=p.height, seed=p.seed + 1_000_003)
+        result = SampleResult(sample_dir, json.loads((sample_dir / "actions.json").read_text()), via_project=via, heldout=heldout)
+    else:           # the sample video (segmentation, detection, classification, keypoints)
+        video = sample_dir / "sample.mp4"
+        if p.force or not video.is_file():
+            video = make_sample(sample_dir, seconds=p.seconds, fps=p.fps, width=p.width, height=p.height, seed=p.seed,
+                                n_scenes=p.scenes or None, subject=p.subject, keypoints=p.keypoints)
+        if p.heldout_dir and p.heldout_images:
+            heldout = paths.resolve(p.heldout_dir) / "instances.json"
+            if p.force or not heldout.is_file():
+                make_heldout_images(heldout.parent, p.heldout_images, p.seed, p.width, p.height, subject=p.subject, keypoints=p.keypoints)
+        result = SampleResult(sample_dir, load_ground_truth(video), video=video, heldout=heldout)
+    if record:
+        gt = result.ground_truth
+        result.figures = {"action timeline": action_timeline_figure(gt)} if p.actions else {"sample timeline": sample_timeline_figure(gt)}
+        record_results("sample", result.headline(), result.figures)
+    return result
+
 # %% ../nbs/00a_sample.ipynb #9a3fdd3d
 def main(argv: list[str] | None = None) -> int:
-    "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--subject] [--force]`"
+    "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--subject] [--force] ...`"
     import argparse
     ap = argparse.ArgumentParser(prog="cvflow sample", description="Write the synthetic sample video and its exact ground truth.")
     ap.add_argument("--out", default="data/raw/sample", help="output folder (default: data/raw/sample)")
@@ -510,6 +637,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead of a video, render N independent frames with COCO ground truth")
     ap.add_argument("--subject", action="store_true",
                     help="one main subject per scene, its class recorded as each frame's label (for classification)")
+    ap.add_argument("--keypoints", action="store_true", help="the ground truth also records the corners of squares and triangles")
+    ap.add_argument("--scenes", type=int, default=0, help="scenes in the video (default: one per 8 s)")
+    ap.add_argument("--heldout-images", type=int, default=0, metavar="N",
+                    help="also N still frames of fresh scenes (another seed) in --heldout-dir, for scoring a final model")
+    ap.add_argument("--heldout-dir", default="data/raw/sample-heldout", help="folder of the held-out frames or videos")
+    ap.add_argument("--actions", type=int, default=0, metavar="N",
+                    help="instead of the sample video, N action videos (still, moving, rotating) with a VIA 3 project")
+    ap.add_argument("--heldout-videos", type=int, default=0, metavar="N", help="with --actions: N held-out action videos")
     ap.add_argument("--force", action="store_true", help="replace an existing sample")
     a = ap.parse_args(argv)
     try:
@@ -522,9 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if a.images:
-            p = make_sample_images(out, n=a.images, seed=a.seed, width=w, height=h, subject=a.subject)
+            p = make_sample_images(out, n=a.images, seed=a.seed, width=w, height=h, subject=a.subject, keypoints=a.keypoints)
         else:
-            p = make_sample(out, seconds=a.seconds, fps=a.fps, width=w, height=h, seed=a.seed, subject=a.subject)
+            r = run_sample(SampleParams(str(out), a.seconds, a.fps, w, h, a.seed, a.heldout_dir, a.heldout_images, a.subject,
+                                        a.keypoints, a.scenes, a.actions, a.heldout_videos, force=True), record=False)
+            p = r.via_project or r.video
+            if r.heldout: print(f"held-out: {r.heldout}")
     except ValueError as e:
         print(f"cvflow sample: {e}")
         return 2

@@ -41,9 +41,12 @@ from .viz import draw_instances
 __all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'HEADLINE_METRICS', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state',
            'set_rng_state', 'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor',
            'make_optimizer', 'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
-           'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step', 'draw_predictions', 'run_config',
-           'check_classes', 'check_resume', 'ema_decay', 'update_ema', 'train', 'step_config', 'score_heldout',
-           'TrainResult', 'curves_figure', 'run_train', 'main']
+           'TrainState', 'new_train_state', 'replan', 'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step',
+           'draw_predictions', 'run_config', 'check_classes', 'check_resume', 'run_summary', 'Checkpointer',
+           'TrainData', 'open_data', 'model_for', 'epoch_loader', 'ema_decay', 'update_ema', 'train_one_epoch',
+           'validate', 'record_evaluation', 'evaluate_and_checkpoint', 'evaluation_due', 'out_of_time', 'budget_total',
+           'log_step', 'finish_run', 'train', 'step_config', 'score_heldout', 'TrainResult', 'curves_figure',
+           'run_train', 'main']
 
 # %% ../nbs/06d_training.ipynb #3eb17bc7
 @dataclass
@@ -314,6 +317,78 @@ def link_checkpoint(src: Path, dst: Path) -> Path:
         except OSError: shutil.copy2(src, tmp)
     return Path(dst)
 
+# %% ../nbs/06d_training.ipynb #29e1d2d2
+@dataclass
+class TrainState:
+    """Everything a training run changes as it goes, in one place: the weights (`model`; `ema`, their exponential
+    moving average, when `cfg.ema > 0`), the optimizer, the per-step learning-rate schedule, the mixed-precision
+    gradient scaler, the step counter and the evaluation record. `net` is what the loop calls: `model` itself, or
+    `DistributedDataParallel(model)` under torchrun. The random generators' states stay the process's (`rng_state`);
+    `Checkpointer.save` captures them with the rest. Build one with `new_train_state`."""
+    cfg: TrainConfig
+    di: DistInfo
+    model: torch.nn.Module         # the trained weights (never wrapped)
+    net: torch.nn.Module           # `model`, or DistributedDataParallel(model) under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR   # stepped once per optimizer step
+    scaler: torch.amp.GradScaler   # enabled with `amp` only
+    ema: torch.nn.Module | None    # the averaged weights (evaluated, saved as the checkpoint's `model`); None: no EMA
+    steps_per_epoch: int           # optimizer steps (batches per process) in one pass over the training set
+    total: int                     # planned optimizer steps (`replan` re-sizes it for `budget_minutes`)
+    max_total: int                 # the steps `epochs` / `max_steps` allow: no plan goes past it
+    amp: bool = False              # float16 autocast (CUDA only)
+    channels_last: bool = False    # channels-last memory layout (CUDA only)
+    step: int = 0                  # optimizer steps taken
+    best: float | None = None      # the best value of `cfg.best_metric` so far, and the step it was measured at
+    best_step: int | None = None
+    bad_evals: int = 0             # evaluations since the last improvement (early stopping)
+    history: list = field(default_factory=list)   # every evaluation: {"step": s, "segm/AP": ..., ...}
+    latest: dict = field(default_factory=dict)    # the last one
+    run_id: str | None = None      # the tracking run
+    elapsed: float = 0.0           # seconds of training in earlier invocations of this run (before a resume)
+    started: float = field(default_factory=time.time)   # when this invocation started training (time.time(), s)
+
+    @property
+    def epoch(self) -> int:
+        "The epoch the next step belongs to."
+        return self.step // self.steps_per_epoch
+
+    @property
+    def averaged(self) -> torch.nn.Module:
+        "The weights that are evaluated, drawn and saved as the checkpoint's `model`: the EMA when there is one."
+        return self.ema if self.ema is not None else self.model
+
+    def seconds(self) -> float:
+        "The run's training time so far, earlier invocations included (s)."
+        return self.elapsed + time.time() - self.started
+
+
+def new_train_state(cfg: TrainConfig, model: torch.nn.Module, di: DistInfo | None = None, steps_per_epoch: int = 1,
+                    total: int = 1) -> TrainState:
+    """A fresh `TrainState` around `model`: moved to `di.device` (channels-last on CUDA, not for 5-D video weights),
+    `make_optimizer`'s optimizer, `make_scheduler`'s schedule over `total` steps, a gradient scaler (enabled with AMP,
+    CUDA only), an EMA copy when `cfg.ema > 0`, and `DistributedDataParallel` around it under torchrun (torchvision's
+    order: wrap first, then resume into the unwrapped model)."""
+    di = di or DistInfo()
+    cuda = di.device.startswith("cuda")
+    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda and cfg.task != "actions"
+    model.to(di.device)
+    if channels_last: model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model, di.world)
+    scheduler = make_scheduler(optimizer, total, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if cuda else None) if di.world > 1 else model
+    return TrainState(cfg, di, model, net, optimizer, scheduler, scaler, ema, steps_per_epoch, total, total,
+                      amp=amp, channels_last=channels_last)
+
+
+def replan(state: TrainState, total: int) -> None:
+    "Re-size the run to `total` optimizer steps; the learning rate follows the schedule over `total` from the next step on."
+    state.total = total = int(total)
+    cfg = state.cfg
+    state.scheduler.lr_lambdas = [lambda s: lr_factor(s, total, cfg) for _ in state.scheduler.lr_lambdas]
+
 # %% ../nbs/06d_training.ipynb #0b49aa9e
 class NonFiniteLossError(FloatingPointError):
     "The training loss became NaN or infinite; the message names the batch's image ids."
@@ -338,17 +413,22 @@ def to_device(images, targets, device: str, channels_last: bool = False):
     return imgs, tgts
 
 
-def train_step(model, optimizer, scaler, images, targets, cfg: TrainConfig, di: DistInfo, step: int, amp: bool) -> dict[str, float]:
-    "One optimizer step on a batch; returns the (process-averaged) losses as floats."
-    with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-        losses = model(images, targets)
+def train_step(state: TrainState, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
+    """One optimizer step of `state` on a batch: `images` float (3, H, W) in 0..1 and `targets` on the device (as
+    `to_device` gives them). Forward in float16 autocast when `state.amp`, backward through the gradient scaler,
+    gradient norm clipped to `cfg.clip_grad_norm`, optimizer step. Returns the losses averaged over the processes, as
+    floats (`"loss"`: their sum). `NonFiniteLossError`, on every process together, when the loss is NaN or infinite.
+    The schedule, the EMA and the step counter move in `train_one_epoch`."""
+    optimizer, scaler, cfg = state.optimizer, state.scaler, state.cfg
+    with torch.autocast("cuda", dtype=torch.float16, enabled=state.amp):
+        losses = state.net(images, targets)
     loss = sum(losses.values())
     names = sorted(losses)
-    vals = _all_mean(torch.stack([losses[k].detach().float() for k in names] + [loss.detach().float()]).cpu(), di)
+    vals = _all_mean(torch.stack([losses[k].detach().float() for k in names] + [loss.detach().float()]).cpu(), state.di)
     if not torch.isfinite(vals).all():
         mine = {k: float(losses[k].detach()) for k in names}
         ids = [int(t["image_id"]) for t in targets]
-        raise NonFiniteLossError(f"step {step}: the loss is not finite (this process: total {float(loss.detach())}, {mine}) "
+        raise NonFiniteLossError(f"step {state.step}: the loss is not finite (this process: total {float(loss.detach())}, {mine}) "
                                  f"on the batch of image ids {ids}; check these images' annotations, or lower the "
                                  f"learning rate ({optimizer.param_groups[0]['lr']:.3g})")
     optimizer.zero_grad(set_to_none=True)
@@ -419,17 +499,141 @@ def check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
         raise ConfigError(f"--resume from {path}: setting(s) {', '.join(f'{k} ({old.get(k)!r} -> {getattr(cfg, k)!r})' for k in diff)} "
                           "differ from the checkpoint's; start a new run folder or restore them")
 
+# %% ../nbs/06d_training.ipynb #98b1f642
+def run_summary(state: TrainState, out: Path) -> dict[str, Any]:
+    "A run's progress as plain data (what `metrics.json` holds): steps done and planned, the evaluation record, the tracking run."
+    return {"step": state.step, "total_steps": state.total, "steps_per_epoch": state.steps_per_epoch,
+            "best_metric": state.cfg.best_metric, "best": state.best, "best_step": state.best_step, "latest": state.latest,
+            "history": state.history, "run_id": state.run_id, "out": str(out)}
+
+
+def _gather_rng(di: DistInfo) -> list[dict[str, Any]]:
+    "Every process's generator states (`rng_state`), in rank order; a collective: every process calls it."
+    mine = rng_state()
+    if di.world <= 1: return [mine]
+    every = [None] * di.world
+    dist.all_gather_object(every, mine)
+    return every
+
+
+_RECORD_KEYS = ("best", "best_step", "bad_evals", "history", "latest", "run_id")   # TrainState fields a checkpoint keeps
+
+
+@dataclass
+class Checkpointer:
+    """A run folder's checkpoints: `<out>/checkpoints/last.pt` (atomic), `best.pt` (the same file when the tracked metric
+    improved), `metrics.json` and `config.json` beside. A checkpoint holds only tensors and plain data (loadable with
+    `torch.load(weights_only=True)`): `model` (the averaged weights when there is an EMA; `train_model` then the trained
+    ones), `optimizer`, `scheduler`, `scaler`, `step`, `epoch`, `rng` (every process's generator states and the data
+    position), the run's `config` (`run_config`) and `metrics` (the evaluation record, the plan, the time spent, s)."""
+    out: Path        # the run folder
+    config: dict     # the run's plain-data description (`run_config`), stored in every checkpoint
+
+    @property
+    def folder(self) -> Path: return Path(self.out) / "checkpoints"
+
+    def begin(self, state: TrainState) -> None:
+        "A new run: `ConfigError` when the folder already holds `last.pt`, else write `config.json` (process 0)."
+        if not state.di.main: return
+        if (self.folder / "last.pt").exists():
+            raise ConfigError(f"run folder {self.out} already has checkpoints/last.pt: pass --resume to continue it, or choose another --out")
+        atomic_write_json(Path(self.out) / "config.json", self.config)
+
+    def save(self, state: TrainState, best: bool = False) -> Path:
+        "Write `last.pt` (and with `best`, link `best.pt` to it) and `metrics.json`. Every process calls it; process 0 writes."
+        rngs = _gather_rng(state.di)
+        last = self.folder / "last.pt"
+        if not state.di.main: return last
+        spe = state.steps_per_epoch
+        ck = {"model": state.averaged.state_dict(), **({"train_model": state.model.state_dict()} if state.ema is not None else {}),
+              "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
+              "scaler": state.scaler.state_dict(), "step": state.step, "epoch": state.epoch,
+              "rng": {"process": rngs, "data": {"seed": state.cfg.seed, "epoch": state.epoch, "batch": state.step % spe}},
+              "config": self.config, "metrics": {**{k: getattr(state, k) for k in _RECORD_KEYS}, "total": state.total,
+                                                 "elapsed": state.seconds()}}
+        save_checkpoint(last, ck)
+        if best: link_checkpoint(last, self.folder / "best.pt")
+        atomic_write_json(Path(self.out) / "metrics.json", run_summary(state, self.out))
+        return last
+
+    def restore(self, state: TrainState) -> None:
+        """Continue `state` from `last.pt`: weights, EMA, optimizer, schedule, scaler, step, evaluation record, this process's
+        generator states (and a time budget's plan). `FileNotFoundError` without one; `ConfigError` when settings that
+        shape the model or the data order differ from the checkpoint's (`check_resume`)."""
+        ck = load_checkpoint(self.folder / "last.pt", map_location=state.di.device)
+        check_resume(ck["config"], state.cfg, self.folder / "last.pt")
+        state.model.load_state_dict(ck.get("train_model", ck["model"]))
+        if state.ema is not None: state.ema.load_state_dict(ck["model"])
+        state.optimizer.load_state_dict(ck["optimizer"]); state.scheduler.load_state_dict(ck["scheduler"])
+        state.scaler.load_state_dict(ck["scaler"])
+        rec = ck["metrics"]
+        for k in _RECORD_KEYS: setattr(state, k, rec[k])
+        state.step, state.elapsed = int(ck["step"]), float(rec.get("elapsed", 0.0))
+        if state.cfg.budget_minutes > 0: replan(state, min(state.total, int(rec.get("total", state.total))))  # the budget's plan
+        procs = ck["rng"]["process"]
+        set_rng_state(procs[min(state.di.rank, len(procs) - 1)])
+
 # %% ../nbs/06d_training.ipynb #d93e21fd
-def _loader(ds, cfg: TrainConfig, di: DistInfo, epoch: int, start: int, groups, workers: int) -> DataLoader:
-    "The batches of `epoch` from batch `start` on (the sampler's position after a resume)."
-    sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
+@dataclass
+class TrainData:
+    "A run's data: the dataset folder, the training set (augmented), the validation set, aspect-ratio groups, loader workers."
+    dir: Path
+    train: Dataset                 # CocoInstanceDataset, ImageLabelDataset or ClipDataset, by task
+    val: Dataset | None            # None: no val.json, or an empty one
+    groups: list[int]              # `aspect_groups` of the training items
+    workers: int                   # DataLoader worker processes
+
+
+def open_data(cfg: TrainConfig, data_dir: Path, world: int = 1, default_workers: int = -1) -> TrainData:
+    """The datasets of the prepared folder `data_dir` for `cfg.task` (COCO instances, image labels or video clips), with
+    `augmentation(cfg)` on the training set. Workers: `cfg.num_workers`, else `default_workers` (the installation's),
+    else a share of the cores among `world` processes (at most 4). `ConfigError` naming the file when train.json is
+    missing or empty, or its category ids are not 1..K."""
+    if not (data_dir / "train.json").is_file():
+        raise ConfigError(f"dataset {data_dir}: train.json is missing (prepare it with `cvflow dataset`)")
+    actions = cfg.task == "actions"   # clips of videos (02c's clip dataset), one label each
+    Data = ClipDataset if actions else ImageLabelDataset if cfg.task == "classification" else CocoInstanceDataset
+    images = None if actions else data_dir / "images"
+    train_ds = Data(data_dir / "train.json", images, transforms=augmentation(cfg))
+    check_classes(train_ds, data_dir / "train.json")
+    val_ds = Data(data_dir / "val.json", images) if (data_dir / "val.json").is_file() else None
+    if val_ds is not None and len(val_ds) == 0: val_ds = None
+    if len(train_ds) == 0: raise ConfigError(f"dataset {data_dir}: train.json has no images")
+    workers = cfg.num_workers if cfg.num_workers >= 0 else default_workers
+    if workers < 0: workers = min(4, max((os.cpu_count() or 1) // world - 1, 0))
+    return TrainData(data_dir, train_ds, val_ds, aspect_groups(train_ds), workers)
+
+
+def model_for(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
+    """The network `cfg` asks for (`build_model`: preset, task, initial weights, `cfg.model` overrides) sized to `data`:
+    its classes (+1 background for the detectors), its keypoints, its clips' length and frame size. `ConfigError` for
+    task keypoints on data without keypoint names."""
+    ds, kp, clip = data.train, {}, {}
+    if cfg.task == "keypoints":   # K landmarks: the dataset's (its categories' `keypoints` names)
+        if not ds.keypoint_names:
+            raise ConfigError(f"dataset {data.dir}: train.json has no keypoints (categories without `keypoints` names); "
+                              "task keypoints needs COCO keypoints (see `cvflow annotations`)")
+        kp = {"num_keypoints": len(ds.keypoint_names)}
+    if cfg.task == "actions": clip = {"clip_length": ds.clip_length, "image_size": ds.frame_size}   # the data's clips
+    classifier = cfg.task in ("classification", "actions")
+    return build_model(cfg.preset, len(ds.classes) + (0 if classifier else 1), cfg.weights, task=cfg.task,
+                       **{**kp, **clip, **cfg.model})
+
+
+def epoch_loader(data: TrainData, state: TrainState) -> DataLoader:
+    """The batches of the epoch `state.step` is in, from that step on (where a resumed run continues): this process's
+    share of a `DistributedSampler` shuffle of `(seed, epoch)`, grouped by aspect ratio, each sample augmented under its
+    own seed (`SeededSamples`)."""
+    cfg, di = state.cfg, state.di
+    epoch, start = divmod(state.step, state.steps_per_epoch)
+    sampler = DistributedSampler(data.train, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
     sampler.set_epoch(epoch)
     if cfg.group_aspect_ratio:
-        batches = list(GroupedBatchSampler(sampler, groups, cfg.batch_size))
+        batches = list(GroupedBatchSampler(sampler, data.groups, cfg.batch_size))
     else:
         idx = list(sampler)
         batches = [idx[i:i + cfg.batch_size] for i in range(0, len(idx), cfg.batch_size)]
-    return DataLoader(SeededSamples(ds, cfg.seed, epoch), batch_sampler=batches[start:], num_workers=workers,
+    return DataLoader(SeededSamples(data.train, cfg.seed, epoch), batch_sampler=batches[start:], num_workers=data.workers,
                       collate_fn=collate_fn, pin_memory=di.device.startswith("cuda"),
                       generator=torch.Generator().manual_seed(cfg.seed + epoch), persistent_workers=False)
 
@@ -447,205 +651,182 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         else: e.copy_(m)
 
 
-def _evaluate(model, val_ds, cfg, di, mask_thresh) -> dict:
+def train_one_epoch(state: TrainState, loader: DataLoader) -> Iterator[dict[str, float]]:
+    """torchvision's `train_one_epoch`, one step at a time: for each batch of `loader`, `train_step`, the schedule's
+    step, the EMA update, `state.step += 1`; then it yields the step's losses (floats, averaged over the processes), so
+    the caller can log, evaluate, checkpoint or stop between any two steps (leaving the loop ends the epoch)."""
+    for images, targets in loader:
+        images, targets = to_device(images, targets, state.di.device, state.channels_last)
+        losses = train_step(state, images, targets)
+        state.scheduler.step()
+        if state.ema is not None: update_ema(state.ema, state.model, ema_decay(state.step, state.cfg))
+        state.step += 1
+        yield losses
+
+# %% ../nbs/06d_training.ipynb #1c7b9206
+def validate(model: torch.nn.Module, val_ds: Dataset, cfg: TrainConfig, device: str, mask_thresh: float = 0.5) -> dict:
+    """06b's metrics of `model` (DDP-wrapped or not) on `val_ds`: COCO `{"bbox": {"AP": ...}, "segm": ...}` for the
+    detectors (`evaluate`), `{"cls": {"accuracy": ...}}` for the classifiers (`evaluate_classifier`); values 0-1. At
+    most `cfg.eval_max_images` images (0: all), in batches of `cfg.batch_size`."""
     loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size), shuffle=False, collate_fn=collate_fn, num_workers=0,
                         generator=torch.Generator().manual_seed(0))  # never draw from the global generator
+    model = getattr(model, "module", model)
     if cfg.task in ("classification", "actions"):
-        return evaluate_classifier(getattr(model, "module", model), loader, val_ds.classes, di.device,
-                                   max_images=cfg.eval_max_images or None, progress=cfg.progress)
-    return evaluate(getattr(model, "module", model), loader, val_ds.coco, di.device, mask_thresh=mask_thresh,
-                    max_images=cfg.eval_max_images or None, progress=cfg.progress)
+        return evaluate_classifier(model, loader, val_ds.classes, device, max_images=cfg.eval_max_images or None,
+                                   progress=cfg.progress)
+    return evaluate(model, loader, val_ds.coco, device, mask_thresh=mask_thresh, max_images=cfg.eval_max_images or None,
+                    progress=cfg.progress)
 
 
+def record_evaluation(state: TrainState, metrics: dict[str, float]) -> bool:
+    "Add flat `metrics` (`flat_metrics`) measured at `state.step` to the state's record; True when `cfg.best_metric` improved."
+    state.latest = {"step": state.step, **metrics}
+    state.history.append(state.latest)
+    v = metrics.get(state.cfg.best_metric)
+    if v is not None and (state.best is None or v > state.best):
+        state.best, state.best_step, state.bad_evals = v, state.step, 0
+        return True
+    state.bad_evals += 1
+    return False
+
+
+def evaluate_and_checkpoint(state: TrainState, val_ds: Dataset | None, checkpointer: Checkpointer, tracker) -> bool:
+    """Evaluate on process 0 (`validate`), record and track the metrics, then checkpoint (`best.pt` too when the tracked
+    metric improved). True, on every process alike, when the run should stop early: `cfg.patience` evaluations in a
+    row without improvement."""
+    improved = stop = False
+    if state.di.main and val_ds is not None:
+        flat = flat_metrics(validate(state.averaged, val_ds, state.cfg, state.di.device,
+                                     checkpointer.config["model"].get("mask_thresh", 0.5)))
+        tracker.log_metrics(flat, step=state.step)
+        improved = record_evaluation(state, flat)
+        stop = state.cfg.patience > 0 and state.bad_evals >= state.cfg.patience
+    if state.di.world > 1: dist.barrier()
+    checkpointer.save(state, best=_broadcast_flag(improved, state.di))
+    return _broadcast_flag(stop, state.di)
+
+
+def evaluation_due(state: TrainState) -> bool:
+    "After a step: every `eval_every` steps (0: at each epoch's end), and at the last planned step."
+    cfg, step = state.cfg, state.step
+    return (step % cfg.eval_every == 0 if cfg.eval_every > 0 else step % state.steps_per_epoch == 0) or step == state.total
+
+
+def out_of_time(state: TrainState, start_step: int) -> bool:
+    "This invocation's budget is spent: `stop_after_steps` steps since `start_step`, or `max_minutes` since it started."
+    cfg = state.cfg
+    return (cfg.stop_after_steps > 0 and state.step - start_step >= cfg.stop_after_steps) or \
+           (cfg.max_minutes > 0 and time.time() - state.started >= cfg.max_minutes * 60)
+
+
+def budget_total(state: TrainState) -> int:
+    "The steps that fit `cfg.budget_minutes` at the pace so far (evaluations included): at least one more, at most `max_total`."
+    pace = state.seconds() / max(state.step, 1)   # s/step
+    return min(state.max_total, max(state.step + 1, int(state.cfg.budget_minutes * 60 * 0.97 / pace)))
+
+
+def log_step(state: TrainState, losses: dict[str, float], bar, tracker) -> None:
+    "The step on the progress bar; its losses, learning rate and epoch tracked every `log_every` steps, the first and the last."
+    step, lr = state.step, state.optimizer.param_groups[0]["lr"]
+    bar.update(1); bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}")
+    if step % state.cfg.log_every == 0 or step == 1 or step == state.total:
+        tracker.log_metrics({f"train/{k}": v for k, v in losses.items()} | {"train/lr": lr,
+                            "train/epoch": (step - 1) // state.steps_per_epoch}, step=step)
+
+
+def finish_run(state: TrainState, data: TrainData, checkpointer: Checkpointer, tracker, result: dict) -> None:
+    """Process 0 at the end of an invocation: `metrics.json` (`result`); unless it was interrupted, `model.pt` (the best
+    checkpoint's weights, else the last ones, with the run's config and metrics), `predictions.png` of a few val items
+    and the artifacts tracked; then the tracking run is closed."""
+    out, config, cfg = Path(checkpointer.out), checkpointer.config, state.cfg
+    atomic_write_json(out / "metrics.json", result)
+    if not result["interrupted"]:
+        best = checkpointer.folder / "best.pt"
+        final = load_checkpoint(best) if best.is_file() else {"model": state.averaged.state_dict(), "metrics": state.latest}
+        with atomic_path(out / "model.pt") as tmp:
+            torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
+        if data.val is not None and cfg.sample_images > 0:
+            import matplotlib.pyplot as plt
+            n_draw = min(cfg.sample_images, len(data.val))   # clips: spread over the videos, not the first few of one
+            picks = sorted({int(i) for i in np.linspace(0, len(data.val) - 1, n_draw)}) if cfg.task == "actions" else list(range(n_draw))
+            fig = draw_predictions(state.averaged, data.val, picks, state.di.device, config["classes"],
+                                   config["model"]["score_thresh"], config["model"].get("mask_thresh", 0.5))
+            with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
+            tracker.log_figure(fig, "predictions.png"); plt.close(fig)
+        for f in ("metrics.json", "model.pt"):
+            tracker.log_artifact(out / f, "model")
+        tracker.log_artifact(checkpointer.folder / "last.pt", "checkpoints")
+    tracker.finish("FINISHED")
+
+# %% ../nbs/06d_training.ipynb #87812367
 def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
-    "Train (or with `resume`, continue) the run described by `cfg`; returns the summary written to metrics.json."
+    """Train (or with `resume`, continue from `last.pt`) the run described by `cfg` (a `TrainConfig`, or its fields as a
+    dict); run folder and dataset paths relative to the project home. Returns the summary written to `metrics.json`:
+    `step`, `total_steps`, `steps_per_epoch`, `best_metric`, `best` (0-1) and `best_step`, `latest` and `history` (flat
+    metrics by step), `run_id`, `out`, `stopped_early`, `interrupted` (a step or time budget ended this invocation:
+    resume it) and `seconds` (this invocation's training time). `ConfigError` for bad settings or data, a used run folder
+    without `resume`, or a resume whose settings changed; `NonFiniteLossError` when the loss diverges."""
     cfg = cfg if isinstance(cfg, TrainConfig) else load_train_config(**cfg)
     paths = get_paths()
     settings = load_settings(home=paths.home)
     di = setup_distributed(cfg.device)
     seed_everything(cfg.seed)
 
-    # data
+    # data, model, state
     if not cfg.data: raise ConfigError("train setting `data`: no dataset folder given (data/processed/<name>)")
-    data_dir, out = paths.resolve(cfg.data), paths.resolve(cfg.out)
-    if not (data_dir / "train.json").is_file():
-        raise ConfigError(f"dataset {data_dir}: train.json is missing (prepare it with `cvflow dataset`)")
-    actions = cfg.task == "actions"   # clips of videos (02c's clip dataset), one label each
-    classification = cfg.task == "classification" or actions
-    Data = ClipDataset if actions else ImageLabelDataset if classification else CocoInstanceDataset   # labels (one class per image) or COCO instances
-    images = None if actions else data_dir / "images"
-    train_ds = Data(data_dir / "train.json", images, transforms=augmentation(cfg))
-    check_classes(train_ds, data_dir / "train.json")
-    val_ds = Data(data_dir / "val.json", images) if (data_dir / "val.json").is_file() else None
-    if val_ds is not None and len(val_ds) == 0: val_ds = None
-    if len(train_ds) == 0: raise ConfigError(f"dataset {data_dir}: train.json has no images")
-    groups = aspect_groups(train_ds)
-    workers = cfg.num_workers if cfg.num_workers >= 0 else settings.num_workers
-    if workers < 0: workers = min(4, max((os.cpu_count() or 1) // di.world - 1, 0))
-
-    # model, optimizer, schedule
-    kp = {}
-    if cfg.task == "keypoints":   # K landmarks: the dataset's (its categories' `keypoints` names)
-        if not train_ds.keypoint_names:
-            raise ConfigError(f"dataset {data_dir}: train.json has no keypoints (categories without `keypoints` names); "
-                              "task keypoints needs COCO keypoints (see `cvflow annotations`)")
-        kp = {"num_keypoints": len(train_ds.keypoint_names)}
-    clip = {"clip_length": train_ds.clip_length, "image_size": train_ds.frame_size} if actions else {}   # the data's clips
-    model = build_model(cfg.preset, len(train_ds.classes) + (0 if classification else 1), cfg.weights, task=cfg.task,
-                        **{**kp, **clip, **cfg.model})
-    config = run_config(cfg, train_ds, model, di, data_dir)
-    if di.main and not classification and (small := small_objects(train_ds.coco.dataset, **config["input_size"])):
-        print(f"warning: {data_dir / 'train.json'}: {small['message']}", file=sys.stderr)
-    cuda = di.device.startswith("cuda")
-    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda and not actions   # 5-D video weights: no channels-last
-    model.to(di.device)
-    if channels_last: model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(cfg, model, di.world)
-    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / di.world) / cfg.batch_size)
+    out = paths.resolve(cfg.out)
+    data = open_data(cfg, paths.resolve(cfg.data), di.world, settings.num_workers)
+    model = model_for(cfg, data)
+    config = run_config(cfg, data.train, model, di, data.dir)
+    if di.main and cfg.task not in ("classification", "actions") and (small := small_objects(data.train.coco.dataset, **config["input_size"])):
+        print(f"warning: {data.dir / 'train.json'}: {small['message']}", file=sys.stderr)
+    steps_per_epoch = math.ceil(math.ceil(len(data.train) / di.world) / cfg.batch_size)
     total = min(cfg.max_steps, cfg.epochs * steps_per_epoch) if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    plan = {"total": total}   # `budget_minutes` re-sizes it as the run goes; the schedule follows
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan["total"], cfg))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    ckdir = out / "checkpoints"
-    st = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": [], "latest": {}, "run_id": None}
-
+    state = new_train_state(cfg, model, di, steps_per_epoch, total)
+    checkpointer = Checkpointer(out, config)
     if resume:
-        ck = load_checkpoint(ckdir / "last.pt", map_location=di.device)
-        check_resume(ck["config"], cfg, ckdir / "last.pt")
-        model.load_state_dict(ck.get("train_model", ck["model"])); optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
-        st.update(ck["metrics"]); st["step"] = int(ck["step"])
-        if cfg.budget_minutes > 0: plan["total"] = min(total, int(ck["metrics"].get("total", total)))  # the budget's plan
-        set_rng_state(ck["rng"]["process"][min(di.rank, len(ck["rng"]["process"]) - 1)])
+        checkpointer.restore(state)
     else:
         torch.manual_seed(cfg.seed + di.rank)  # model init is shared (DDP broadcasts rank 0's); sampling differs per rank
-        if di.main:
-            if (ckdir / "last.pt").exists():
-                raise ConfigError(f"run folder {out} already has checkpoints/last.pt: pass --resume to continue it, or choose another --out")
-            atomic_write_json(out / "config.json", config)
-
-    # the averaged weights (evaluated, checkpointed as `model`; the trained ones as `train_model`, for resume)
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
-    if ema is not None and resume: ema.load_state_dict(ck["model"])
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if cuda else None) if di.world > 1 else model
-    core = model
-    tracker = start_run(cfg.tracking, experiment=cfg.experiment or settings.experiment,
-                        run_name=cfg.run_name or out.name, run_id=st.get("run_id"), rank=di.rank,
-                        tags={"preset": cfg.preset, "data": str(data_dir)}, settings=settings, paths=paths)
-    st["run_id"] = tracker.run_id
+        checkpointer.begin(state)
+    tracker = start_run(cfg.tracking, experiment=cfg.experiment or settings.experiment, run_name=cfg.run_name or out.name,
+                        run_id=state.run_id, rank=di.rank, tags={"preset": cfg.preset, "data": str(data.dir)},
+                        settings=settings, paths=paths)
+    state.run_id = tracker.run_id
     tracker.log_params({"train": asdict(cfg), "model": config["model"], "classes": config["classes"], "world_size": di.world})
     tracker.log_dict(config, "config.json")
 
-    def gather_rng() -> list:
-        mine = rng_state()
-        if di.world <= 1: return [mine]
-        allst = [None] * di.world
-        dist.all_gather_object(allst, mine)
-        return allst
-
-    def checkpoint(best: bool) -> None:
-        rngs = gather_rng()  # every rank takes part; only rank 0 writes
-        if not di.main: return
-        epoch = st["step"] // steps_per_epoch
-        state = {"model": (ema or core).state_dict(), **({"train_model": core.state_dict()} if ema is not None else {}),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict(), "step": st["step"], "epoch": epoch,
-                 "rng": {"process": rngs, "data": {"seed": cfg.seed, "epoch": epoch, "batch": st["step"] % steps_per_epoch}},
-                 "config": config, "metrics": {**{k: st[k] for k in ("best", "best_step", "bad_evals", "history", "latest", "run_id")},
-                                               "total": plan["total"], "elapsed": st.get("elapsed", 0.0) + time.time() - t0}}
-        save_checkpoint(ckdir / "last.pt", state)
-        if best: link_checkpoint(ckdir / "last.pt", ckdir / "best.pt")
-        atomic_write_json(out / "metrics.json", summary())
-
-    def summary() -> dict:
-        return {"step": st["step"], "total_steps": plan["total"], "steps_per_epoch": steps_per_epoch, "best_metric": cfg.best_metric,
-                "best": st["best"], "best_step": st["best_step"], "latest": st["latest"], "history": st["history"],
-                "run_id": st["run_id"], "out": str(out)}
-
-    def run_eval() -> bool:
-        "Evaluate on rank 0, record, checkpoint; True when training should stop early."
-        improved, stop = False, False
-        if di.main and val_ds is not None:
-            m = _evaluate(ema if ema is not None else ddp, val_ds, cfg, di, config["model"].get("mask_thresh", 0.5))
-            flat = flat_metrics(m)
-            st["latest"] = {"step": st["step"], **flat}
-            st["history"].append(st["latest"])
-            tracker.log_metrics(flat, step=st["step"])
-            v = flat.get(cfg.best_metric)
-            if v is not None and (st["best"] is None or v > st["best"]):
-                st["best"], st["best_step"], st["bad_evals"], improved = v, st["step"], 0, True
-            else:
-                st["bad_evals"] += 1
-            stop = cfg.patience > 0 and st["bad_evals"] >= cfg.patience
-        if di.world > 1: dist.barrier()
-        checkpoint(best=_broadcast_flag(improved, di))
-        return _broadcast_flag(stop, di)
-
-    # the loop
-    t0, stopped_early, interrupted = time.time(), False, False
-    cap = total   # budget_minutes never trains past max_steps / epochs
-    start_step = st["step"]
-    bar = progress_bar(total=total, initial=st["step"], desc=f"train {cfg.preset}", unit="step", disable=not (cfg.progress and di.main),
-               dynamic_ncols=True)
-    ddp.train()
-    last_eval_step = st["history"][-1]["step"] if st["history"] else -1
+    # the loop: epochs of steps; between two steps: log, re-plan to a time budget, evaluate or checkpoint, stop?
+    state.started, start_step = time.time(), state.step
+    last_eval = state.history[-1]["step"] if state.history else -1
+    stopped_early = interrupted = False
+    bar = progress_bar(total=state.total, initial=state.step, desc=f"train {cfg.preset}", unit="step",
+                       disable=not (cfg.progress and di.main), dynamic_ncols=True)
+    state.net.train()
     try:
-        while st["step"] < plan["total"] and not (stopped_early or interrupted):
-            epoch, start = divmod(st["step"], steps_per_epoch)
-            for images, targets in _loader(train_ds, cfg, di, epoch, start, groups, workers):
-                images, targets = to_device(images, targets, di.device, channels_last)
-                losses = train_step(ddp, optimizer, scaler, images, targets, cfg, di, st["step"], amp)
-                scheduler.step()
-                if ema is not None: update_ema(ema, core, ema_decay(st["step"], cfg))
-                st["step"] += 1
-                step = st["step"]
-                bar.update(1); bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
-                if step % cfg.log_every == 0 or step == 1 or step == total:
-                    tracker.log_metrics({f"train/{k}": v for k, v in losses.items()} | {"train/lr": optimizer.param_groups[0]["lr"],
-                                         "train/epoch": epoch}, step=step)
-                end_of_epoch = step % steps_per_epoch == 0
-                if cfg.budget_minutes > 0 and step % 10 == 0 and step < plan["total"]:
-                    pace = (st.get("elapsed", 0.0) + time.time() - t0) / max(step, 1)   # s/step, evaluations included
-                    want = min(cap, max(step + 1, int(cfg.budget_minutes * 60 * 0.97 / pace)))
-                    plan["total"] = _broadcast_int(want, di); bar.total = plan["total"]
-                total = plan["total"]
-                if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or (cfg.eval_every <= 0 and end_of_epoch) or step == total:
-                    last_eval_step = step
-                    stopped_early = run_eval()
-                    ddp.train()
-                elif cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
-                    checkpoint(best=False)
-                budget = (cfg.stop_after_steps > 0 and step - start_step >= cfg.stop_after_steps) or \
-                         (cfg.max_minutes > 0 and time.time() - t0 >= cfg.max_minutes * 60)
-                interrupted = _broadcast_flag(budget, di) and step < total
-                if interrupted and last_eval_step != step: checkpoint(best=False)
-                if stopped_early or interrupted or step >= total: break
+        while state.step < state.total and not (stopped_early or interrupted):
+            for losses in train_one_epoch(state, epoch_loader(data, state)):
+                log_step(state, losses, bar, tracker)
+                if cfg.budget_minutes > 0 and state.step % 10 == 0 and state.step < state.total:
+                    replan(state, _broadcast_int(budget_total(state), di)); bar.total = state.total
+                if evaluation_due(state):
+                    last_eval = state.step
+                    stopped_early = evaluate_and_checkpoint(state, data.val, checkpointer, tracker)
+                    state.net.train()
+                elif cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0:
+                    checkpointer.save(state)
+                interrupted = _broadcast_flag(out_of_time(state, start_step), di) and state.step < state.total
+                if interrupted and last_eval != state.step: checkpointer.save(state)
+                if stopped_early or interrupted or state.step >= state.total: break
     except BaseException:
         bar.close(); tracker.finish("FAILED")
         raise
     bar.close()
 
-    total = plan["total"]
-    # the end: model, pictures, artifacts
-    result = summary() | {"stopped_early": stopped_early, "interrupted": interrupted, "seconds": round(time.time() - t0, 1)}
-    if di.main:
-        atomic_write_json(out / "metrics.json", result)
-        if not interrupted:
-            final = load_checkpoint(ckdir / "best.pt") if (ckdir / "best.pt").is_file() else {"model": (ema or core).state_dict(), "metrics": st["latest"]}
-            with atomic_path(out / "model.pt") as tmp:
-                torch.save({"model": final["model"], "config": config, "metrics": final.get("metrics", {})}, tmp)
-            if val_ds is not None and cfg.sample_images > 0:
-                import matplotlib.pyplot as plt
-                n_draw = min(cfg.sample_images, len(val_ds))   # clips: spread over the videos, not the first few of one
-                picks = sorted({int(i) for i in np.linspace(0, len(val_ds) - 1, n_draw)}) if actions else list(range(n_draw))
-                fig = draw_predictions(ema or core, val_ds, picks, di.device,
-                                       config["classes"], config["model"]["score_thresh"], config["model"].get("mask_thresh", 0.5))
-                with atomic_path(out / "predictions.png") as tmp: fig.savefig(tmp, dpi=80)
-                tracker.log_figure(fig, "predictions.png"); plt.close(fig)
-            for f in ("metrics.json", "model.pt"):
-                tracker.log_artifact(out / f, "model")
-            tracker.log_artifact(ckdir / "last.pt", "checkpoints")
-        tracker.finish("FINISHED")
+    # the end: the summary, and on process 0 the model, pictures and artifacts
+    result = run_summary(state, out) | {"stopped_early": stopped_early, "interrupted": interrupted,
+                                        "seconds": round(time.time() - state.started, 1)}
+    if di.main: finish_run(state, data, checkpointer, tracker, result)
     if di.world > 1: dist.barrier()
     return result
 

@@ -97,6 +97,8 @@ def test_one_notebook_runner_and_pauses_as_values():
 # CLI entry that calls it). Each step's notebook (run section), its `cvflow` command and `cvflow run` (which executes
 # that notebook) all go through the function. Steps join this table as they are moved.
 STEP_FUNCTIONS = {
+    "config": ("config", "run_config", "main"),
+    "sample": ("sample", "run_sample", "main"),
     "frames": ("frames", "run_frames", "main"),
     "annotations": ("annotations", "run_annotations", "main"),
     "eda": ("eda", "run_eda", "main"),
@@ -104,6 +106,7 @@ STEP_FUNCTIONS = {
     "train": ("train", "run_train", "main"),
     "export": ("package", "run_export", "main_export"),
     "register": ("registry", "run_register", "main_register"),
+    "deploy": ("deploy", "run_deploy", "main_deploy"),   # `cvflow deploy --local` (without it: Azure)
     "test_service": ("client", "run_test_service", "main"),
     "score_video": ("scoring", "run_score_video", "main_score_video"),
 }

@@ -116,6 +116,34 @@ def test_stale_pid_file_never_kills_another_process(home):
     assert not pf.exists() and pid_alive(os.getpid())
 
 
+def test_run_deploy_serves_checks_and_stops(home, package, tmp_path, capsys):
+    "The deploy step (`run_deploy`: the notebook, `cvflow deploy --local` and `cvflow run`): served, one request, stopped."
+    from PIL import Image
+    from cvflow.config import read_results
+    from cvflow.deploy import DeployParams, DeployResult, run_deploy
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (96, 64), (120, 80, 40)).save(imgs / "a.jpg")
+    r = run_deploy(DeployParams(package=str(package), images=str(imgs), score_threshold=THRESHOLD))
+    assert isinstance(r, DeployResult)
+    assert (r.package, r.demo, r.left_running, r.smoke_image) == (package, False, False, imgs / "a.jpg")
+    res = r.answer["results"][0]
+    assert (res["width"], res["height"]) == (96, 64) and r.answer["model"]["name"] == "cvflow-demo"
+    assert r.scoring_uri == f"http://127.0.0.1:{r.port}/score" and not pid_alive(r.pid) and not port_in_use(r.port)
+    assert read_results(home)["deploy"]["results"] == r.headline()
+    assert "a.jpg: 96x64" in r.describe()
+    # the command line runs the same step; a package that is not there is an error (the notebook serves a demo instead)
+    assert main_deploy([str(home / "nope"), "--local"]) == 1
+    assert f"model package {home / 'nope'} does not exist" in capsys.readouterr().err
+    port = free_port()
+    assert main_deploy([str(package), "--local", "--keep-running", "--port", str(port), "--images", str(imgs)]) == 0
+    try:
+        assert f"service running: http://127.0.0.1:{port}/score" in capsys.readouterr().out
+        assert pid_alive(int(pid_file(port).read_text()))
+    finally:
+        assert stop_service(port)
+
+
 def test_deploy_dry_run_and_azure_objects(package, capsys, tmp_path):
     assert main_deploy([str(package), "--target", "aks", "--aks-cluster", "aks1", "--name", "shapes-prod", "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)

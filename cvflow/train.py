@@ -42,7 +42,7 @@ __all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'HEADLINE_METRICS', 'TrainConfig', 'loa
            'set_rng_state', 'aspect_groups', 'GroupedBatchSampler', 'SeededSamples', 'augmentation', 'lr_factor',
            'make_optimizer', 'make_scheduler', 'DistInfo', 'setup_distributed', 'save_checkpoint', 'link_checkpoint',
            'TrainState', 'new_train_state', 'replan', 'NonFiniteLossError', 'drop_crowd', 'to_device', 'train_step',
-           'draw_predictions', 'run_config', 'check_classes', 'check_resume', 'run_summary', 'Checkpointer',
+           'draw_predictions', 'describe_run', 'check_classes', 'check_resume', 'run_summary', 'Checkpointer',
            'TrainData', 'open_data', 'model_for', 'epoch_loader', 'ema_decay', 'update_ema', 'train_one_epoch',
            'validate', 'record_evaluation', 'evaluate_and_checkpoint', 'evaluation_due', 'out_of_time', 'budget_total',
            'log_step', 'finish_run', 'train', 'step_config', 'score_heldout', 'TrainResult', 'curves_figure',
@@ -471,7 +471,7 @@ _RESUME_KEYS = ("preset", "task", "model", "batch_size", "optimizer", "seed", "w
                 "degrees", "group_aspect_ratio", "ema")
 
 
-def run_config(cfg: TrainConfig, ds: CocoInstanceDataset | ImageLabelDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
+def describe_run(cfg: TrainConfig, ds: CocoInstanceDataset | ImageLabelDataset, model, di: DistInfo, data_dir: Path) -> dict[str, Any]:
     "The plain-data description of a run stored in config.json and checkpoints."
     cats = ds.categories
     mc = model_config(model)
@@ -525,9 +525,9 @@ class Checkpointer:
     improved), `metrics.json` and `config.json` beside. A checkpoint holds only tensors and plain data (loadable with
     `torch.load(weights_only=True)`): `model` (the averaged weights when there is an EMA; `train_model` then the trained
     ones), `optimizer`, `scheduler`, `scaler`, `step`, `epoch`, `rng` (every process's generator states and the data
-    position), the run's `config` (`run_config`) and `metrics` (the evaluation record, the plan, the time spent, s)."""
+    position), the run's `config` (`describe_run`) and `metrics` (the evaluation record, the plan, the time spent, s)."""
     out: Path        # the run folder
-    config: dict     # the run's plain-data description (`run_config`), stored in every checkpoint
+    config: dict     # the run's plain-data description (`describe_run`), stored in every checkpoint
 
     @property
     def folder(self) -> Path: return Path(self.out) / "checkpoints"
@@ -777,7 +777,7 @@ def train(cfg: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     out = paths.resolve(cfg.out)
     data = open_data(cfg, paths.resolve(cfg.data), di.world, settings.num_workers)
     model = model_for(cfg, data)
-    config = run_config(cfg, data.train, model, di, data.dir)
+    config = describe_run(cfg, data.train, model, di, data.dir)
     if di.main and cfg.task not in ("classification", "actions") and (small := small_objects(data.train.coco.dataset, **config["input_size"])):
         print(f"warning: {data.dir / 'train.json'}: {small['message']}", file=sys.stderr)
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / di.world) / cfg.batch_size)

@@ -16,9 +16,10 @@ from torchvision.utils import draw_bounding_boxes
 
 from .config import atomic_path, get_paths
 from .dataset import CocoInstanceDataset, train_transforms
+from .detections import Detections
 
 # %% auto #0
-__all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances',
+__all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_detections',
            'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
@@ -94,39 +95,36 @@ def blend_masks(image: torch.Tensor, masks: torch.Tensor, colors: Sequence[tuple
     return out
 
 
-def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence[str] = (), scores=None,
-                   score_threshold: float = 0.0, mask_threshold: float = 0.5, alpha: float = 0.45, width: int | None = None,
-                   font_size: int | None = None, extents: Sequence | None = None, keypoints=None,
-                   skeletons: dict | None = None) -> torch.Tensor:
-    """Draw masks, boxes and `class` / `class 0.93` labels onto `image` in each class's colour; returns uint8 [3, H, W].
-    `keypoints` [N, K, 3] (x, y, v; v > 0 drawn) and `skeletons` {class: 1-based pairs}: landmarks (`draw_landmarks`)."""
+def draw_detections(image, detections: Detections, alpha: float = 0.45, width: int | None = None, font_size: int | None = None,
+                    skeletons: dict | None = None, extents: Sequence | None = None):
+    """Draw `detections` (04a's `Detections`: a dataset target or a model's answer alike) onto `image` in each class's
+    colour: masks blended (`blend_masks`), boxes labelled with the class name, then ` #7` for a tracked instance's id and
+    ` 0.93` for its confidence when it has them, landmarks and their class's skeleton (`skeletons` {class name: 1-based
+    pairs}, `draw_landmarks`). `image`: a uint8 (or 0..1 float) [3, H, W] tensor gives a new uint8 [3, H, W] tensor; an
+    H x W x 3 uint8 array (a video frame) a new H x W x 3 array; with nothing to draw the image comes back as it came.
+    `extents`: each mask's pixel extent when known (`mask_extents`), saving their search. `ValueError` for masks of
+    another size than the image."""
+    d = detections
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3:   # H x W x 3 in, H x W x 3 out
+        return image if not len(d) else np.ascontiguousarray(draw_detections(
+            torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1), d, alpha, width, font_size,
+            skeletons, extents).permute(1, 2, 0).numpy())
     img = as_image_tensor(image)
+    if not len(d): return img
     H, W = img.shape[-2:]
-    n = len(labels) if labels is not None else (len(boxes) if boxes is not None else (len(masks) if masks is not None else 0))
-    labels = torch.as_tensor(labels if labels is not None else [0] * n, dtype=torch.int64).reshape(-1)
-    keep = torch.ones(n, dtype=torch.bool)
-    if scores is not None:
-        scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
-        keep = scores >= score_threshold
-    if n == 0 or not keep.any(): return img
-    colors = [class_color(int(l)) for l in labels[keep]]
-    if masks is not None and len(masks):
-        m = torch.as_tensor(masks).detach().cpu()
-        if m.ndim == 4: m = m[:, 0]
-        m = (m > mask_threshold) if m.is_floating_point() else m.bool()
-        if tuple(m.shape[-2:]) != (H, W): raise ValueError(f"masks of size {tuple(m.shape[-2:])} on an image of size {(H, W)}")
-        ex = None if extents is None else [e for e, k in zip(extents, keep.tolist()) if k]   # known mask extents (RLE boxes)
-        img = blend_masks(img, m if bool(keep.all()) else m[keep], colors, alpha, ex)
-    if boxes is not None and len(boxes):
-        b = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu().reshape(-1, 4)[keep]
-        names = [classes[l - 1] if 0 < l <= len(classes) else f"class {l}" for l in labels[keep].tolist()]
-        if scores is not None: names = [f"{nm} {s:.2f}" for nm, s in zip(names, scores[keep].tolist())]
-        font, size = _font(font_size or max(10, min(H, W) // 40))
-        img = draw_bounding_boxes(img, b, labels=names, colors=colors, width=width or max(1, min(H, W) // 300),
-                                  font=font, font_size=size, label_colors="white", fill_labels=True)
-    if keypoints is not None and len(keypoints):
-        kp = torch.as_tensor(keypoints, dtype=torch.float32).detach().cpu()
-        img = draw_landmarks(img, kp[keep], labels[keep].tolist(), classes, skeletons)
+    labels = d.class_id.tolist()
+    colors = [class_color(l) for l in labels]
+    if d.mask is not None:
+        if tuple(d.mask.shape[-2:]) != (H, W): raise ValueError(f"masks of size {tuple(d.mask.shape[-2:])} on an image of size {(H, W)}")
+        img = blend_masks(img, torch.from_numpy(d.mask), colors, alpha, extents)
+    names = d.class_name
+    if d.tracker_id is not None: names = [n if t < 0 else f"{n} #{t}" for n, t in zip(names, d.tracker_id.tolist())]
+    if d.confidence is not None: names = [f"{n} {s:.2f}" for n, s in zip(names, d.confidence.tolist())]
+    font, size = _font(font_size or max(10, min(H, W) // 40))
+    img = draw_bounding_boxes(img, torch.from_numpy(d.xyxy), labels=names, colors=colors, width=width or max(1, min(H, W) // 300),
+                              font=font, font_size=size, label_colors="white", fill_labels=True)
+    if d.keypoints is not None:
+        img = draw_landmarks(img, torch.from_numpy(d.keypoints), labels, d.class_names, skeletons)
     return img
 
 
@@ -163,8 +161,7 @@ def item_sample(ds: CocoInstanceDataset, i: int, augment: Callable | None = None
 def draw_item(ds: CocoInstanceDataset, i: int, augment: Callable | None = None, **kw) -> torch.Tensor:
     "Item `i` of the dataset with its instances drawn."
     image, t = item_sample(ds, i, augment)
-    return draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes, keypoints=t.get("keypoints"),
-                          skeletons=getattr(ds, "skeletons", None), **kw)
+    return draw_detections(image, Detections.from_torchvision(t, ds.classes), skeletons=getattr(ds, "skeletons", None), **kw)
 
 
 def plot_grid(ds: CocoInstanceDataset, indices: Sequence[int] | None = None, n: int = 8, cols: int = 4, seed: int = 0,

@@ -5,8 +5,10 @@
 # %% ../nbs/05_view_dataset.ipynb #da8b0b8f
 from __future__ import annotations
 
+import argparse
 import functools
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -14,13 +16,14 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .config import atomic_path, get_paths
+from .config import add_option_arguments, atomic_path, get_paths, option
 from .dataset import CocoInstanceDataset, train_transforms
 from .detections import Detections
 
 # %% auto #0
 __all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_detections',
-           'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
+           'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split',
+           'ViewDatasetParams', 'ViewDatasetResult', 'run_view_dataset', 'main']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -306,3 +309,74 @@ def open_split(dataset_dir: str | Path, split: str = "train", sample_n: int = 12
         src = make_sample_images(get_paths().interim / "sample_images", n=sample_n)
         write_dataset(src, out=ds_dir, val=0.25, seed=seed, progress=False)
     return CocoInstanceDataset(ds_dir / f"{split}.json")
+
+# %% ../nbs/05_view_dataset.ipynb #83847b34
+@dataclass
+class ViewDatasetParams:
+    """The view_dataset step's parameters: the notebook's `parameters` cell, `cvflow view-dataset`'s options and
+    pipeline.yaml's `view_dataset` parameters are these fields."""
+    dataset_dir: str = option("data/processed/sample", "a folder written by `cvflow dataset` (train.json, val.json, images/)")
+    split: str = option("train", "which split to draw")
+    n_images: int = option(8, "images in the grid")
+    out: str = option("reports/dataset", "where the grid PNGs go (relative: in the project home)")
+    seed: int = option(0, "which images are drawn, and the augmentation's randomness")
+    sample_n: int = option(12, "images rendered when the dataset is missing (a fresh home: the synthetic sample)")
+
+    def __post_init__(self):
+        if int(self.n_images) < 1: raise ValueError(f"n_images must be at least 1, got {self.n_images!r}")
+        if int(self.sample_n) < 1: raise ValueError(f"sample_n must be at least 1, got {self.sample_n!r}")
+
+
+@dataclass
+class ViewDatasetResult:
+    "What the view_dataset step drew: the split, its size and classes, and the two grid PNGs."
+    split: str
+    images: int
+    classes: list
+    grid: Path
+    augmented: Path
+    figures: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        return {"split": self.split, "images": self.images, "classes": self.classes}
+
+
+def run_view_dataset(params: ViewDatasetParams, record: bool = True) -> ViewDatasetResult:
+    """The view_dataset step: a grid of `params.n_images` images of the split with their instances drawn, and one through
+    the training augmentation (to check it keeps masks on their objects), written to `params.out`; with `record`, the
+    headline and both grids recorded for the run summary. A missing dataset is made from the synthetic sample (`open_split`)."""
+    p = params
+    ds = open_split(p.dataset_dir, p.split, p.sample_n, p.seed)
+    out_dir = get_paths().resolve(p.out)
+    grid = save_grid(ds, out_dir / f"{p.split}_grid.png", n=p.n_images, seed=p.seed)
+    torch.manual_seed(p.seed)
+    aug = save_grid(ds, out_dir / f"{p.split}_grid_augmented.png", n=p.n_images, seed=p.seed, augment=DatasetBrowser(ds).augment_fn,
+                    title=f"{p.split}: augmented")
+    res = ViewDatasetResult(p.split, len(ds), list(ds.classes), grid, aug, {f"{p.split} images": grid, f"{p.split} augmented": aug})
+    if record:
+        from cvflow.config import record_results
+        record_results("view_dataset", res.headline(), res.figures)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    "`cvflow view-dataset DATASET_DIR [--split S] [--n-images N] [--out DIR] [--seed K]`: grids of a prepared dataset (`run_view_dataset`)."
+    ap = argparse.ArgumentParser(prog="cvflow view-dataset", description="Draw a grid of a prepared dataset's split with its "
+                                 "instances (and one through the training augmentation) into PNG files.")
+    ap.add_argument("dataset_dir", help="a folder written by `cvflow dataset` (train.json, val.json, images/)")
+    # relative paths on the command line are the working directory's (the notebook's are the project home's)
+    add_option_arguments(ap, ViewDatasetParams, only=["split", "n_images", "out", "seed"], defaults={"out": None})
+    a = ap.parse_args(argv)
+    d = Path(a.dataset_dir).resolve()
+    if not (d / f"{a.split}.json").is_file():   # the CLI draws what it is given: no synthetic stand-in
+        print(f"cvflow view-dataset: {d} has no {a.split}.json (a folder written by `cvflow dataset`)")
+        return 2
+    try:
+        res = run_view_dataset(ViewDatasetParams(dataset_dir=str(d), split=a.split, n_images=a.n_images, seed=a.seed,
+                                                 out=str(Path(a.out).resolve()) if a.out else ViewDatasetParams.out), record=False)
+    except ValueError as e:
+        print(f"cvflow view-dataset: {e}")
+        return 2
+    print(f"wrote {res.grid} and {res.augmented}: {res.images} images of {res.split}, classes {', '.join(res.classes)}")
+    return 0

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "annotations": ("cvflow.annotations", "main", "check and convert VIA/COCO annotations; write VIA projects for annotators"),
     "eda": ("cvflow.eda", "main", "class distribution plots, summary and warnings for annotations or a dataset"),
     "dataset": ("cvflow.dataset", "main", "split annotations leak-free into train/val and write a dataset card"),
+    "view-dataset": ("cvflow.viz", "main", "grids of a prepared dataset's split with its instances drawn (PNG)"),
     "train": ("cvflow.train", "main", "train Mask R-CNN (locally, under torchrun, or as an Azure ML job: train --azure)"),
     "export": ("cvflow.package", "main_export", "write a model package (model.pt, model.json, score.py, requirements.txt)"),
     "register": ("cvflow.registry", "main_register", "register a model package (local MLflow or the Azure ML workspace)"),

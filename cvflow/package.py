@@ -29,7 +29,8 @@ import torch
 import cvflow
 from .annotations import rle_bytes
 from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
-from .evaluate import box_iou, flat_metrics, prediction_to_coco, to_float_image
+from .detections import Detections
+from .evaluate import box_iou, flat_metrics, to_float_image
 from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
 
 # %% auto #0
@@ -394,22 +395,10 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)
 
 
-def _instances(pred: dict, classes: list[str], score_threshold: float, mask_threshold: float) -> list[dict]:
-    keep = pred["scores"] >= score_threshold
-    pred = {k: v[keep] for k, v in pred.items()}
-    order = torch.argsort(pred["scores"], descending=True, stable=True)
-    pred = {k: v[order] for k, v in pred.items()}
-    recs = prediction_to_coco(pred, 0, mask_threshold)  # category, score and RLE mask
-    out = []
-    for i, (r, box) in enumerate(zip(recs, pred["boxes"].tolist())):
-        k = int(r["category_id"])
-        out.append({"class_id": k, "class_name": classes[k - 1] if 1 <= k <= len(classes) else str(k),
-                    "score": float(r["score"]), "box": [float(v) for v in box],
-                    **({"mask": r["segmentation"]} if "segmentation" in r else {})})  # no mask from a detection model
-        if pred.get("keypoints") is not None:   # Keypoint R-CNN: [x, y, score] per landmark (score: the heatmap's peak logit)
-            out[-1]["keypoints"] = [[float(x), float(y), float(s)] for (x, y), s in
-                                    zip(pred["keypoints"][i, :, :2].tolist(), pred["keypoints_scores"][i].tolist())]
-    return out
+def _detections(pred: dict, classes: list[str], score_threshold: float, mask_threshold: float) -> Detections:
+    "One image's network output as `Detections`: scoring at least `score_threshold`, most confident first."
+    d = Detections.from_torchvision(pred, classes, mask_threshold)
+    return d[d.confidence >= score_threshold].by_confidence()
 
 
 def _top_labels(pred: dict, classes: list[str], score_threshold: float, top_k: int) -> list[dict]:
@@ -421,7 +410,8 @@ def _top_labels(pred: dict, classes: list[str], score_threshold: float, top_k: i
 
 class Predictor:
     """A model package loaded for inference with eager PyTorch: `predict(images)` → per image its size and `instances`
-    (segmentation, detection) or `labels` (classification: the top-k classes with their probabilities)."""
+    (segmentation, detection, keypoints: `Detections.to_json`, the service's answer) or `labels` (classification: the
+    top-k classes with their probabilities); `detect(images)` → per image the `Detections` themselves (instance models)."""
     runtime = "eager"
     mask_tie = 0.0  # mask probabilities this far below the mask threshold still count as on it (see OnnxPredictor)
 
@@ -481,14 +471,14 @@ class Predictor:
         x = [to_float_image(torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2).to(self.device)) for c in clips]
         return [{k: v.cpu() for k, v in o.items()} for o in self.model(x)]
 
-    def predict(self, images, score_threshold: float | None = None, top_k: int | None = None) -> list[dict]:
-        """Instances (or a classifier's top `top_k` labels, default the model's `top_k`) for one RGB uint8 `(H, W, 3)`
-        array or a list of them (results in the same order)."""
-        if self.task == "actions": return self.predict_clips(images, score_threshold, top_k)   # clips, not images
-        images = as_image_list(images)
+    def _threshold(self, score_threshold: float | None) -> float:
         thr = float(self.meta["score_threshold"] if score_threshold is None else score_threshold)
         if not 0.0 <= thr <= 1.0:
             raise ValueError(f"score_threshold {thr} is not in 0..1")
+        return thr
+
+    def _outputs(self, images: list[np.ndarray], thr: float) -> list[dict[str, torch.Tensor]]:
+        "The network's outputs for checked images of any sizes (same-size images batched), in their order."
         groups: dict[tuple, list[int]] = {}
         for i, im in enumerate(images):
             groups.setdefault(im.shape[:2], []).append(i)
@@ -499,13 +489,32 @@ class Predictor:
                     chunk = idx[s:s + self.batch_size]
                     for i, o in zip(chunk, self._forward([images[i] for i in chunk], thr)):
                         outs[i] = o
-        if self.task == "classification":
-            k = int(top_k or self.meta["model_config"].get("top_k", 3))
-            return [{"width": int(im.shape[1]), "height": int(im.shape[0]), "labels": _top_labels(o, self.classes, thr, k)}
-                    for im, o in zip(images, outs)]
-        return [{"width": int(im.shape[1]), "height": int(im.shape[0]),
-                 "instances": _instances(o, self.classes, thr, float(self.meta["mask_threshold"]) - self.mask_tie)}
-                for im, o in zip(images, outs)]
+        return outs
+
+    def detect(self, images, score_threshold: float | None = None) -> list[Detections]:
+        """An instance model's (segmentation, detection, keypoints) `Detections` for one RGB uint8 `(H, W, 3)` array or
+        a list of them (same order): scoring at least `score_threshold` (default the package's), most confident first,
+        masks thresholded at the package's `mask_threshold`, classes named. `TypeError` for a classifier's package."""
+        if self.task in ("classification", "actions"):
+            raise TypeError(f"model {self.name!r} is a {self.task} model: it answers labels (`predict`), not detections")
+        images = as_image_list(images)
+        thr = self._threshold(score_threshold)
+        mt = float(self.meta["mask_threshold"]) - self.mask_tie
+        return [_detections(o, self.classes, thr, mt) for o in self._outputs(images, thr)]
+
+    def predict(self, images, score_threshold: float | None = None, top_k: int | None = None) -> list[dict]:
+        """The service's answer per image for one RGB uint8 `(H, W, 3)` array or a list of them (same order): `width`,
+        `height` and `instances` (`detect`'s `Detections.to_json()`), or a classifier's top `top_k` `labels` (default
+        the model's `top_k`); an action model's per clip (`predict_clips`)."""
+        if self.task == "actions": return self.predict_clips(images, score_threshold, top_k)   # clips, not images
+        images = as_image_list(images)
+        if self.task != "classification":
+            return [{"width": int(im.shape[1]), "height": int(im.shape[0]), "instances": d.to_json()}
+                    for im, d in zip(images, self.detect(images, score_threshold))]
+        thr = self._threshold(score_threshold)
+        k = int(top_k or self.meta["model_config"].get("top_k", 3))
+        return [{"width": int(im.shape[1]), "height": int(im.shape[0]), "labels": _top_labels(o, self.classes, thr, k)}
+                for im, o in zip(images, self._outputs(images, thr))]
 
 
 RUNTIMES = ("auto", "onnx", "eager")
@@ -772,9 +781,9 @@ def check_parity(eager: Predictor, other: Predictor, images, threshold: float | 
     mt = float(eager.meta["mask_threshold"])
     for n, im in enumerate(images):
         ra, rb = eager._forward([im])[0], other._forward([im])[0]
-        a = _instances(ra, eager.classes, 0.0, mt - eager.mask_tie)
-        b = _instances(rb, other.classes, 0.0, mt - other.mask_tie)
-        if "masks" in ra:  # the eager probabilities on the threshold, in _instances' order
+        a = _detections(ra, eager.classes, 0.0, mt - eager.mask_tie).to_json()
+        b = _detections(rb, other.classes, 0.0, mt - other.mask_tie).to_json()
+        if "masks" in ra:  # the eager probabilities on the threshold, in _detections' order
             order = torch.argsort(ra["scores"], descending=True, stable=True)
             near = ((ra["masks"][order, 0] - mt).abs() <= MASK_TIE).numpy().astype(np.uint8)
             for inst, rle in zip(a, mask_utils.encode(np.asfortranarray(near.transpose(1, 2, 0)))):
@@ -891,6 +900,7 @@ def demo_predictions_figure(package: str | Path, n_images: int = 2, workdir: str
     import matplotlib.pyplot as plt
     from PIL import Image
     from cvflow.sample import make_sample_images
+    from cvflow.viz import draw_detections
     work = Path(workdir) if workdir else get_paths().interim
     predictor = load_package(package)
     thr = predictor.meta["score_threshold"]
@@ -906,20 +916,19 @@ def demo_predictions_figure(package: str | Path, n_images: int = 2, workdir: str
     else:
         ann = make_sample_images(work / "export-demo-images", n=n_images, seed=11)
         ims = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ann.parent / "images").iterdir())]
-        results = predictor.predict(ims)
-    if not any(r.get("instances", r.get("labels")) for r in results):   # an untrained model scores below the served threshold
-        thr = 0.0; results = predictor.predict(ims, score_threshold=thr)
+        results = predictor.detect(ims) if predictor.task != "classification" else predictor.predict(ims)
+    answered = lambda rs: any(len(r) if isinstance(r, Detections) else r["labels"] for r in rs)
+    if not answered(results):   # an untrained model scores below the served threshold
+        thr = 0.0
+        results = predictor.detect(ims, thr) if predictor.task != "classification" else predictor.predict(ims, score_threshold=thr)
     fig, axes = plt.subplots(1, len(ims), figsize=(4 * len(ims), 3), squeeze=False)
     for ax, im, r in zip(axes[0], ims, results):
-        ax.imshow(im); ax.set_axis_off()
-        for inst in r.get("instances", [])[:5]:
-            x0, y0, x1, y1 = inst["box"]
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1, color="yellow"))
-            if "mask" in inst:   # segmentation; a detection model answers boxes only
-                ax.contour(mask_utils.decode(inst["mask"]), levels=[0.5], colors="cyan", linewidths=0.8)
-            ax.text(x0, y0, f"{inst['class_name']} {inst['score']:.2f}", color="yellow", fontsize=7)
-        ax.set_title(f"{len(r['instances'])} instances (score ≥ {thr})" if "instances" in r else
-                     ", ".join(f"{l['class_name']} {l['score']:.2f}" for l in r["labels"]), fontsize=9)
+        ax.set_axis_off()
+        if isinstance(r, Detections):   # the five most confident instances, drawn as every cvflow picture draws them
+            ax.imshow(draw_detections(im, r[:5], skeletons=predictor.meta.get("skeletons")))
+            ax.set_title(f"{len(r)} instances (score ≥ {thr})", fontsize=9)
+        else:
+            ax.imshow(im); ax.set_title(", ".join(f"{l['class_name']} {l['score']:.2f}" for l in r["labels"]), fontsize=9)
     fig.tight_layout()
     return fig
 

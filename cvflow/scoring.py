@@ -25,20 +25,22 @@ import torch
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
+from .annotations import rle_bytes
 from .config import atomic_path, atomic_write_json, atomic_write_text, get_paths
+from .detections import Detections
 from .evaluate import box_iou
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
 from .images import ImageReadError, is_image_file, read_image
 from .package import PackageError, Predictor, load_package
-from .viz import class_color, draw_instances, draw_landmarks, font_file
+from .viz import class_color, draw_detections, font_file, mask_extents
 
 # %% auto #0
-__all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_overlay',
-           'draw_label_overlay', 'decode_masks', 'mask_boxes', 'list_images', 'as_predictor', 'ScoreImagesResult',
-           'score_images', 'expand_boxes', 'Track', 'IoUTracker', 'gt_observations', 'tracking_errors', 'gt_detections',
-           'default_tracker', 'track_detections', 'VideoScoreResult', 'label_segments', 'score_video', 'draw_action',
-           'score_video_actions', 'plot_counts', 'plot_label_timeline', 'main_score', 'ScoreVideoParams',
-           'video_summary_figure', 'run_score_video', 'main_score_video']
+__all__ = ['SEGMENT_COLUMNS', 'SCENE_CUT', 'TRACK_COLUMNS', 'category_ids', 'instances_to_coco', 'draw_label_overlay',
+           'list_images', 'as_predictor', 'ScoreImagesResult', 'score_images', 'expand_boxes', 'Track', 'IoUTracker',
+           'gt_observations', 'tracking_errors', 'gt_detections', 'default_tracker', 'track_detections',
+           'VideoScoreResult', 'label_segments', 'score_video', 'draw_action', 'score_video_actions', 'plot_counts',
+           'plot_label_timeline', 'main_score', 'ScoreVideoParams', 'video_summary_figure', 'run_score_video',
+           'main_score_video']
 
 # %% ../nbs/09a_score_video.ipynb #546a1d8c
 def category_ids(meta: dict) -> list[int]:
@@ -60,34 +62,6 @@ def instances_to_coco(instances: list[dict], image_id: int, cat_ids: list[int]) 
     return out
 
 # %% ../nbs/09a_score_video.ipynb #06475cc2
-def draw_overlay(image: np.ndarray, instances: list[dict], classes: list[str], masks: torch.Tensor | None = None,
-                 track_ids: list | None = None, alpha: float = 0.45, skeletons: dict | None = None) -> np.ndarray:
-    """`image` (RGB uint8 HxWx3) with `instances` drawn: masks (when they have them), boxes, `class #track score`, landmarks
-    and their class's skeleton (a keypoints model's `keypoints`; `skeletons` {class: 1-based pairs}); returns RGB uint8 HxWx3."""
-    from torchvision.utils import draw_bounding_boxes
-    if not instances:
-        return image
-    if "box" not in instances[0]:   # a classifier's labels
-        return draw_label_overlay(image, instances)
-    h, w = image.shape[:2]
-    labels = [r["class_id"] for r in instances]
-    has_masks = all("mask" in r for r in instances)   # a detection model's instances have boxes only
-    if masks is None and has_masks:
-        masks = decode_masks(instances, h, w)
-    img = draw_instances(torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1), None, masks, labels, classes,
-                         alpha=alpha, extents=mask_boxes(instances) if has_masks else None)
-    track_ids = track_ids if track_ids is not None else [r.get("track_id") for r in instances]
-    names = [f"{r['class_name']}{'' if t is None else f' #{t}'} {r['score']:.2f}" for r, t in zip(instances, track_ids)]
-    img = draw_bounding_boxes(img, torch.tensor([r["box"] for r in instances], dtype=torch.float32), labels=names,
-                              colors=[class_color(l) for l in labels], width=max(1, min(h, w) // 300),
-                              font=font_file(), font_size=max(9, min(h, w) // 40), label_colors="white",
-                              fill_labels=True)
-    if all("keypoints" in r for r in instances):   # a keypoints model: [x, y, score] per landmark, all drawn
-        kp = torch.tensor([[[x, y, 1.0] for x, y, _ in r["keypoints"]] for r in instances], dtype=torch.float32)
-        img = draw_landmarks(img, kp, labels, classes, skeletons)
-    return img.permute(1, 2, 0).numpy()
-
-
 def draw_label_overlay(image: np.ndarray, labels: list[dict], max_labels: int = 3) -> np.ndarray:
     "`image` (RGB uint8 HxWx3) with a classifier's top labels (`class score`, most probable first) in a box at the top left."
     from PIL import Image, ImageDraw, ImageFont
@@ -106,20 +80,6 @@ def draw_label_overlay(image: np.ndarray, labels: list[dict], max_labels: int = 
         y = y1 + 5
     return np.asarray(im)
 
-
-def decode_masks(instances: list[dict], h: int, w: int) -> torch.Tensor:
-    "The instances' RLE masks as a bool tensor [N, h, w]."
-    if not instances:
-        return torch.zeros((0, h, w), dtype=torch.bool)
-    m = mask_utils.decode([r["mask"] for r in instances])   # H x W x N uint8, Fortran order
-    return torch.from_numpy(m.transpose(2, 1, 0)).transpose(1, 2).view(torch.bool)   # a view: no copy of N frames
-
-
-def mask_boxes(instances: list[dict]) -> list[tuple[int, int, int, int] | None]:
-    "Each RLE mask's pixel extent `(x0, y0, x1, y1)` (exclusive ends; None when empty), read from the RLE without decoding."
-    if not instances: return []
-    b = mask_utils.toBbox([r["mask"] for r in instances]).astype(int)   # x, y, w, h
-    return [None if w == 0 or h == 0 else (x, y, x + w, y + h) for x, y, w, h in b.tolist()]
 
 # %% ../nbs/09a_score_video.ipynb #1e11c368
 def list_images(images_dir: str | Path) -> list[Path]:
@@ -196,7 +156,7 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
         redraw = [(n, p) for n, p in zip(names, files) if n not in todo_names and "error" not in done[n]
                   and not (out_dir / "overlays" / (n + ".jpg")).is_file()]
         for n, p in redraw:
-            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), _items(done[n]), pred.classes, pred.meta.get("skeletons"))
+            _write_overlay(out_dir / "overlays" / (n + ".jpg"), read_image(p), _drawn(done[n], pred.classes), pred.meta.get("skeletons"))
     n_skipped, n_scored = len(files) - len(todo), 0
     if not partial.is_file() or partial.stat().st_size == 0:
         partial.write_text(json.dumps({"header": header}) + "\n", encoding="utf-8")
@@ -210,12 +170,13 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
                     ims.append((n, p, read_image(p)))
                 except ImageReadError as e:   # named, and the run goes on (the image is listed as failed)
                     recs.append({"file_name": n, "error": f"cannot read image {e}"})
-            outs = pred.predict([im for _, _, im in ims], score_threshold=thr) if ims else []
-            for (n, p, im), o in zip(ims, outs):
-                recs.append({"file_name": n, "width": o["width"], "height": o["height"],
-                             **({"labels": o["labels"]} if "labels" in o else {"instances": o["instances"]})})
+            arrays = [im for _, _, im in ims]
+            outs = (pred.predict(arrays, score_threshold=thr) if pred.task == "classification" else pred.detect(arrays, thr)) if ims else []
+            for (n, p, im), o in zip(ims, outs):   # a classifier's labels, or Detections
+                recs.append({"file_name": n, "width": int(im.shape[1]), "height": int(im.shape[0]),
+                             **({"labels": o["labels"]} if isinstance(o, dict) else {"instances": o.to_json()})})
                 if overlays:
-                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, _items(o), pred.classes, pred.meta.get("skeletons"))
+                    _write_overlay(out_dir / "overlays" / (n + ".jpg"), im, o["labels"] if isinstance(o, dict) else o, pred.meta.get("skeletons"))
             for r in recs:
                 log.write(json.dumps(r) + "\n")
                 done[r["file_name"]] = r
@@ -225,15 +186,17 @@ def score_images(package: str | Path | Predictor, images_dir: str | Path, out_di
     return _assemble_results(out_dir, names, done, pred.meta, n_skipped, n_scored)
 
 
-def _items(result: dict) -> list[dict]:   # an image's instances, or a classifier's labels
-    return result.get("instances", result.get("labels", []))
+def _drawn(record: dict, classes: list[str]) -> Detections | list[dict]:   # a saved record's Detections, or a classifier's labels
+    return record["labels"] if "labels" in record else Detections.from_json(record["instances"], classes)
 
 
-def _write_overlay(dest: Path, image: np.ndarray, instances: list[dict], classes: list[str], skeletons: dict | None = None) -> None:
+def _write_overlay(dest: Path, image: np.ndarray, drawn: Detections | list[dict], skeletons: dict | None = None) -> None:
+    "An overlay JPEG of `Detections` (`draw_detections`) or of a classifier's labels (`draw_label_overlay`)."
     from PIL import Image
     dest.parent.mkdir(parents=True, exist_ok=True)
+    img = draw_detections(image, drawn, skeletons=skeletons) if isinstance(drawn, Detections) else draw_label_overlay(image, drawn)
     with atomic_path(dest, suffix=".jpg") as tmp:
-        Image.fromarray(draw_overlay(image, instances, classes, skeletons=skeletons)).save(tmp, "JPEG", quality=90)
+        Image.fromarray(img).save(tmp, "JPEG", quality=90)
 
 
 def _assemble_results(out_dir: Path, names: list[str], done: dict, meta: dict, n_skipped: int, n_scored: int) -> ScoreImagesResult:
@@ -304,29 +267,34 @@ class IoUTracker:
         self._keys = 0
         self._ids = 0
 
-    def _similarity(self, dets: list[dict]) -> np.ndarray:
-        if self.metric == "mask" and all(t.mask for t in self.active) and all(d.get("mask") for d in dets):
-            sim = np.asarray(mask_utils.iou([d["mask"] for d in dets], [t.mask for t in self.active], [0] * len(self.active)))
+    def _similarity(self, dets: Detections, rles: list | None) -> np.ndarray:
+        if rles is not None and all(t.mask for t in self.active):
+            sim = np.asarray(mask_utils.iou(rles, [t.mask for t in self.active], [0] * len(self.active)))
             sim = sim.reshape(len(dets), len(self.active)).T
         else:
-            db = expand_boxes(np.array([d["box"] for d in dets], float), self.buffer)
+            db = expand_boxes(dets.xyxy.astype(float), self.buffer)
             sim = np.maximum(box_iou(expand_boxes(np.stack([t.predicted() for t in self.active]), self.buffer), db),
                              box_iou(expand_boxes(np.stack([t.box for t in self.active]), self.buffer), db))
         if self.class_aware:
-            same = np.array([t.class_id for t in self.active])[:, None] == np.array([d["class_id"] for d in dets])[None, :]
+            same = np.array([t.class_id for t in self.active])[:, None] == dets.class_id[None, :]
             sim = np.where(same, sim, 0.0)
         return sim
 
-    def update(self, detections: list[dict], frame: int) -> list[int | None]:
-        "Feed one scored frame's detections (`class_id`, `class_name`, `box`, optional `score`, `mask`); their track ids (None: tentative)."
-        assigned: list[Track | None] = [None] * len(detections)
+    def update(self, detections: Detections | list[dict], frame: int) -> list[int | None]:
+        """Feed one scored frame's `Detections` (or instances as the service writes them: `class_id`, `class_name`,
+        `box`, optional `score`, `mask`); their track ids (None: tentative). See `track` for the `Detections` with ids."""
+        dets = detections if isinstance(detections, Detections) else Detections.from_json(detections)
+        names, boxes = dets.class_name, dets.xyxy.astype(float)
+        scores = dets.confidence.tolist() if dets.confidence is not None else [1.0] * len(dets)
+        rles = [rle_bytes(r) for r in dets.rles()] if self.metric == "mask" and dets.mask is not None else None
+        assigned: list[Track | None] = [None] * len(dets)
         matched = set()
-        if self.active and detections:
-            sim = self._similarity(detections)
+        if self.active and len(dets):
+            sim = self._similarity(dets, rles)
             rows, cols = linear_sum_assignment(-sim)
             for r, c in zip(rows, cols):
                 if sim[r, c] >= self.iou_threshold:
-                    self._extend(self.active[r], detections[c], frame)
+                    self._extend(self.active[r], boxes[c], scores[c], rles[c] if rles else None, frame)
                     assigned[c] = self.active[r]; matched.add(r)
         keep = []
         for k, t in enumerate(self.active):
@@ -339,27 +307,31 @@ class IoUTracker:
             else:
                 keep.append(t)
         self.active = keep
-        for c, d in enumerate(detections):
+        for c in range(len(dets)):
             if assigned[c] is None:
                 self._keys += 1
-                t = Track(self._keys, int(d["class_id"]), str(d.get("class_name", d["class_id"])),
-                          np.asarray(d["box"], float), d.get("mask"), frames=[frame], boxes=[list(map(float, d["box"]))],
-                          scores=[float(d.get("score", 1.0))])
+                t = Track(self._keys, int(dets.class_id[c]), names[c], boxes[c], rles[c] if rles else None, frames=[frame],
+                          boxes=[boxes[c].tolist()], scores=[float(scores[c])])
                 self._confirm(t)
                 self.active.append(t); assigned[c] = t
         return [t.track_id for t in assigned]
+
+    def track(self, detections: Detections, frame: int) -> Detections:
+        "`update` with one frame's `Detections`; they come back with `tracker_id` set (-1: tentative)."
+        ids = self.update(detections, frame)
+        detections.tracker_id = np.array([-1 if t is None else t for t in ids], np.int64)
+        return detections
 
     def reset(self) -> None:
         "A scene cut: every live track ends (nothing after a cut continues a track from before it)."
         self.finished += [t for t in self.active if t.track_id is not None]
         self.active = []
 
-    def _extend(self, t: Track, d: dict, frame: int) -> None:
-        box = np.asarray(d["box"], float)
+    def _extend(self, t: Track, box: np.ndarray, score: float, mask: dict | None, frame: int) -> None:
         v = ((box[:2] + box[2:]) - (t.box[:2] + t.box[2:])) / 2 / (t.misses + 1)
         t.velocity = v if t.hits == 1 else self.smoothing * v + (1 - self.smoothing) * t.velocity
-        t.box, t.mask, t.hits, t.misses = box, d.get("mask"), t.hits + 1, 0
-        t.frames.append(frame); t.boxes.append(list(map(float, d["box"]))); t.scores.append(float(d.get("score", 1.0)))
+        t.box, t.mask, t.hits, t.misses = box, mask, t.hits + 1, 0
+        t.frames.append(frame); t.boxes.append(box.tolist()); t.scores.append(float(score))
         self._confirm(t)
 
     def _confirm(self, t: Track) -> None:
@@ -421,8 +393,8 @@ def tracking_errors(pred: list[dict], gt: dict | list[dict], frames: Iterable[in
             "ids_covered": len({tid for tid, _ in pairs}), "per_class": per_class}
 
 # %% ../nbs/09a_score_video.ipynb #df06883a
-def gt_detections(gt: dict, jitter: float = 0.0, dropout: float = 0.0, min_visible: float = 0.0, seed: int = 0) -> list[list[dict]]:
-    "Per frame, the ground-truth objects as detections (`class_id`, `box` [x0,y0,x1,y1], `score` 1): jittered, dropped, mostly hidden ones left out."
+def gt_detections(gt: dict, jitter: float = 0.0, dropout: float = 0.0, min_visible: float = 0.0, seed: int = 0) -> list[Detections]:
+    "Per frame, the ground-truth objects as `Detections` (boxes, classes, confidence 1): jittered, dropped, mostly hidden ones left out."
     rng = np.random.default_rng(seed)
     cls = {c: i + 1 for i, c in enumerate(gt["classes"])}
     out = []
@@ -433,8 +405,9 @@ def gt_detections(gt: dict, jitter: float = 0.0, dropout: float = 0.0, min_visib
             x, y, w, h = o["bbox"]
             box = np.array([x, y, x + w, y + h], float)
             if jitter: box = box + rng.normal(0, jitter, 4) * np.array([w, h, w, h])
-            dets.append({"class_id": cls[o["class"]], "class_name": o["class"], "score": 1.0, "box": box.tolist()})
-        out.append(dets)
+            dets.append((box, cls[o["class"]]))
+        out.append(Detections(np.array([b for b, _ in dets]).reshape(-1, 4), [k for _, k in dets], np.ones(len(dets)),
+                              class_names=gt["classes"]))
     return out
 
 
@@ -443,7 +416,7 @@ def default_tracker(every: int = 1) -> IoUTracker:
     return IoUTracker(min_hits=3 if every == 1 else 2, max_age=max(2, math.ceil(10 / every)), buffer=0.3 if every == 1 else 0.5)
 
 
-def track_detections(per_frame: list[list[dict]], tracker: IoUTracker | None = None, every: int = 1,
+def track_detections(per_frame: list[Detections], tracker: IoUTracker | None = None, every: int = 1,
                      cuts: Iterable[int] = ()) -> IoUTracker:
     "Run `tracker` (default `default_tracker(every)`) over per-frame detections, every `every`-th frame, reset at scene `cuts`."
     tracker = tracker or default_tracker(every)
@@ -531,8 +504,8 @@ def _video_info(path: Path) -> dict:
                 "fps": float(rate), "end": end, "start": start, "declared_frames": int(stream.frames or 0)}
 
 
-def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, classes: list[str], pad: tuple[int, int]) -> None:
-    "Writer thread: draw and encode `(rgb, instances, record)` items in order; `record` goes to the JSONL."
+def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, pad: tuple[int, int]) -> None:
+    "Writer thread: draw and encode `(rgb, Detections or a classifier's labels, record)` items in order; `record` goes to the JSONL."
     import av
     try:
         with av.open(str(out_video), "w", format="mp4") as container:
@@ -544,10 +517,13 @@ def _writer_worker(q: queue.Queue, out_video: Path, jsonl, info: dict, classes: 
             while True:
                 item = q.get()
                 if item is _END: break
-                rgb, instances, record = item
-                if instances and instances is not cached[0]:   # unscored frames reuse the last scored frame's masks
-                    cached = (instances, decode_masks(instances, rgb.shape[0], rgb.shape[1]) if "mask" in instances[0] else None)
-                img = draw_overlay(rgb, instances, classes, cached[1], skeletons=info.get("skeletons")) if instances else rgb
+                rgb, drawn, record = item
+                if isinstance(drawn, Detections):
+                    if drawn is not cached[0]:   # unscored frames reuse the last scored frame's Detections and mask extents
+                        cached = (drawn, mask_extents(torch.from_numpy(drawn.mask)) if drawn.mask is not None else None)
+                    img = draw_detections(rgb, drawn, skeletons=info.get("skeletons"), extents=cached[1])
+                else:
+                    img = draw_label_overlay(rgb, drawn) if drawn else rgb
                 if pad != (0, 0): img = np.pad(img, ((0, pad[1]), (0, pad[0]), (0, 0)), mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                     container.mux(packet)
@@ -615,7 +591,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
     winfo = dict(info, skeletons=pred.meta.get("skeletons"))
     model_s = wait_s = 0.0
     n_scored = 0
-    last: list = []        # the last scored frame's instances, drawn on unscored frames
+    last: Detections | list = []   # the last scored frame's Detections (a classifier's: labels), drawn on unscored frames
     classification = pred.task == "classification"
     timeline: list = []    # classification: (frame, top class or None, its probability) of each scored frame
     cuts, cut_pending = [], False   # scene cuts seen; one since the last scored frame
@@ -624,7 +600,7 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
             tmp_jsonl.open("w", encoding="utf-8") as jsonl, progress_bar(total=total, desc=f"scoring {video.name}", unit="frame", disable=not progress) as bar:
         decoder = threading.Thread(target=_decode_worker, daemon=True, args=(
             video, frames_q, dinfo, stop, max_frames, math.inf if cut_threshold is None else cut_threshold))
-        writer = threading.Thread(target=_writer_worker, args=(write_q, tmp_video, jsonl, winfo, pred.classes, pad), daemon=True)
+        writer = threading.Thread(target=_writer_worker, args=(write_q, tmp_video, jsonl, winfo, pad), daemon=True)
         decoder.start(); writer.start()
         try:
             pending, ended = [], False
@@ -638,7 +614,8 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                 if not (ended or n_wanted >= batch): continue
                 todo = [p for p in pending if p[0] % every == 0]
                 m0 = time.perf_counter()
-                outs = pred.predict([p[2] for p in todo], score_threshold=thr) if todo else []
+                ims = [p[2] for p in todo]
+                outs = (pred.predict(ims, score_threshold=thr) if classification else pred.detect(ims, thr)) if todo else []
                 model_s += time.perf_counter() - m0
                 by_index = {p[0]: o for p, o in zip(todo, outs)}
                 for i, t, im, cut in pending:
@@ -653,11 +630,8 @@ def score_video(package: str | Path | Predictor, video: str | Path, out_dir: str
                     elif i in by_index:
                         if cut_pending: tracker.reset()
                         cut_pending = False
-                        insts = by_index[i]["instances"]
-                        for r, tid in zip(insts, tracker.update(insts, i)):
-                            r["track_id"] = tid
-                        last = insts
-                        record = {"frame": i, "time": round(t, 4), "instances": insts}
+                        last = tracker.track(by_index[i], i)
+                        record = {"frame": i, "time": round(t, 4), "instances": last.to_json()}
                         n_scored += 1
                     if "writer_error" in winfo: raise winfo["writer_error"]
                     write_q.put((im, last, record))

@@ -35,7 +35,8 @@ from .evaluate import evaluate, evaluate_classifier, evaluate_file, flat_metrics
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
 from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
 from .tracking import start_run
-from .viz import draw_instances
+from .detections import Detections
+from .viz import draw_detections
 
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'AUGMENT_KEYS', 'HEADLINE_METRICS', 'TrainConfig', 'load_train_config', 'seed_everything', 'rng_state',
@@ -457,12 +458,11 @@ def draw_predictions(model, ds, indices: list[int], device: str, classes: list[s
             ax.set_title(f"{classes[k - 1]} {float(p['scores'][k - 1]):.2f} (true: {classes[true - 1]})", fontsize=9,
                          color="green" if k == true else "red")
             continue
-        keep = p["scores"] >= score_thresh
-        canvas = draw_instances(img, p["boxes"], p.get("masks"), p["labels"], classes, scores=p["scores"],
-                                score_threshold=score_thresh, mask_threshold=mask_thresh, keypoints=p.get("keypoints"),
-                                skeletons=getattr(ds, "skeletons", None))
+        d = Detections.from_torchvision(p, classes, mask_thresh)
+        d = d[d.confidence >= score_thresh]
+        canvas = draw_detections(img, d, skeletons=getattr(ds, "skeletons", None))
         ax.imshow(canvas.permute(1, 2, 0).numpy()); ax.set_axis_off()
-        ax.set_title(f"image {ds.ids[i]}: {int(keep.sum())} instance(s)", fontsize=9)
+        ax.set_title(f"image {ds.ids[i]}: {len(d)} instance(s)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -5,8 +5,10 @@
 # %% ../nbs/05_view_dataset.ipynb #da8b0b8f
 from __future__ import annotations
 
+import argparse
 import functools
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -14,12 +16,14 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .config import atomic_path, get_paths
+from .config import add_option_arguments, atomic_path, get_paths, option
 from .dataset import CocoInstanceDataset, train_transforms
+from .detections import Detections
 
 # %% auto #0
-__all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_instances',
-           'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split']
+__all__ = ['PALETTE', 'class_color', 'font_file', 'as_image_tensor', 'mask_extents', 'blend_masks', 'draw_detections',
+           'draw_landmarks', 'item_sample', 'draw_item', 'plot_grid', 'save_grid', 'DatasetBrowser', 'open_split',
+           'ViewDatasetParams', 'ViewDatasetResult', 'run_view_dataset', 'main']
 
 # %% ../nbs/05_view_dataset.ipynb #239841a3
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -94,39 +98,36 @@ def blend_masks(image: torch.Tensor, masks: torch.Tensor, colors: Sequence[tuple
     return out
 
 
-def draw_instances(image, boxes=None, masks=None, labels=None, classes: Sequence[str] = (), scores=None,
-                   score_threshold: float = 0.0, mask_threshold: float = 0.5, alpha: float = 0.45, width: int | None = None,
-                   font_size: int | None = None, extents: Sequence | None = None, keypoints=None,
-                   skeletons: dict | None = None) -> torch.Tensor:
-    """Draw masks, boxes and `class` / `class 0.93` labels onto `image` in each class's colour; returns uint8 [3, H, W].
-    `keypoints` [N, K, 3] (x, y, v; v > 0 drawn) and `skeletons` {class: 1-based pairs}: landmarks (`draw_landmarks`)."""
+def draw_detections(image, detections: Detections, alpha: float = 0.45, width: int | None = None, font_size: int | None = None,
+                    skeletons: dict | None = None, extents: Sequence | None = None):
+    """Draw `detections` (04a's `Detections`: a dataset target or a model's answer alike) onto `image` in each class's
+    colour: masks blended (`blend_masks`), boxes labelled with the class name, then ` #7` for a tracked instance's id and
+    ` 0.93` for its confidence when it has them, landmarks and their class's skeleton (`skeletons` {class name: 1-based
+    pairs}, `draw_landmarks`). `image`: a uint8 (or 0..1 float) [3, H, W] tensor gives a new uint8 [3, H, W] tensor; an
+    H x W x 3 uint8 array (a video frame) a new H x W x 3 array; with nothing to draw the image comes back as it came.
+    `extents`: each mask's pixel extent when known (`mask_extents`), saving their search. `ValueError` for masks of
+    another size than the image."""
+    d = detections
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3:   # H x W x 3 in, H x W x 3 out
+        return image if not len(d) else np.ascontiguousarray(draw_detections(
+            torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1), d, alpha, width, font_size,
+            skeletons, extents).permute(1, 2, 0).numpy())
     img = as_image_tensor(image)
+    if not len(d): return img
     H, W = img.shape[-2:]
-    n = len(labels) if labels is not None else (len(boxes) if boxes is not None else (len(masks) if masks is not None else 0))
-    labels = torch.as_tensor(labels if labels is not None else [0] * n, dtype=torch.int64).reshape(-1)
-    keep = torch.ones(n, dtype=torch.bool)
-    if scores is not None:
-        scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
-        keep = scores >= score_threshold
-    if n == 0 or not keep.any(): return img
-    colors = [class_color(int(l)) for l in labels[keep]]
-    if masks is not None and len(masks):
-        m = torch.as_tensor(masks).detach().cpu()
-        if m.ndim == 4: m = m[:, 0]
-        m = (m > mask_threshold) if m.is_floating_point() else m.bool()
-        if tuple(m.shape[-2:]) != (H, W): raise ValueError(f"masks of size {tuple(m.shape[-2:])} on an image of size {(H, W)}")
-        ex = None if extents is None else [e for e, k in zip(extents, keep.tolist()) if k]   # known mask extents (RLE boxes)
-        img = blend_masks(img, m if bool(keep.all()) else m[keep], colors, alpha, ex)
-    if boxes is not None and len(boxes):
-        b = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu().reshape(-1, 4)[keep]
-        names = [classes[l - 1] if 0 < l <= len(classes) else f"class {l}" for l in labels[keep].tolist()]
-        if scores is not None: names = [f"{nm} {s:.2f}" for nm, s in zip(names, scores[keep].tolist())]
-        font, size = _font(font_size or max(10, min(H, W) // 40))
-        img = draw_bounding_boxes(img, b, labels=names, colors=colors, width=width or max(1, min(H, W) // 300),
-                                  font=font, font_size=size, label_colors="white", fill_labels=True)
-    if keypoints is not None and len(keypoints):
-        kp = torch.as_tensor(keypoints, dtype=torch.float32).detach().cpu()
-        img = draw_landmarks(img, kp[keep], labels[keep].tolist(), classes, skeletons)
+    labels = d.class_id.tolist()
+    colors = [class_color(l) for l in labels]
+    if d.mask is not None:
+        if tuple(d.mask.shape[-2:]) != (H, W): raise ValueError(f"masks of size {tuple(d.mask.shape[-2:])} on an image of size {(H, W)}")
+        img = blend_masks(img, torch.from_numpy(d.mask), colors, alpha, extents)
+    names = d.class_name
+    if d.tracker_id is not None: names = [n if t < 0 else f"{n} #{t}" for n, t in zip(names, d.tracker_id.tolist())]
+    if d.confidence is not None: names = [f"{n} {s:.2f}" for n, s in zip(names, d.confidence.tolist())]
+    font, size = _font(font_size or max(10, min(H, W) // 40))
+    img = draw_bounding_boxes(img, torch.from_numpy(d.xyxy), labels=names, colors=colors, width=width or max(1, min(H, W) // 300),
+                              font=font, font_size=size, label_colors="white", fill_labels=True)
+    if d.keypoints is not None:
+        img = draw_landmarks(img, torch.from_numpy(d.keypoints), labels, d.class_names, skeletons)
     return img
 
 
@@ -163,8 +164,7 @@ def item_sample(ds: CocoInstanceDataset, i: int, augment: Callable | None = None
 def draw_item(ds: CocoInstanceDataset, i: int, augment: Callable | None = None, **kw) -> torch.Tensor:
     "Item `i` of the dataset with its instances drawn."
     image, t = item_sample(ds, i, augment)
-    return draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes, keypoints=t.get("keypoints"),
-                          skeletons=getattr(ds, "skeletons", None), **kw)
+    return draw_detections(image, Detections.from_torchvision(t, ds.classes), skeletons=getattr(ds, "skeletons", None), **kw)
 
 
 def plot_grid(ds: CocoInstanceDataset, indices: Sequence[int] | None = None, n: int = 8, cols: int = 4, seed: int = 0,
@@ -309,3 +309,74 @@ def open_split(dataset_dir: str | Path, split: str = "train", sample_n: int = 12
         src = make_sample_images(get_paths().interim / "sample_images", n=sample_n)
         write_dataset(src, out=ds_dir, val=0.25, seed=seed, progress=False)
     return CocoInstanceDataset(ds_dir / f"{split}.json")
+
+# %% ../nbs/05_view_dataset.ipynb #83847b34
+@dataclass
+class ViewDatasetParams:
+    """The view_dataset step's parameters: the notebook's `parameters` cell, `cvflow view-dataset`'s options and
+    pipeline.yaml's `view_dataset` parameters are these fields."""
+    dataset_dir: str = option("data/processed/sample", "a folder written by `cvflow dataset` (train.json, val.json, images/)")
+    split: str = option("train", "which split to draw")
+    n_images: int = option(8, "images in the grid")
+    out: str = option("reports/dataset", "where the grid PNGs go (relative: in the project home)")
+    seed: int = option(0, "which images are drawn, and the augmentation's randomness")
+    sample_n: int = option(12, "images rendered when the dataset is missing (a fresh home: the synthetic sample)")
+
+    def __post_init__(self):
+        if int(self.n_images) < 1: raise ValueError(f"n_images must be at least 1, got {self.n_images!r}")
+        if int(self.sample_n) < 1: raise ValueError(f"sample_n must be at least 1, got {self.sample_n!r}")
+
+
+@dataclass
+class ViewDatasetResult:
+    "What the view_dataset step drew: the split, its size and classes, and the two grid PNGs."
+    split: str
+    images: int
+    classes: list
+    grid: Path
+    augmented: Path
+    figures: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        return {"split": self.split, "images": self.images, "classes": self.classes}
+
+
+def run_view_dataset(params: ViewDatasetParams, record: bool = True) -> ViewDatasetResult:
+    """The view_dataset step: a grid of `params.n_images` images of the split with their instances drawn, and one through
+    the training augmentation (to check it keeps masks on their objects), written to `params.out`; with `record`, the
+    headline and both grids recorded for the run summary. A missing dataset is made from the synthetic sample (`open_split`)."""
+    p = params
+    ds = open_split(p.dataset_dir, p.split, p.sample_n, p.seed)
+    out_dir = get_paths().resolve(p.out)
+    grid = save_grid(ds, out_dir / f"{p.split}_grid.png", n=p.n_images, seed=p.seed)
+    torch.manual_seed(p.seed)
+    aug = save_grid(ds, out_dir / f"{p.split}_grid_augmented.png", n=p.n_images, seed=p.seed, augment=DatasetBrowser(ds).augment_fn,
+                    title=f"{p.split}: augmented")
+    res = ViewDatasetResult(p.split, len(ds), list(ds.classes), grid, aug, {f"{p.split} images": grid, f"{p.split} augmented": aug})
+    if record:
+        from cvflow.config import record_results
+        record_results("view_dataset", res.headline(), res.figures)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    "`cvflow view-dataset DATASET_DIR [--split S] [--n-images N] [--out DIR] [--seed K]`: grids of a prepared dataset (`run_view_dataset`)."
+    ap = argparse.ArgumentParser(prog="cvflow view-dataset", description="Draw a grid of a prepared dataset's split with its "
+                                 "instances (and one through the training augmentation) into PNG files.")
+    ap.add_argument("dataset_dir", help="a folder written by `cvflow dataset` (train.json, val.json, images/)")
+    # relative paths on the command line are the working directory's (the notebook's are the project home's)
+    add_option_arguments(ap, ViewDatasetParams, only=["split", "n_images", "out", "seed"], defaults={"out": None})
+    a = ap.parse_args(argv)
+    d = Path(a.dataset_dir).resolve()
+    if not (d / f"{a.split}.json").is_file():   # the CLI draws what it is given: no synthetic stand-in
+        print(f"cvflow view-dataset: {d} has no {a.split}.json (a folder written by `cvflow dataset`)")
+        return 2
+    try:
+        res = run_view_dataset(ViewDatasetParams(dataset_dir=str(d), split=a.split, n_images=a.n_images, seed=a.seed,
+                                                 out=str(Path(a.out).resolve()) if a.out else ViewDatasetParams.out), record=False)
+    except ValueError as e:
+        print(f"cvflow view-dataset: {e}")
+        return 2
+    print(f"wrote {res.grid} and {res.augmented}: {res.images} images of {res.split}, classes {', '.join(res.classes)}")
+    return 0

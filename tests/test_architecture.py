@@ -103,6 +103,7 @@ STEP_FUNCTIONS = {
     "annotations": ("annotations", "run_annotations", "main"),
     "eda": ("eda", "run_eda", "main"),
     "dataset": ("dataset", "run_dataset", "main"),
+    "view_dataset": ("viz", "run_view_dataset", "main"),
     "train": ("train", "run_train", "main"),
     "export": ("package", "run_export", "main_export"),
     "register": ("registry", "run_register", "main_register"),

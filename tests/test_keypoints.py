@@ -188,11 +188,12 @@ def test_train_keypoints_cli_export_and_predict(tmp_path, home):
 
 
 def test_overlay_draws_landmarks_and_skeleton():
-    from cvflow.scoring import draw_overlay
+    from cvflow.detections import Detections
+    from cvflow.viz import draw_detections
     img = np.zeros((60, 80, 3), np.uint8)
     inst = {"class_id": 1, "class_name": "square", "score": 0.9, "box": [10, 10, 50, 50],
             "keypoints": [[20, 20, 5.0], [40, 20, 5.0], [40, 40, 5.0], [20, 40, 5.0]]}
-    out = draw_overlay(img, [inst], ["square"], skeletons={"square": SKELETONS["square"]})
+    out = draw_detections(img, Detections.from_json([inst], ["square"]), skeletons={"square": SKELETONS["square"]})
     assert (out[20, 20] == 255).all() and (out[40, 40] == 255).all()     # the landmarks, white
     assert out[30, 40].any() and not out[30, 30].any()                   # the skeleton's edge drawn; the middle untouched
 

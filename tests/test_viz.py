@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cvflow.dataset import CocoInstanceDataset, write_dataset
-from cvflow.viz import DatasetBrowser, class_color, draw_instances, save_grid
+from cvflow.detections import Detections
+from cvflow.viz import DatasetBrowser, class_color, draw_detections, save_grid
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +21,15 @@ def ds(tmp_path_factory):
 def test_masks_painted_in_the_class_colour_only_where_the_mask_is():
     img = torch.zeros((3, 50, 50), dtype=torch.uint8)
     m = torch.zeros((1, 50, 50), dtype=torch.bool); m[0, 10:20, 10:20] = True
-    out = draw_instances(img, masks=m, labels=[3], classes=["a", "b", "c"], alpha=1.0)
+    out = draw_detections(img, Detections([[10, 10, 20, 20]], [3], mask=m, class_names=["a", "b", "c"]), alpha=1.0)
     assert out[:, 15, 15].tolist() == list(class_color(3))
     assert out[:, 40, 40].tolist() == [0, 0, 0]
     # predictions: same colour for the same class, scores below the threshold not drawn
-    pred = draw_instances(img, boxes=[[10, 10, 20, 20]], masks=m.float()[:, None] * 0.9, labels=[3], classes=["a", "b", "c"],
-                          scores=[0.95], alpha=1.0)
+    pred = draw_detections(img, Detections.from_torchvision({"boxes": [[10, 10, 20, 20]], "masks": m.float()[:, None] * 0.9,
+                                                             "labels": [3], "scores": [0.95]}, ["a", "b", "c"]), alpha=1.0)
     assert pred[:, 15, 15].tolist() == list(class_color(3))
-    none = draw_instances(img, boxes=[[10, 10, 20, 20]], masks=m, labels=[3], scores=[0.1], score_threshold=0.5)
+    low = Detections([[10, 10, 20, 20]], [3], [0.1], mask=m)
+    none = draw_detections(img, low[low.confidence >= 0.5])
     assert torch.equal(none, img)
 
 
@@ -73,6 +75,6 @@ def test_real_roof_grid(shared_data, tmp_path):
     ds = CocoInstanceDataset(out / "train.json")
     assert len(ds) == 1                                # the RGBA PNG, drawn as RGB
     image, t = ds[0]
-    img = draw_instances(image, t["boxes"], t["masks"], t["labels"], ds.classes)
+    img = draw_detections(image, Detections.from_torchvision(t, ds.classes))
     assert tuple(img.shape) == (3, 800, 1280)
     assert save_grid(ds, tmp_path / "g.png", n=1).read_bytes()[:4] == b"\x89PNG"

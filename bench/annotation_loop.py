@@ -68,7 +68,7 @@ def main() -> int:
                                         predict_frames, prelabel_project, rank_candidates, simulate_corrections,
                                         truth_targets, PRELABEL_THRESHOLD)
     from cvflow.annotations import simulate_annotator
-    from cvflow.config import frame_filename
+    from cvflow.files import frame_filename
     from cvflow.frames import FrameOptions, write_manifest
     from cvflow.package import export_package, load_package
 

@@ -1,4 +1,4 @@
-"""Benchmark of video scoring (cvflow.scoring.score_video) — not a test.
+"""Benchmark of video scoring (cvflow.batch_scoring.score_video) — not a test.
 
 The question: does decoding, drawing and encoding hide behind the model? Measured in one run on the same frames:
   * model-only fps: the package's predictor on the scored frames, pre-decoded into memory (RGB arrays), called
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     import torch
     from cvflow.package import load_package
     from cvflow.sample import make_sample
-    from cvflow.scoring import score_video
+    from cvflow.batch_scoring import score_video
     if a.threads: torch.set_num_threads(a.threads)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="cvflow-bench-score-"))
     pkg = Path(a.package) if a.package else tiny_package(work / "tiny", a.min_size, a.detections)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from .config import ConfigError, atomic_write_json
+from .config import ConfigError
+from .files import atomic_write_json
 from .frames import VideoError, display_rotation, open_video, upright
 
 

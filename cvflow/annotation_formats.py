@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .config import atomic_write_json
+from .files import atomic_write_json
 from .images import IMAGE_EXTS, ImageReadError, check_image, read_image
 
 # %% auto #0

@@ -20,11 +20,14 @@ from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, read_annotations, shape_to_points, via_project_for_frames
-from .config import add_option_arguments, atomic_write_json, atomic_write_text, frame_filename, options_from_arguments
+from .config import add_option_arguments, options_from_arguments
+from .files import atomic_write_json, atomic_write_text, frame_filename
 from .frames import Candidate, FrameOptions, choose_frames, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
 from .package import Predictor
-from .scoring import as_predictor, box_iou, default_tracker
+from .evaluate import box_iou
+from .object_tracking import default_tracker
+from .batch_scoring import as_predictor
 
 # %% auto #0
 __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'REGION_STATES', 'SAME_OBJECT_IOU',

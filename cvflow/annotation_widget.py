@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotation_formats import AnnotationError, json_number, shape_to_points, via2_dropdowns
-from .config import atomic_write_json
+from .files import atomic_write_json
 from .images import image_size, read_image
 
 # %% auto #0

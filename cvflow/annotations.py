@@ -15,7 +15,9 @@ from .annotation_formats import (AnnotationError, Annotations, ImageRecord, appl
                                        show_annotations, to_via_project, via_project_for_frames, write_coco)
 from .annotation_formats import *   # noqa: F401,F403  (the formats' names, importable from here as they always were)
 from .annotation_widget import PolygonAnnotator   # noqa: F401  (likewise)
-from .config import StepPaused, add_option_arguments, option, parse_frame_filename
+from .config import add_option_arguments, option
+from .files import parse_frame_filename
+from .results import StepPaused
 from .images import image_size
 
 # %% auto #0
@@ -144,7 +146,7 @@ def run_annotations(params: AnnotationsParams, record: bool = True) -> Annotatio
     res = AnnotationsResult(ann, coco, annotated, Path(images_folder), simulated, len(coco_dict["images"]),
                             len(coco_dict["annotations"]), via)
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         fig = show_annotations(ann, images_folder, max_images=4) if ann.n_instances else None
         record_results("annotations", res.headline(), {"annotated frames": fig} if fig is not None and hasattr(fig, "savefig") else None)
     return res

@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cvflow
-from .config import ConfigError, atomic_dir, find_repo, get_paths, load_settings
+from .config import ConfigError, find_repo, get_paths, load_settings
+from .files import atomic_dir
 from .pipeline import Pipeline, Step, StepFailed, StepWaiting, execute_step, load_pipeline
 
 # %% auto #0
@@ -695,7 +696,7 @@ def pipeline_job_v2(plan: PipelinePlan, uploads: dict[str, str] | None = None) -
 def upload_specs_v2(plan: PipelinePlan, home: str | Path | None = None) -> tuple[dict[str, str], dict[str, dict], list[str]]:
     "For `--upload`: `(uploads, data asset docs, missing)` of the datastore inputs found in the local project home."
     from cvflow.azureml_v2 import asset_name, dataset_version
-    from cvflow.config import path_hash
+    from cvflow.files import path_hash
     home = get_paths(home).home
     uploads, docs, missing = {}, {}, []
     for d in plan.datastore_inputs:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import cvflow
-from .config import (ConfigError, Paths, Settings, atomic_dir, azureml_available, detect_backend,
-                           get_paths, load_settings, path_hash)
+from .config import ConfigError, Paths, Settings, azureml_available, detect_backend, get_paths, load_settings
+from .files import atomic_dir, path_hash
 
 # %% auto #0
 __all__ = ['AZURE_MISSING', 'TRAINING_PACKAGES', 'DEFAULT_BASE_IMAGE', 'ENTRY_SCRIPT', 'require_azureml', 'get_workspace',

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 import cvflow
-from .config import (WORKSPACE_CONFIG_HELP, ConfigError, Paths, Settings, atomic_dir, atomic_write_text,
-                           azure_ai_ml_available, find_workspace_config, get_paths, load_settings, path_hash)
+from .config import (WORKSPACE_CONFIG_HELP, ConfigError, Paths, Settings, azure_ai_ml_available, find_workspace_config, get_paths, load_settings)
+from .files import atomic_dir, atomic_write_text, path_hash
 from .azureml_v1 import alias_tag, model_properties
 
 # %% auto #0
@@ -467,7 +467,7 @@ def _write(dst, doc):
 
 def _score(src):
     if src.suffix.lower() in VIDEO_SUFFIXES:
-        from cvflow.scoring import score_video
+        from cvflow.batch_scoring import score_video
         with tempfile.TemporaryDirectory() as d:
             r = score_video(_STATE["predictor"], src, d, every=_STATE["every"], score_threshold=_STATE["threshold"], progress=False)
             frames = [json.loads(l) for l in (Path(d) / "frames.jsonl").read_text().splitlines() if l.strip()]

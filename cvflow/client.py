@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from .annotations import rle_bytes
-from .config import atomic_path, atomic_write_json, get_paths
+from .config import get_paths
+from .files import atomic_path, atomic_write_json
 from .evaluate import box_iou
 
 # %% auto #0
@@ -863,7 +864,7 @@ def run_test_service(params: ServiceTestParams, record: bool = True) -> ServiceT
         stop_service(p.port)
     res = ServiceTestResult({**rep, "concurrency": p.concurrency})
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         plot = Path(rep["files"]["latency_plot"])
         record_results("test_service", res.headline(), {"latency histogram": plot} if plot.is_file() else None)
     return res

@@ -25,7 +25,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .config import atomic_dir, file_hash, get_paths, path_hash
+from .config import get_paths
+from .files import atomic_dir, file_hash, path_hash
 from .images import ImageReadError, image_size, read_image
 
 # %% auto #0
@@ -822,7 +823,7 @@ def run_dataset(params: DatasetParams, record: bool = True) -> DatasetResult:
                             class_attribute=params.class_attribute, split_from=res(params.split_from))
     result = DatasetResult(Path(out), json.loads((Path(out) / "dataset_card.json").read_text()))
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("dataset", result.headline())
     return result
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, atomic_write_text, get_paths
+from .config import ConfigError, get_paths
+from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['SERVER_MODULE', 'LOOPBACK', 'TARGETS', 'service_dir', 'pid_file', 'log_file', 'free_port', 'port_in_use',
@@ -609,7 +610,7 @@ def run_deploy(params: DeployParams, record: bool = True) -> DeployResult:
     exist yet), `smoke_test` it with the first image of `params.images` (default: a synthetic sample image), then stop
     it, or with `keep_running` leave it running on `port` (default 5001). With `record`, the headline is recorded for
     the run summary. `RuntimeError` / `TimeoutError` when the service fails to start, answer or stop."""
-    from cvflow.config import record_results
+    from cvflow.results import record_results
     paths = get_paths()
     pkg_dir = paths.resolve(params.package)
     demo = not (pkg_dir / "model.json").is_file()

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import (TASKS, add_option_arguments, atomic_path, atomic_write_json, atomic_write_text, get_paths, option,
-                           parse_frame_filename)
+from .config import TASKS, add_option_arguments, get_paths, option
+from .files import atomic_path, atomic_write_json, atomic_write_text, parse_frame_filename
 
 # %% auto #0
 __all__ = ['read_coco_any', 'source_video', 'coco_tables', 'load_tables', 'class_counts', 'eda_warnings', 'plot_class_counts',
@@ -353,7 +353,7 @@ def run_eda(params: EdaParams, record: bool = True) -> EdaResult:
                         s["images_without_instances"], {"instances per class": out / "class_counts.png",
                                                         "mask area": out / "mask_area.png"})
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("eda", res.headline(), res.figures)
     return res
 

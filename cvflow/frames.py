@@ -22,8 +22,8 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .config import (add_option_arguments, atomic_dir, atomic_path, atomic_write_json, frame_filename, option,
-                           options_from_arguments)
+from .config import add_option_arguments, option, options_from_arguments
+from .files import atomic_dir, atomic_path, atomic_write_json, frame_filename
 
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'change', 'changed_fraction', 'sharpness', 'content',
@@ -909,7 +909,8 @@ def run_frames(params: FramesParams, record: bool = True) -> FramesResult:
     """The frames step: `reduce_videos` of `params.videos` into `params.out_dir` (relative paths in the project home),
     the strip and timelines drawn (`save_figures`) when asked, and, with `record`, the headline (`frames_headline`)
     and figures recorded for the run summary. `ValueError` for bad options or no readable input."""
-    from cvflow.config import get_paths, record_results
+    from cvflow.config import get_paths
+    from cvflow.results import record_results
     paths = get_paths()
     res = reduce_videos([paths.resolve(v) for v in params.videos], paths.resolve(params.out_dir), params.options,
                         workers=params.workers, progress=params.progress)

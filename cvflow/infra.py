@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import atomic_write_text, find_repo
+from .config import find_repo
+from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['TEMPLATE_NAME', 'CLOUD_INIT_NAME', 'DEPLOYMENT_NAME', 'REQUIRED_PROPERTIES', 'ALLOWED_SOURCE', 'ALLOWED_PORTS',

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .annotation_formats import AnnotationError, list_frames
-from .config import atomic_write_json, parse_frame_filename
+from .files import atomic_write_json, parse_frame_filename
 from .images import ImageReadError, image_size, is_image_file
 
 # %% auto #0

@@ -28,7 +28,8 @@ import torch
 
 import cvflow
 from .annotations import rle_bytes
-from .config import ConfigError, atomic_dir, file_hash, find_repo, get_paths, resolve_device
+from .config import ConfigError, find_repo, get_paths, resolve_device
+from .files import atomic_dir, file_hash
 from .detections import Detections
 from .evaluate import box_iou, flat_metrics, to_float_image
 from .model import build_model, inference_ready, load_checkpoint, model_config, rebuild_model
@@ -942,7 +943,7 @@ def run_export(params: ExportParams, record: bool = True) -> ExportResult:
     figs = {"package predictions on synthetic images": demo_predictions_figure(pkg, p.demo_images)} if p.demo_images else {}
     res = ExportResult(Path(pkg), read_package_meta(pkg), figs)
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("export", res.headline(), figs)
     return res
 

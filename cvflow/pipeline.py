@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import (PAUSE_ENV, TASKS, ConfigError, atomic_write_json, atomic_write_text, file_hash, find_repo,
-                           get_paths, load_settings, path_hash, read_pause, read_results)
+from .config import TASKS, ConfigError, find_repo, get_paths, load_settings
+from .files import atomic_write_json, atomic_write_text, file_hash, path_hash
+from .results import PAUSE_ENV, read_pause, read_results
 
 # %% auto #0
 __all__ = ['MODES', 'TASK_SERIES', 'HEADLINES', 'RUN_HEADING', 'Step', 'Pipeline', 'load_pipeline', 'with_mode', 'with_task',
@@ -471,7 +472,7 @@ def _log_failed(name: str, failed: list[str], log, header: bool = True) -> None:
 
 
 class StepWaiting(Exception):
-    "A step paused for a person (it raised `cvflow.config.StepPaused`); the message says what to do."
+    "A step paused for a person (it raised `cvflow.results.StepPaused`); the message says what to do."
 
 
 def execute_step(name: str, notebook: Path, executed: Path, parameters: dict, env: dict | None = None) -> None:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Paths, Settings, detect_backend, file_hash, get_paths, load_settings
+from .config import ConfigError, Paths, Settings, detect_backend, get_paths, load_settings
+from .files import file_hash
 from .package import PackageError, describe_package, read_package_meta
-from .tracking import default_tracking_uri, get_or_create_experiment
+from .experiment_tracking import default_tracking_uri, get_or_create_experiment
 
 # %% auto #0
 __all__ = ['REGISTRY_BACKENDS', 'REGISTRY_EXPERIMENT', 'registry_backend', 'version_tags', 'check_model_name', 'parse_model_ref',
@@ -276,7 +277,7 @@ def run_register(params: RegisterParams, record: bool = True) -> RegisterResult:
     p = params
     res = RegisterResult(register_package(get_paths().resolve(p.package), p.name, p.tags, p.description, p.alias, p.backend, p.dataset))
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("register", res.headline())
     return res
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import atomic_dir, atomic_write_json, frame_filename, get_paths, record_results
+from .config import get_paths
+from .files import atomic_dir, atomic_write_json, frame_filename
+from .results import record_results
 
 # %% auto #0
 __all__ = ['CLASSES', 'KEYPOINT_NAMES', 'KEYPOINT_CLASSES', 'SKELETONS', 'ACTIONS', 'shape_polygon', 'shape_corners',

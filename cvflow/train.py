@@ -28,13 +28,14 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import cvflow
-from .config import TASKS, ConfigError, atomic_path, atomic_write_json, get_paths, load_settings, resolve_device
+from .config import TASKS, ConfigError, get_paths, load_settings, resolve_device
+from .files import atomic_path, atomic_write_json
 from .actions import ClipDataset
 from .dataset import CocoInstanceDataset, ImageLabelDataset, collate_fn, small_objects, train_transforms
 from .evaluate import evaluate, evaluate_classifier, evaluate_file, flat_metrics, predict, to_float_image
 from .frames import progress_bar   # a tqdm bar whose lines `cvflow run` streams to the console
 from .model import build_model, load_checkpoint, model_config, model_from_checkpoint
-from .tracking import start_run
+from .experiment_tracking import start_run
 from .detections import Detections
 from .viz import draw_detections
 
@@ -928,7 +929,7 @@ class TrainResult:
 def curves_figure(run_id: str, tracking_uri: str):
     "Training losses and validation metrics over steps, read back from an MLflow store (matplotlib Figure)."
     import matplotlib.pyplot as plt
-    from cvflow.tracking import metric_history, plot_curves
+    from cvflow.experiment_tracking import metric_history, plot_curves
     hist = metric_history(run_id, tracking_uri=tracking_uri)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
     plot_curves(hist, [k for k in hist["key"].unique() if k.startswith("train/loss")], a1, "training losses")
@@ -946,7 +947,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, heldout: str | Path | None
     run summary. A run folder that already holds `checkpoints/last.pt` without `resume`: renamed to
     `<folder>.previous-<time>` with `keep_previous`, else `ConfigError` (as `train` raises). Only process 0 of a
     torchrun job scores, draws and records."""
-    from cvflow.tracking import default_tracking_uri
+    from cvflow.experiment_tracking import default_tracking_uri
     paths = get_paths()
     run_dir = paths.resolve(cfg.out)   # as `train` resolves it: relative to the project home
     if not resume and keep_previous and (run_dir / "checkpoints" / "last.pt").exists():
@@ -976,7 +977,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, heldout: str | Path | None
     result = TrainResult(run_dir, cfg.task, cfg.preset, res.get("step"), res.get("best_step"), dict(res.get("latest") or {}),
                          held, res.get("run_id"), store, figs, res)
     if main_process and record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("train", result.headline(), figs)
     return result
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .config import add_option_arguments, atomic_path, get_paths, option
+from .config import add_option_arguments, get_paths, option
+from .files import atomic_path
 from .dataset import CocoInstanceDataset, train_transforms
 from .detections import Detections
 
@@ -355,7 +356,7 @@ def run_view_dataset(params: ViewDatasetParams, record: bool = True) -> ViewData
                     title=f"{p.split}: augmented")
     res = ViewDatasetResult(p.split, len(ds), list(ds.classes), grid, aug, {f"{p.split} images": grid, f"{p.split} augmented": aug})
     if record:
-        from cvflow.config import record_results
+        from cvflow.results import record_results
         record_results("view_dataset", res.headline(), res.figures)
     return res
 

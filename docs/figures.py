@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Polygon  # noqa: E402
 
-from cvflow.config import atomic_path, get_paths  # noqa: E402
+from cvflow.config import get_paths
+from cvflow.files import atomic_path  # noqa: E402
 from cvflow.sample import load_ground_truth, make_sample  # noqa: E402
 
 COLOURS = {"disc": "tab:red", "square": "tab:blue", "triangle": "tab:green"}

@@ -136,7 +136,7 @@ def test_train_actions_cli_export_and_predict(sample, tmp_path, home):
 
 def test_score_video_cli_writes_the_action_timeline(sample, tmp_path, home):
     from cvflow.deploy import demo_package
-    from cvflow.scoring import main_score_video
+    from cvflow.batch_scoring import main_score_video
     pkg = demo_package(tmp_path / "pkg", task="actions")
     assert main_score_video([str(pkg), str(sample.parent / "videos" / "action_001.mp4"), "--out", str(tmp_path / "out"),
                              "--every", "4", "--quiet"]) == 0

@@ -61,9 +61,9 @@ def _formats(d: Path) -> dict[str, np.ndarray | None]:
 def test_every_reader_gives_identical_arrays_for_each_format(tmp_path):
     "Annotation sizing, the dataset (training, viewer), cvflow score, score.py in the service: one array per file."
     import cvflow.images
-    import cvflow.scoring
+    import cvflow.batch_scoring
     from cvflow.score import decode_image
-    assert cvflow.scoring.read_image is cvflow.images.read_image             # `cvflow score` decodes with the shared reader
+    assert cvflow.batch_scoring.read_image is cvflow.images.read_image             # `cvflow score` decodes with the shared reader
     files = _formats(tmp_path)
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
     for k, name in enumerate(files, 1):

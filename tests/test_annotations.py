@@ -15,7 +15,7 @@ from cvflow.annotation_formats import (Annotations, check_annotations, instance_
                                        to_via_project, validate_coco, via_project_for_frames)
 from cvflow.annotation_widget import PolygonAnnotator
 from cvflow.annotations import main, simulate_annotator
-from cvflow.config import file_hash, frame_filename
+from cvflow.files import file_hash, frame_filename
 
 ROOF_OLD = "roof_detection/b18ee20/datasets/balloon"
 ROOF_NEW = "roof_detection/0bcd89c/datasets/balloon"

@@ -109,7 +109,7 @@ STEP_FUNCTIONS = {
     "register": ("registry", "run_register", "main_register"),
     "deploy": ("deploy", "run_deploy", "main_deploy"),   # `cvflow deploy --local` (without it: Azure)
     "test_service": ("client", "run_test_service", "main"),
-    "score_video": ("scoring", "run_score_video", "main_score_video"),
+    "score_video": ("batch_scoring", "run_score_video", "main_score_video"),
 }
 
 

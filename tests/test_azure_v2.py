@@ -17,7 +17,8 @@ from azure.ai.ml import load_component, load_data, load_job, load_model, load_on
 
 from cvflow import azureml_v2 as v2
 from cvflow.cli import main as cli
-from cvflow.config import ConfigError, Settings, azure_ai_ml_available, detect_backend, file_hash, get_paths
+from cvflow.config import ConfigError, Settings, azure_ai_ml_available, detect_backend, get_paths
+from cvflow.files import file_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -290,7 +291,7 @@ def test_service_client_behind_a_managed_endpoint_front_end():
 def test_registry_and_tracking_pick_sdk_v2_with_a_workspace(home):
     "With config.json and the SDK, `auto` is Azure ML v2 for the registry (an MLClient, built offline) and tracking."
     from cvflow import registry
-    from cvflow.tracking import resolve_tracking
+    from cvflow.experiment_tracking import resolve_tracking
     (home / "config.json").write_text(json.dumps({"subscription_id": "00000000-0000-0000-0000-000000000000",
                                                   "resource_group": "rg", "workspace_name": "ws"}))
     paths = get_paths(home)

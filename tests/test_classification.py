@@ -65,7 +65,7 @@ def test_subject_sample_labels_and_pipeline_task(tmp_path):
     from cvflow.labels import labels_from_coco, read_via_labels, simulate_labeller
     from cvflow.pipeline import load_pipeline, with_task
     from cvflow.sample import gt_to_coco, load_ground_truth, make_heldout_images, make_sample
-    from cvflow.config import frame_filename
+    from cvflow.files import frame_filename
     import cv2
     import numpy as np
     v = make_sample(tmp_path / "s", seconds=4, fps=10, width=192, height=128, seed=5, n_scenes=4, progress=False, subject=True)

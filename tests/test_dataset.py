@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from cvflow.config import file_hash
+from cvflow.files import file_hash
 from cvflow.dataset import CocoInstanceDataset, collate_fn, main, split_coco, split_groups, write_dataset
 
 FRAME = re.compile(r"^(.+)_(\d{6})\.jpg$")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvflow.config import frame_filename
+from cvflow.files import frame_filename
 from cvflow.frames import (FrameOptions, SceneCut, SegmentRule, main, read_manifest, reduce_videos, scan_video,
                            segment_rules, select_frames)
 from cvflow.sample import load_ground_truth, make_sample

@@ -232,7 +232,7 @@ def test_person_pose_package_scores_a_video_without_training(tmp_path, home):
     per-frame JSON with 17 [x, y, score] landmarks per person."""
     from cvflow.model import build_model
     from cvflow.package import COCO_PERSON_KEYPOINTS, COCO_PERSON_SKELETON, person_pose_package
-    from cvflow.scoring import main_score_video
+    from cvflow.batch_scoring import main_score_video
     torch.manual_seed(0)
     w = tmp_path / "keypointrcnn_resnet50_fpn_coco.pth"
     torch.save(build_model("r50-fpn", 2, task="keypoints", norm="frozen").state_dict(), w)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvflow.config import file_hash
+from cvflow.files import file_hash
 from cvflow.dataset import write_dataset
 from cvflow.package import export_package, load_package
 from cvflow.registry import register_package, show_model

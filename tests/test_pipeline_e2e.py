@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cvflow.config import path_hash
+from cvflow.files import path_hash
 from cvflow.pipeline import StepFailed, load_pipeline, run_pipeline
 
 pytestmark = pytest.mark.slow   # servers, subprocesses, whole runs: `make test` runs it, `make test-quick` skips it

@@ -10,7 +10,7 @@ from cvflow.model import build_model, model_config
 from cvflow.package import export_package, load_package
 from cvflow.registry import (download_package, list_models, main_models, main_register, register_package, set_alias,
                              show_model)
-from cvflow.tracking import default_tracking_uri
+from cvflow.experiment_tracking import default_tracking_uri
 
 
 def make_package(model_dir: Path, ap: float) -> Path:

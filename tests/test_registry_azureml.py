@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cvflow.config import ConfigError, azureml_available, file_hash
+from cvflow.config import ConfigError, azureml_available
+from cvflow.files import file_hash
 from cvflow.azureml_v1 import (ENTRY_SCRIPT, build_training_job, main_train_azure, model_properties, model_record,
                                stage_source, training_job_spec)
 from cvflow.registry import list_models

@@ -1,4 +1,4 @@
-"""Batch and video scoring (cvflow.scoring): the tracker against the synthetic sample's true identities, the video
+"""Batch and video scoring (cvflow.batch_scoring): the tracker against the synthetic sample's true identities, the video
 outputs decoded back independently, truncated files, real videos and images from ../shared/data.
 
 Tracking tolerance (the tracker fed true detections; an untrained model cannot track): |count error| and ID switches
@@ -20,7 +20,8 @@ from pycocotools.coco import COCO
 from cvflow.model import build_model, model_config
 from cvflow.package import export_package, load_package
 from cvflow.sample import load_ground_truth, make_sample
-from cvflow.scoring import (TRACK_COLUMNS, gt_detections, main_score, main_score_video, score_video, track_detections, tracking_errors)
+from cvflow.object_tracking import gt_detections, track_detections, tracking_errors
+from cvflow.batch_scoring import TRACK_COLUMNS, main_score, main_score_video, score_video
 
 CLASSES = ["disc", "square", "triangle"]
 

@@ -119,7 +119,7 @@ def test_stale_pid_file_never_kills_another_process(home):
 def test_run_deploy_serves_checks_and_stops(home, package, tmp_path, capsys):
     "The deploy step (`run_deploy`: the notebook, `cvflow deploy --local` and `cvflow run`): served, one request, stopped."
     from PIL import Image
-    from cvflow.config import read_results
+    from cvflow.results import read_results
     from cvflow.deploy import DeployParams, DeployResult, run_deploy
     imgs = tmp_path / "imgs"
     imgs.mkdir()

@@ -32,7 +32,8 @@ def step_params(pipeline: dict, name: str) -> dict:
 def prepare(home: Path, sample_p: dict, frames_p: dict, dataset_p: dict, tag: str) -> Path:
     "Sample video -> frames -> simulated annotation -> dataset, as the pipeline's steps do; returns the dataset folder."
     from cvflow import sample
-    from cvflow.annotations import check_annotations, list_frames, simulate_annotator, write_coco
+    from cvflow.annotation_formats import check_annotations, list_frames, write_coco
+    from cvflow.annotations import simulate_annotator
     from cvflow.dataset import write_dataset
     from cvflow.frames import FrameOptions, reduce_videos
     video = sample.ensure_sample(home / "raw", seconds=sample_p["seconds"], fps=sample_p["fps"], width=sample_p["width"],

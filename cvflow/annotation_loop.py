@@ -19,10 +19,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, read_annotations, shape_to_points, via_project_for_frames
+from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, read_annotations, shape_to_points, via_project_for_frames
 from .config import add_option_arguments, options_from_arguments
 from .files import atomic_write_json, atomic_write_text, frame_filename
-from .frames import Candidate, FrameOptions, choose_frames, expand_videos, hash_distance, save_frames, scan_video, write_manifest
+from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
 from .package import Predictor
 from .evaluate import box_iou
@@ -36,9 +36,9 @@ __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE',
            'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices', 'compare_projects',
            'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins',
            'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates',
-           'choose_by_rank', 'ActiveResult', 'annotated_files', 'manifest_row', 'candidate_frames', 'write_ranking',
-           'active_frames', 'main_prelabel', 'main_corrections', 'main_frames', 'merge_frames', 'train_round',
-           'rounds_table', 'previous_annotations', 'main_round']
+           'choose_by_rank', 'ActiveResult', 'annotated_files', 'candidate_frames', 'write_ranking', 'active_frames',
+           'main_prelabel', 'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table',
+           'previous_annotations', 'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
@@ -100,7 +100,7 @@ def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: flo
                      min_area: float = 16.0) -> list[np.ndarray]:
     """A COCO RLE mask → its outer outlines as simplified polygons `[(M, 2) float32]`, largest first, parts smaller
     than `min_area` px² dropped (02's contour extraction, then `fit_polygon`)."""
-    m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode() if isinstance(rle["counts"], str) else rle["counts"]})
+    m = mask_utils.decode(rle_bytes(rle))
     parts = [p for p in mask_polygons(m) if cv2.contourArea(p.astype(np.float32)) >= min_area]
     parts.sort(key=lambda p: -cv2.contourArea(p.astype(np.float32)))
     return [fit_polygon(p, max_vertices, tolerance) for p in parts]
@@ -178,8 +178,7 @@ def mirror_instance(inst: dict, width: int) -> dict:
     "A predicted instance of a left-right mirrored image (`width` px) mapped back onto the original: box and RLE mask (if any) mirrored."
     x0, y0, x1, y1 = inst["box"]
     if not inst.get("mask"): return {**inst, "box": [width - x1, y0, width - x0, y1]}   # a detection model: the box alone
-    m = mask_utils.decode({"size": inst["mask"]["size"], "counts": inst["mask"]["counts"].encode()
-                           if isinstance(inst["mask"]["counts"], str) else inst["mask"]["counts"]})
+    m = mask_utils.decode(rle_bytes(inst["mask"]))
     rle = mask_utils.encode(np.asfortranarray(m[:, ::-1]))
     rle["counts"] = rle["counts"].decode()
     return {**inst, "box": [width - x1, y0, width - x0, y1], "mask": rle}
@@ -525,14 +524,6 @@ def annotated_files(sources) -> set[str]:
     return {im.file_name for s in sources or [] for im in read_annotations(s, images_dir=False).images}
 
 
-def manifest_row(c: Candidate, tier: str) -> dict:
-    "01's manifest row (`MANIFEST_COLUMNS`) for a chosen candidate."
-    return {"video": c.video, "frame_index": c.frame_index, "timestamp": round(c.timestamp, 6),
-            "file": frame_filename(c.video, c.frame_index), "scene": c.scene, "score": round(c.score, 4),
-            "novelty": round(c.novelty, 4), "sharpness": round(c.sharpness, 2), "rel_sharpness": round(c.rel_sharpness, 3),
-            "reason": c.reason, "tier": tier, "hash": c.hash.tobytes().hex()}
-
-
 def candidate_frames(videos, out_dir: str | Path, options: FrameOptions | None = None) -> list[Candidate]:
     """01's candidates of `videos` (files or folders), each saved as `out_dir/<video>_<index>.jpg` (kept between calls);
     `ValueError` naming the video when one cannot be read."""
@@ -685,7 +676,7 @@ def train_round(annotations: list, images: str | Path, out: str | Path, train_pa
     (`train_params`: its parameters) for `steps` steps from `weights` (the previous model's `model.pt`; None: from
     scratch), and scored on the `heldout` COCO file. Writes `out/instances.json`, `out/data/`, `out/run/`. Returns the
     figures: frames, training images, steps, held-out bbox/segm AP and AP50."""
-    from cvflow.annotations import check_annotations, merge_annotations, write_coco
+    from cvflow.annotation_formats import check_annotations, merge_annotations, write_coco
     from cvflow.dataset import write_dataset
     from cvflow.train import score_heldout, step_config, train
     out, dp = Path(out), dict(dataset_params or {})

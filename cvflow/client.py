@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .annotations import rle_bytes
+from .annotation_formats import rle_bytes
 from .config import get_paths
 from .files import atomic_path, atomic_write_json
 from .evaluate import box_iou

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from .annotations import rle_bytes, rle_json
+from .annotation_formats import rle_bytes, rle_json
 
 # %% auto #0
 __all__ = ['Detections']

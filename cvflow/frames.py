@@ -30,9 +30,9 @@ __all__ = ['VIDEO_EXTENSIONS', 'MANIFEST_COLUMNS', 'FrameOptions', 'thumb', 'cha
            'object_change', 'dhash', 'hash_distance', 'Candidate', 'VideoScan', 'VideoError', 'open_video',
            'display_rotation', 'upright', 'small_gray', 'FrameInfo', 'SegmentRule', 'SceneCut', 'Motion',
            'ObjectMotion', 'Interval', 'segment_rules', 'low_content', 'blurred', 'estimate_frames', 'scan_video',
-           'choose_frames', 'save_frames', 'FramesResult', 'progress_bar', 'progress_note', 'expand_videos',
-           'reduce_videos', 'write_manifest', 'read_manifest', 'select_frames', 'FramesParams', 'frames_headline',
-           'run_frames', 'main', 'plot_strip', 'plot_timeline', 'save_figures', 'frame_browser']
+           'choose_frames', 'save_frames', 'manifest_row', 'FramesResult', 'progress_bar', 'progress_note',
+           'expand_videos', 'reduce_videos', 'write_manifest', 'read_manifest', 'select_frames', 'FramesParams',
+           'frames_headline', 'run_frames', 'main', 'plot_strip', 'plot_timeline', 'save_figures', 'frame_browser']
 
 # %% ../nbs/01_frame_reduction.ipynb #cbb3649e
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -649,6 +649,14 @@ MANIFEST_COLUMNS = ["video", "frame_index", "timestamp", "file", "scene", "score
                     "rel_sharpness", "reason", "tier", "hash"]
 
 
+def manifest_row(c: Candidate, tier: str) -> dict:
+    "The manifest row (`MANIFEST_COLUMNS`) of a chosen candidate `c`, chosen as `tier` (`choose_frames`': 'best of video', 'best of scene', 'diversity')."
+    return {"video": c.video, "frame_index": c.frame_index, "timestamp": round(c.timestamp, 6),
+            "file": frame_filename(c.video, c.frame_index), "scene": c.scene, "score": round(c.score, 4),
+            "novelty": round(c.novelty, 4), "sharpness": round(c.sharpness, 2), "rel_sharpness": round(c.rel_sharpness, 3),
+            "reason": c.reason, "tier": tier, "hash": c.hash.tobytes().hex()}
+
+
 @dataclass
 class FramesResult:
     "What `reduce_videos` did: the manifest rows, per-video scans (timelines, errors) and output paths."
@@ -818,10 +826,7 @@ def reduce_videos(videos: Iterable[str | Path], out_dir: str | Path, options: Fr
             for c, tier in chosen:
                 name = frame_filename(c.video, c.frame_index)
                 if name not in saved.get(c.video, ()): continue
-                rows.append({"video": c.video, "frame_index": c.frame_index, "timestamp": round(c.timestamp, 6),
-                             "file": name, "scene": c.scene, "score": round(c.score, 4), "novelty": round(c.novelty, 4),
-                             "sharpness": round(c.sharpness, 2), "rel_sharpness": round(c.rel_sharpness, 3),
-                             "reason": c.reason, "tier": tier, "hash": c.hash.tobytes().hex()})
+                rows.append(manifest_row(c, tier))
             # drop images of a video whose saving failed half-way, so frames/ matches the manifest
             keep = {r["file"] for r in rows}
             for f in tmp.iterdir():

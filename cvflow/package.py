@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import cvflow
-from .annotations import rle_bytes
+from .annotation_formats import rle_bytes
 from .config import ConfigError, find_repo, get_paths, resolve_device
 from .files import atomic_dir, file_hash
 from .detections import Detections

@@ -222,7 +222,7 @@ def mask_polygons(rle: dict, min_points: int = 3) -> list[list[float]]:
     "Outer contours of a COCO RLE mask as flat `[x0, y0, x1, y1, ...]` lists (OpenCV, simple chain)."
     import cv2
     from pycocotools import mask as mask_utils
-    from cvflow.annotations import rle_bytes
+    from cvflow.annotation_formats import rle_bytes
     m = mask_utils.decode(rle_bytes(rle))
     contours, _ = cv2.findContours(np.ascontiguousarray(m, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= min_points]

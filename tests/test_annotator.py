@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from browser import chromium_page, chromium_path, jupyter_lab, poll, save_screenshot
-from cvflow.annotations import read_annotations, via_project_for_frames
+from cvflow.annotation_formats import read_annotations, via_project_for_frames
 
 pytestmark = pytest.mark.slow
 SQUARE = [(40, 40), (100, 40), (100, 100), (40, 100)]     # pre-annotation 1 (class disc): its vertex 3 gets dragged

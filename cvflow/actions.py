@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -14,14 +15,17 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from .config import ConfigError
+from dataclasses import dataclass
+
+from .config import ConfigError, add_option_arguments, get_paths, option
 from .files import atomic_write_json
 from .frames import VideoError, display_rotation, open_video, upright
 
 
 # %% auto #0
 __all__ = ['STRADDLE', 'read_via3_segments', 'resize_frames', 'read_video', 'video_meta', 'clip_starts', 'label_clips',
-           'split_videos', 'clip_dataset', 'ClipDataset', 'read_segments', 'write_clip_dataset', 'merge_clips']
+           'split_videos', 'clip_dataset', 'ClipDataset', 'read_segments', 'write_clip_dataset', 'merge_clips',
+           'ClipsParams', 'ClipsResult', 'clips_figure', 'run_clips', 'main']
 
 # %% ../nbs/02c_actions.ipynb #5a38abb7
 _PLACEHOLDER_OPTIONS = ({}, {"default": "Default"})   # VIA 3's default temporal-segment attribute: labels are typed text
@@ -311,3 +315,89 @@ def merge_clips(times: list[tuple[float, float]], labels: list[str], scores: lis
                     "confidence": float(np.mean(r["s"])), "clips": len(r["s"])})
     return out
 
+
+# %% ../nbs/02c_actions.ipynb #bc6dd80c
+@dataclass
+class ClipsParams:
+    """The action task's annotation step: the notebook's `parameters` cell, `cvflow clips`' options and pipeline.yaml's
+    `annotations` parameters of the actions task (relative paths: in the project home)."""
+    sources: str = option("data/raw/sample-actions/via_project.json", "VIA 3 video project(s) with temporal segments (comma separated)")
+    videos_dir: str = option("", "the folder of the projects' videos (empty: beside each project)")
+    out_dir: str = option("data/processed/cvflow-actions", "the clip dataset: train.json, val.json, segments.json, dataset_card.json")
+    label_attribute: str = option("", "the attribute holding the action (empty: the only one the segments use)")
+    classes: str = option("", "comma separated, in class-id order (empty: the labels found, sorted by name)")
+    clip_length: int = option(8, "frames per clip")
+    stride: int = option(4, "frames between clip starts")
+    frame_step: int = option(1, "take every n-th frame inside a clip")
+    frame_size: int = option(64, "frames resized to this square size (the model's input size)")
+    straddle: str = option("centre", "a clip over a segment boundary: centre (its centre's label) or drop")
+    val: float = option(0.25, "fraction of the videos for validation")
+    seed: int = option(0, "the split's seed")
+
+    @property
+    def source_list(self) -> list[str]: return [s.strip() for s in str(self.sources).split(",") if s.strip()]
+
+
+@dataclass
+class ClipsResult:
+    "The clip dataset the step wrote: its card (`write_clip_dataset`), its folder and the projects read."
+    card: dict
+    out_dir: Path
+    sources: list
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        c = self.card
+        return {"projects": [str(s) for s in self.sources], "classes": c["classes"], "clip length": c["clip_length"],
+                "stride": c["stride"], **{f"{k} clips": s["clips"] for k, s in c["splits"].items()},
+                **{f"{k} videos": len(s["videos"]) for k, s in c["splits"].items()}}
+
+
+def clips_figure(card: dict):
+    "Bars of clips per class in each split of a clip dataset `card` (a matplotlib Figure)."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    w = 0.4
+    for j, (k, s) in enumerate(card["splits"].items()):
+        ax.bar(np.arange(len(card["classes"])) + (j - 0.5) * w, [s["per_class"][c] for c in card["classes"]], w,
+               label=f"{k} ({len(s['videos'])} videos)")
+    ax.set_xticks(range(len(card["classes"])), card["classes"]); ax.set_ylabel("clips"); ax.legend(fontsize=8)
+    ax.set_title(f"clips of {card['clip_length']} frames every {card['stride']} frames", fontsize=9); fig.tight_layout()
+    return fig
+
+
+def run_clips(params: ClipsParams, record: bool = True) -> ClipsResult:
+    """The action task's annotation step: the VIA 3 projects of `params.sources` read and their videos split leak-free
+    into a clip dataset at `out_dir` (`write_clip_dataset`); with `record`, the headline and the clips-per-class figure
+    recorded for the run summary. `ConfigError` naming the project, segment, field and value for bad input."""
+    paths = get_paths()
+    src = [paths.resolve(s) for s in params.source_list]
+    out = paths.resolve(params.out_dir)
+    card = write_clip_dataset(src, out, params.clip_length, params.stride, params.frame_step, params.frame_size, params.val,
+                              params.seed, params.label_attribute or None,
+                              paths.resolve(params.videos_dir) if params.videos_dir else None,
+                              [c.strip() for c in params.classes.split(",") if c.strip()] or None, params.straddle)
+    res = ClipsResult(card, out, src)
+    if record:
+        from cvflow.results import record_results
+        record_results("annotations", res.headline(), {"clips per class": clips_figure(card)})
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    "`cvflow clips [options]`: the action task's annotation step on the command line."
+    import argparse
+    ap = argparse.ArgumentParser(prog="cvflow clips", description="VIA 3 temporal segments -> a leak-free clip dataset for action recognition.")
+    add_option_arguments(ap, ClipsParams)
+    a = ap.parse_args(argv)
+    # relative paths on the command line are the working directory's (the notebook's are the project home's)
+    here = lambda p: str(Path(p).resolve()) if p else p
+    kw = {k: getattr(a, k) for k in ClipsParams.__dataclass_fields__}
+    kw |= {"sources": ",".join(here(s) for s in ClipsParams(**kw).source_list), "out_dir": here(a.out_dir), "videos_dir": here(a.videos_dir)}
+    try:
+        res = run_clips(ClipsParams(**kw), record=False)
+    except (ConfigError, VideoError) as e:
+        print(f"cvflow clips: {e}", file=sys.stderr); return 2
+    for k, s in res.card["splits"].items(): print(f"{k}: {len(s['videos'])} videos, {s['clips']} clips {s['per_class']}")
+    print(f"wrote {res.out_dir}")
+    return 0

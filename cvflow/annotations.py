@@ -21,8 +21,8 @@ from .results import StepPaused
 from .images import image_size
 
 # %% auto #0
-__all__ = ['TASK_SHAPES', 'simulate_annotator', 'AnnotationsParams', 'AnnotationsResult', 'run_annotations', 'main',
-           'AnnotationNeeded', 'annotation_instructions']
+__all__ = ['TASK_SHAPES', 'simulate_annotator', 'AnnotationsParams', 'AnnotationsResult', 'was_simulated', 'run_annotations',
+           'main', 'AnnotationNeeded', 'annotation_instructions']
 
 # %% ../nbs/02_annotations.ipynb #7396f35c
 def simulate_annotator(ground_truth, frames, out_via_path: str | Path, classes: list[str] | None = None,
@@ -102,7 +102,7 @@ class AnnotationsResult:
                 "problems": len(a.problems)}
 
 
-def _was_simulated(p: Path) -> bool:
+def was_simulated(p: Path) -> bool:
     "A project the simulated annotator wrote is derived data: redone so that it follows the current frames."
     try: return json.loads(Path(p).read_text())["_via_settings"]["project"]["name"] == "simulated annotator"
     except Exception: return False
@@ -131,11 +131,11 @@ def run_annotations(params: AnnotationsParams, record: bool = True) -> Annotatio
         frames_path, via = paths.resolve(params.frames), paths.resolve(params.via_project)
         proj = via_project_for_frames(frames_path, classes, via, keypoints=kps)
         annotated_path = paths.resolve(params.annotated)
-        if params.simulate and (not annotated_path.exists() or _was_simulated(annotated_path)):
+        if params.simulate and (not annotated_path.exists() or was_simulated(annotated_path)):
             simulate_annotator(paths.resolve(params.ground_truth), frames_path, annotated_path, classes=classes)
         if not annotated_path.exists():
             raise AnnotationNeeded(annotation_instructions(via, annotated_path, len(proj["_via_img_metadata"]), params.task))
-        simulated = bool(params.simulate and _was_simulated(annotated_path))
+        simulated = bool(params.simulate and was_simulated(annotated_path))
         images_folder, _ = list_frames(frames_path)
         ann = check_annotations(annotated_path, images_folder, strict=params.strict, classes=classes, **kp_kw)
         annotated = [annotated_path]

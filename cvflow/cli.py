@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sample": ("cvflow.sample", "main", "write the synthetic sample video with exact ground truth"),
     "frames": ("cvflow.frames", "main", "pick the frames worth annotating from videos (scenes, motion, blur, duplicates)"),
     "annotations": ("cvflow.annotations", "main", "check and convert VIA/COCO annotations; write VIA projects for annotators"),
+    "labels": ("cvflow.labels", "main", "the classification task's annotation step: one label per image (VIA file attributes) -> labels.json"),
+    "clips": ("cvflow.actions", "main", "the action task's annotation step: VIA 3 temporal segments -> a leak-free clip dataset"),
     "eda": ("cvflow.eda", "main", "class distribution plots, summary and warnings for annotations or a dataset"),
     "dataset": ("cvflow.dataset", "main", "split annotations leak-free into train/val and write a dataset card"),
     "view-dataset": ("cvflow.viz", "main", "grids of a prepared dataset's split with its instances drawn (PNG)"),

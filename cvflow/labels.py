@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .annotation_formats import AnnotationError, list_frames
+from .annotations import AnnotationNeeded, was_simulated
+from .config import add_option_arguments, get_paths, option
 from .files import atomic_write_json, parse_frame_filename
 from .images import ImageReadError, image_size, is_image_file
 
@@ -20,7 +23,7 @@ from .images import ImageReadError, image_size, is_image_file
 __all__ = ['LABELS_FORMAT', 'CSV_FILE_COLUMNS', 'CSV_LABEL_COLUMNS', 'ImageLabel', 'ImageLabels', 'labels_from_dict',
            'load_labels', 'write_labels', 'read_via_labels', 'read_label_csv', 'read_image_folder', 'read_image_labels',
            'via_label_project', 'labelling_instructions', 'dominant_class', 'labels_from_coco', 'simulate_labeller',
-           'plot_label_counts']
+           'plot_label_counts', 'LabelsParams', 'LabelsResult', 'run_labels', 'main']
 
 # %% ../nbs/02b_image_labels.ipynb #e25287dc
 LABELS_FORMAT = "cvflow-image-labels"
@@ -268,3 +271,94 @@ def plot_label_counts(labels: ImageLabels, title: str = "images per class"):
     ax.set_ylabel("images"); ax.set_title(f"{title} ({len(labels.images)} images)", fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/02b_image_labels.ipynb #98ccd8c9
+@dataclass
+class LabelsParams:
+    """The image-label step's parameters: the notebook's `parameters` cell, `cvflow labels run`'s options and
+    pipeline.yaml's `annotations` parameters of the classification task (relative paths: in the project home)."""
+    frames: str = option("data/interim/frames_labels/frames.txt", "the frames chosen by step 01 (its frames.txt list, or a folder)")
+    ground_truth: str = option("data/raw/sample/ground_truth.json", "the sample's ground truth (plays the annotator when simulating)")
+    classes: str = option("disc,square,triangle", "the dropdown offered to annotators (comma separated)")
+    via_project: str = option("data/interim/annotations/via_labels_project.json", "the empty project people open in VIA")
+    annotated: str = option("data/interim/annotations/via_labels_annotated.json", "the project they saved (simulated when absent)")
+    simulate: bool = option(False, "play the annotator from the sample's ground truth when `annotated` is missing")
+    labels_out: str = option("data/interim/annotations/labels.json", "the labels for dataset preparation")
+    attribute: str = option("class", "the VIA file attribute holding the label")
+    sources: str | None = option(None, "labels you already have: VIA file attributes, a CSV, or an ImageFolder root (instead of frames)")
+    images: str | None = option(None, "with sources: their images folder (none: beside the file)")
+
+    @property
+    def class_list(self) -> list[str]: return [c.strip() for c in (self.classes or "").split(",") if c.strip()]
+
+
+@dataclass
+class LabelsResult:
+    "What the image-label step read and wrote."
+    labels: ImageLabels
+    labels_file: Path                # the labels.json written
+    annotated: Path                  # the annotated project, or the sources read
+    images: Path                     # their images folder
+    simulated: bool                  # the sample's ground truth played the annotator
+    via_project: Path | None = None  # the empty project written for annotators (None with sources)
+
+    def headline(self) -> dict:
+        "The figures the run summary shows (`record_results`)."
+        return {"annotated project": str(self.annotated), "simulated": self.simulated, "images": len(self.labels.images),
+                "images per class": self.labels.counts(), "problems": len(self.labels.problems)}
+
+
+def run_labels(params: LabelsParams, record: bool = True) -> LabelsResult:
+    """The classification task's annotation step. With `sources`: the labels you already have (`read_image_labels`).
+    Otherwise: the VIA project for `frames` written for annotators (`via_label_project`), then the project they saved read
+    back — played by the sample's ground truth when `simulate` is on and none exists; `AnnotationNeeded` (a pause) when
+    there is none yet. The labels are written to `labels_out` and, with `record`, the headline and the images-per-class
+    figure recorded for the run summary. Errors: `AnnotationError` naming the file, image and value."""
+    paths, classes, via = get_paths(), params.class_list, None
+    if params.sources:
+        src = paths.resolve(params.sources)
+        imgs = paths.resolve(params.images) if params.images else None
+        labels = read_image_labels(src, imgs, params.attribute if not src.is_dir() else None, classes or None)
+        images_folder, annotated, simulated = (src if src.is_dir() else imgs or src.parent), src, False
+    else:
+        frames_path, via = paths.resolve(params.frames), paths.resolve(params.via_project)
+        proj = via_label_project(frames_path, classes, via, params.attribute)
+        annotated = paths.resolve(params.annotated)
+        if params.simulate and (not annotated.exists() or was_simulated(annotated)):
+            simulate_labeller(paths.resolve(params.ground_truth), frames_path, annotated, classes, params.attribute)
+        if not annotated.exists():
+            raise AnnotationNeeded(labelling_instructions(via, annotated, len(proj["_via_img_metadata"]), params.attribute))
+        simulated = bool(params.simulate and was_simulated(annotated))
+        images_folder, _ = list_frames(frames_path)
+        labels = read_via_labels(annotated, images_folder, params.attribute, classes or None)
+    out = paths.resolve(params.labels_out)
+    write_labels(labels, out)
+    res = LabelsResult(labels, out, annotated, Path(images_folder), simulated, via)
+    if record:
+        from cvflow.results import record_results
+        record_results("annotations", res.headline(), {"images per class": plot_label_counts(labels)})
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    "`cvflow labels run ...`: the image-label step on the command line (exit 3 while waiting for annotators)."
+    import argparse
+    ap = argparse.ArgumentParser(prog="cvflow labels", description="One label per image (classification): the annotation step.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="write the VIA project for the frames, read back the annotated one (or --sources you "
+                       "have), write labels.json; exit 3 while waiting for annotators")
+    add_option_arguments(r, LabelsParams)
+    a = ap.parse_args(argv)
+    # relative paths on the command line are the working directory's (the notebook's are the project home's)
+    here = lambda p: str(Path(p).resolve()) if p else p
+    kw = {k: (here(getattr(a, k)) if k in ("frames", "ground_truth", "via_project", "annotated", "labels_out", "sources", "images")
+              else getattr(a, k)) for k in LabelsParams.__dataclass_fields__}
+    try:
+        res = run_labels(LabelsParams(**kw), record=False)
+    except AnnotationNeeded as w:
+        print(w); return 3
+    except AnnotationError as e:
+        print(f"cvflow labels: {e}", file=sys.stderr); return 2
+    for p in res.labels.problems[:10]: print("problem:", p)
+    print(f"wrote {res.labels_file}: {len(res.labels.images)} images {res.labels.counts()}")
+    return 0

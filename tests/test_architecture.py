@@ -113,14 +113,26 @@ STEP_FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("step", sorted(STEP_FUNCTIONS))
-def test_notebook_cli_and_pipeline_call_one_step_function(step):
-    import json
+# A task's own notebook for a step (pipeline.yaml `tasks.<task>.notebooks`) -> (module, its function, the `cvflow`
+# command and its entry).
+TASK_STEP_FUNCTIONS = {
+    ("classification", "annotations"): ("labels", "run_labels", "labels", "main"),
+    ("actions", "annotations"): ("actions", "run_clips", "clips", "main"),
+}
+
+
+def test_every_step_and_task_notebook_has_its_one_function():
     import yaml
-    from cvflow.pipeline import production_cells
-    module, fn, entry = STEP_FUNCTIONS[step]
     y = yaml.safe_load((PKG.parent / "pipeline.yaml").read_text())
-    notebook = PKG.parent / next(s["notebook"] for s in y["steps"] if s["name"] == step)
+    assert set(STEP_FUNCTIONS) == {s["name"] for s in y["steps"]}, "a pipeline step without its one function"
+    swapped = {(t, s) for t, tm in (y.get("tasks") or {}).items() for s in (tm.get("notebooks") or {})}
+    assert set(TASK_STEP_FUNCTIONS) == swapped, "a task notebook without its one function"
+
+
+def _check_one_function(notebook: Path, module: str, fn: str, command: str, entry: str):
+    import json
+    from importlib import import_module
+    from cvflow.pipeline import production_cells
     assert _modules()[module] == notebook.name, f"{module}.py is not exported from the step's notebook {notebook.name}"
     tree = ast.parse((PKG / f"{module}.py").read_text())
     defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -128,10 +140,26 @@ def test_notebook_cli_and_pipeline_call_one_step_function(step):
     calls = lambda node: {getattr(c.func, "id", None) for c in ast.walk(node) if isinstance(c, ast.Call)}
     assert fn in calls(defs[entry]), f"`cvflow` {module}.{entry} does not call {fn}"
     nb = json.loads(notebook.read_text())
-    cells = production_cells(nb, notebook)
-    run = [c for c in cells if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#| export")
+    run = [c for c in production_cells(nb, notebook) if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#| export")
            and "parameters" not in c.get("metadata", {}).get("tags", [])]
     assert any(fn in calls(ast.parse("\n".join(l for l in "".join(c["source"]).splitlines() if not l.startswith(("%", "!")))))
                for c in run), f"{notebook.name}: the run section (what `cvflow run` executes) does not call {fn}"
-    from importlib import import_module
-    assert import_module("cvflow.cli").COMMANDS[step.replace("_", "-")][:2] == (f"cvflow.{module}", entry)   # `cvflow score-video`
+    assert import_module("cvflow.cli").COMMANDS[command][:2] == (f"cvflow.{module}", entry)
+
+
+@pytest.mark.parametrize("task_step", sorted(TASK_STEP_FUNCTIONS), ids=lambda ts: "-".join(ts))
+def test_task_notebook_cli_and_pipeline_call_one_step_function(task_step):
+    import yaml
+    module, fn, command, entry = TASK_STEP_FUNCTIONS[task_step]
+    y = yaml.safe_load((PKG.parent / "pipeline.yaml").read_text())
+    task, step = task_step
+    _check_one_function(PKG.parent / y["tasks"][task]["notebooks"][step], module, fn, command, entry)
+
+
+@pytest.mark.parametrize("step", sorted(STEP_FUNCTIONS))
+def test_notebook_cli_and_pipeline_call_one_step_function(step):
+    import yaml
+    module, fn, entry = STEP_FUNCTIONS[step]
+    y = yaml.safe_load((PKG.parent / "pipeline.yaml").read_text())
+    notebook = PKG.parent / next(s["notebook"] for s in y["steps"] if s["name"] == step)
+    _check_one_function(notebook, module, fn, step.replace("_", "-"), entry)   # `cvflow score-video`

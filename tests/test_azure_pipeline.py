@@ -177,7 +177,7 @@ def test_publish_v1_without_sdk_says_what_to_install(toy):
 def test_run_step_cli(tmp_path):
     "What one Azure ML step executes: inputs at mount points, typed parameter overrides, outputs copied out."
     _notebook(tmp_path / "nbs" / "step.ipynb", "n = 1\nnames = []\nflag = False",
-              "from cvflow.config import get_paths, atomic_write_text\np = get_paths()\n"
+              "from cvflow.config import get_paths\nfrom cvflow.files import atomic_write_text\np = get_paths()\n"
               "src = p.resolve('data/in/frames/f.txt').read_text()\n"
               "atomic_write_text(p.resolve('data/out/r.txt'), f'{src}|{n * 2}|{names}|{flag}|{type(n).__name__}')")
     mount = tmp_path / "mnt"; (mount / "frames").mkdir(parents=True); (mount / "frames" / "f.txt").write_text("hello")
@@ -292,10 +292,10 @@ def test_v2_component_command_lines_run_the_steps(tmp_path):
     import shlex
     from cvflow.azure_pipeline import pipeline_job_v2, run_step_cli
     _notebook(tmp_path / "nbs" / "make.ipynb", "text = 'a b'\nn = 2",
-              "from cvflow.config import get_paths, atomic_write_text\n"
+              "from cvflow.config import get_paths\nfrom cvflow.files import atomic_write_text\n"
               "atomic_write_text(get_paths().resolve('data/interim/made/a.txt'), text * n)")
     _notebook(tmp_path / "nbs" / "use.ipynb", "suffix = ''",
-              "from cvflow.config import get_paths, atomic_write_text\np = get_paths()\n"
+              "from cvflow.config import get_paths\nfrom cvflow.files import atomic_write_text\np = get_paths()\n"
               "atomic_write_text(p.resolve('data/out/b.txt'), p.resolve('data/interim/made/a.txt').read_text() + suffix + '|' + p.resolve('cvflow.yaml').read_text())")
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"steps": [
         {"name": "make", "notebook": "nbs/make.ipynb", "parameters": {"text": "a b", "n": 2}, "outputs": ["data/interim/made"]},

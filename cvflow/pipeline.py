@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 for key, flags in MODES.items():
                     if getattr(pl, key).get("skip") is not None:
                         print(f"cvflow run {flags}: without {', '.join(getattr(pl, key)['skip'])} (`{key}` in {pl.source.name})")
-            if not a.task:
+            if not (a.task or a.videos or a.annotations):
                 for task, tm in pl.tasks.items():
                     swap = [f"{s} by {Path(nb).stem}" for s, nb in tm.get("notebooks", {}).items()]
                     print(f"cvflow run --task {task}:" + (f" without {', '.join(tm['skip'])}" if tm.get("skip") else "")

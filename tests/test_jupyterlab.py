@@ -53,6 +53,8 @@ def run_viewer_and_click_next(page, kernel_idle: re.Pattern | str, tmp_path, sho
 
     next_button = page.get_by_role("button", name="next ▶")
     next_button.wait_for(state="visible", timeout=300_000)
+    # JupyterLab renders only the outputs near the view (windowed notebook): Run All leaves it at the last cell, below
+    next_button.scroll_into_view_if_needed()
     before = poll(page, "the dataset browser's caption", lambda: caption_of(page), 60)
     widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=next_button).first
     image = widget.locator("img").first

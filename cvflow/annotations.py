@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             to_via_project(ann, Path(a.images) if a.images else Path(src).parent, a.output)
             print(f"wrote {a.output}: {len(ann.images)} images, {ann.n_polygons} polygons")
         return 0
-    except AnnotationError as e:
+    except (AnnotationError, FileNotFoundError) as e:   # e.g. --simulate without the sample's ground truth
         print(f"cvflow annotations: {e}", file=sys.stderr)
         return 2
 

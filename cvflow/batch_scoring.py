@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import get_paths
+from .config import cli_path, get_paths
 from .files import atomic_path, atomic_write_json, atomic_write_text
 from .detections import Detections
 from .frames import VideoError, change, display_rotation, open_video, progress_bar, small_gray, thumb, upright
@@ -599,7 +599,8 @@ def main_score(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlays", action="store_true", help="also write overlays/<image>.jpg with the instances drawn")
     a = ap.parse_args(argv)
     try:
-        r = score_images(a.package, a.images_dir, a.out, a.overlays, a.batch, a.score_threshold, a.device, not a.quiet)
+        r = score_images(cli_path(a.package), cli_path(a.images_dir), cli_path(a.out), a.overlays, a.batch, a.score_threshold,
+                         a.device, not a.quiet)
     except (FileNotFoundError, PackageError, ValueError) as e:
         print(f"cvflow score: {e}", file=sys.stderr)
         return 2
@@ -668,7 +669,8 @@ def main_score_video(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
     a = ap.parse_args(argv)
     try:
-        r = run_score_video(ScoreVideoParams(a.package, a.video, a.out, a.every, a.batch, a.score_threshold, a.device,
+        r = run_score_video(ScoreVideoParams(cli_path(a.package), cli_path(a.video), cli_path(a.out), a.every, a.batch,
+                                             a.score_threshold, a.device,
                                              a.max_frames, progress=not a.quiet), record=False)
     except (FileNotFoundError, PackageError, VideoError, ValueError) as e:
         print(f"cvflow score-video: {e}", file=sys.stderr)

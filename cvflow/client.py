@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .annotation_formats import rle_bytes
-from .config import get_paths
+from .config import cli_path, get_paths
 from .files import atomic_path, atomic_write_json
 from .evaluate import box_iou
 
@@ -889,9 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-remote-load", action="store_true", help="run the load test against a non-loopback host")
     a = ap.parse_args(argv)
     try:
-        rep = run_test_service(ServiceTestParams(a.images, a.url, key=a.key, package=a.package, max_images=a.max_images,
+        rep = run_test_service(ServiceTestParams(cli_path(a.images), a.url, key=a.key, package=cli_path(a.package), max_images=a.max_images,
                                                  score_threshold=a.score_threshold, concurrency=a.concurrency, duration=a.duration,
-                                                 max_requests=a.max_requests, out=a.out, allow_remote_load=a.allow_remote_load),
+                                                 max_requests=a.max_requests, out=cli_path(a.out), allow_remote_load=a.allow_remote_load),
                                record=False).report
     except (ConnectionError, OSError, ValueError) as e:
         print(f"cvflow test-service: {e}", file=sys.stderr)

@@ -21,8 +21,8 @@ import yaml
 __all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths',
            'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
            'azure_ai_ml_available', 'detect_backend', 'find_repo', 'shared_data_dir', 'resolve_device', 'option',
-           'add_option_arguments', 'options_from_arguments', 'describe', 'main', 'ConfigParams', 'ConfigResult',
-           'run_config']
+           'add_option_arguments', 'options_from_arguments', 'cli_path', 'describe', 'main', 'ConfigParams',
+           'ConfigResult', 'run_config']
 
 # %% ../nbs/00_config.ipynb #f7b177da
 def _is_cvflow_repo(d: Path) -> bool:
@@ -305,6 +305,13 @@ def add_option_arguments(parser, cls: type, only: Iterable[str] | None = None, f
 def options_from_arguments(cls: type, namespace) -> Any:
     "The `cls` dataclass from parsed arguments (the fields `add_option_arguments` added); its checks run as usual."
     return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)})
+
+
+def cli_path(path: str | Path | None) -> str | None:
+    """A path given on the command line made absolute against the current directory, as every `cvflow` command reads
+    them (a notebook's parameters are the project home's instead); None, "" and URIs (`scheme:/...`) come back as given."""
+    if path is None or str(path) == "" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(path)): return path
+    return str(Path(path).expanduser().resolve())
 
 # %% ../nbs/00_config.ipynb #b102f6e5
 def describe(settings: Settings | None = None, paths: Paths | None = None) -> dict:

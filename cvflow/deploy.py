@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, get_paths
+from .config import ConfigError, cli_path, get_paths
 from .files import atomic_write_text
 
 # %% auto #0
@@ -329,6 +329,7 @@ def main_serve(argv: list[str] | None = None) -> int:
         return 1
     if not a.package:
         ap.error("give a PACKAGE to serve, or --stop")
+    a.package = cli_path(a.package)   # the current directory's, as in every command
     if a.host not in (LOOPBACK, "localhost"):
         print(f"warning: binding {a.host}: the service is reachable from other machines", file=sys.stderr)
     try:
@@ -509,10 +510,14 @@ def main_deploy(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-threshold", type=float, default=0.05, help="--local: the smoke request's threshold (default 0.05)")
     a = ap.parse_args(argv)
     if a.local:   # the pipeline's deploy step (`run_deploy`); a missing package is an error here, never the demo one
+        try: pkg = check_package(cli_path(a.package))
+        except (FileNotFoundError, ConfigError) as e:   # what the user gave: exit 2
+            print(f"cvflow deploy: {e}", file=sys.stderr)
+            return 2
         try:
-            r = run_deploy(DeployParams(str(check_package(a.package)), a.port, a.workers, a.keep_running,
-                                        str(Path(a.images).resolve()) if a.images else None, a.score_threshold), record=False)
-        except (FileNotFoundError, RuntimeError, TimeoutError, ConfigError) as e:
+            r = run_deploy(DeployParams(str(pkg), a.port, a.workers, a.keep_running, cli_path(a.images), a.score_threshold),
+                           record=False)
+        except (FileNotFoundError, RuntimeError, TimeoutError, ConfigError) as e:   # the service did not come up or answer
             print(f"cvflow deploy: {e}", file=sys.stderr)
             return 1
         print(r.describe())

@@ -344,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     "`cvflow labels run ...`: the image-label step on the command line (exit 3 while waiting for annotators)."
     import argparse
     ap = argparse.ArgumentParser(prog="cvflow labels", description="One label per image (classification): the annotation step.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run}")
     r = sub.add_parser("run", help="write the VIA project for the frames, read back the annotated one (or --sources you "
-                       "have), write labels.json; exit 3 while waiting for annotators")
+                       "have), write labels.json; exit 3 while waiting for annotators",
+                       description="The classification task's annotation step, as `cvflow run --task classification` runs it.")
     add_option_arguments(r, LabelsParams)
     a = ap.parse_args(argv)
     # relative paths on the command line are the working directory's (the notebook's are the project home's)
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_labels(LabelsParams(**kw), record=False)
     except AnnotationNeeded as w:
         print(w); return 3
-    except AnnotationError as e:
+    except (AnnotationError, FileNotFoundError) as e:   # what the user gave: a file, a field, a value
         print(f"cvflow labels: {e}", file=sys.stderr); return 2
     for p in res.labels.problems[:10]: print("problem:", p)
     print(f"wrote {res.labels_file}: {len(res.labels.images)} images {res.labels.counts()}")

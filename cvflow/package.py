@@ -28,7 +28,7 @@ import torch
 
 import cvflow
 from .annotation_formats import rle_bytes
-from .config import ConfigError, find_repo, get_paths, resolve_device
+from .config import ConfigError, cli_path, find_repo, get_paths, resolve_device
 from .files import atomic_dir, file_hash
 from .detections import Detections
 from .evaluate import box_iou, flat_metrics, to_float_image
@@ -962,7 +962,7 @@ def main_export(argv: list[str] | None = None) -> int:
     ap.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset with --onnx (default {ONNX_OPSET})")
     a = ap.parse_args(argv)
     try:
-        out = run_export(ExportParams(a.model_dir, a.out, a.name, a.checkpoint, a.score_threshold, a.mask_threshold,
+        out = run_export(ExportParams(cli_path(a.model_dir), cli_path(a.out), a.name, a.checkpoint, a.score_threshold, a.mask_threshold,
                                       a.onnx, a.opset), record=False).package
     except (FileNotFoundError, ConfigError, PackageError, ParityError, ImportError) as e:
         print(f"cvflow export: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Paths, Settings, detect_backend, get_paths, load_settings
+from .config import ConfigError, Paths, Settings, cli_path, detect_backend, get_paths, load_settings
 from .files import file_hash
 from .package import PackageError, describe_package, read_package_meta
 from .experiment_tracking import default_tracking_uri, get_or_create_experiment
@@ -304,7 +304,7 @@ def main_register(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args(argv)
     try:
-        r = run_register(RegisterParams(a.package, a.name, parse_tags(a.tags), a.description, a.alias,
+        r = run_register(RegisterParams(cli_path(a.package), a.name, parse_tags(a.tags), a.description, a.alias,
                                         a.backend, a.dataset), record=False).version
     except (ConfigError, PackageError, LookupError, FileNotFoundError) as e:
         print(f"cvflow register: {e}", file=sys.stderr)

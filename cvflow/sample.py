@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import get_paths
+from .config import cli_path, get_paths
 from .files import atomic_dir, atomic_write_json, frame_filename
 from .results import record_results
 
@@ -630,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     "`cvflow sample --out DIR [--seconds S] [--fps F] [--size WxH] [--seed N] [--images N] [--subject] [--force] ...`"
     import argparse
     ap = argparse.ArgumentParser(prog="cvflow sample", description="Write the synthetic sample video and its exact ground truth.")
-    ap.add_argument("--out", default="data/raw/sample", help="output folder (default: data/raw/sample)")
+    ap.add_argument("--out", help="output folder (default, in the project home: data/raw/sample, with --actions data/raw/sample-actions)")
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--size", default="640x360", help="WIDTHxHEIGHT, even numbers (default 640x360)")
@@ -643,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=0, help="scenes in the video (default: one per 8 s)")
     ap.add_argument("--heldout-images", type=int, default=0, metavar="N",
                     help="also N still frames of fresh scenes (another seed) in --heldout-dir, for scoring a final model")
-    ap.add_argument("--heldout-dir", default="data/raw/sample-heldout", help="folder of the held-out frames or videos")
+    ap.add_argument("--heldout-dir", default="data/raw/sample-heldout", help="folder of the held-out frames or videos "
+                    "(default: data/raw/sample-heldout in the project home)")
     ap.add_argument("--actions", type=int, default=0, metavar="N",
                     help="instead of the sample video, N action videos (still, moving, rotating) with a VIA 3 project")
     ap.add_argument("--heldout-videos", type=int, default=0, metavar="N", help="with --actions: N held-out action videos")
@@ -653,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         w, h = (int(v) for v in a.size.lower().split("x"))
     except ValueError:
         ap.error(f"--size {a.size!r} is not WIDTHxHEIGHT, e.g. 640x360")
-    out = get_paths().resolve(a.out)
+    # an --out given is the current directory's; the default is where the pipeline (and `cvflow clips`) look, in the home
+    out = Path(cli_path(a.out)) if a.out else get_paths().resolve("data/raw/sample-actions" if a.actions else "data/raw/sample")
     if out.exists() and any(out.iterdir()) and not a.force:
         print(f"cvflow sample: {out} exists and is not empty; pass --force to replace it")
         return 1

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from .config import add_option_arguments, get_paths, option
+from .config import ConfigError, add_option_arguments, cli_path, get_paths, option
 from .files import atomic_path
 from .dataset import CocoInstanceDataset, train_transforms
 from .detections import Detections
@@ -319,7 +319,7 @@ class ViewDatasetParams:
     dataset_dir: str = option("data/processed/sample", "a folder written by `cvflow dataset` (train.json, val.json, images/)")
     split: str = option("train", "which split to draw")
     n_images: int = option(8, "images in the grid")
-    out: str = option("reports/dataset", "where the grid PNGs go (relative: in the project home)")
+    out: str = option("reports/dataset", "where the grid PNGs go (relative: the project home's; on the command line, the current directory's)")
     seed: int = option(0, "which images are drawn, and the augmentation's randomness")
     sample_n: int = option(12, "images rendered when the dataset is missing (a fresh home: the synthetic sample)")
 
@@ -346,9 +346,13 @@ class ViewDatasetResult:
 def run_view_dataset(params: ViewDatasetParams, record: bool = True) -> ViewDatasetResult:
     """The view_dataset step: a grid of `params.n_images` images of the split with their instances drawn, and one through
     the training augmentation (to check it keeps masks on their objects), written to `params.out`; with `record`, the
-    headline and both grids recorded for the run summary. A missing dataset is made from the synthetic sample (`open_split`)."""
+    headline and both grids recorded for the run summary. `ConfigError` naming the folder when it holds no such split
+    (nothing is made up: the notebook's own fresh-home stand-in is `open_split`)."""
     p = params
-    ds = open_split(p.dataset_dir, p.split, p.sample_n, p.seed)
+    ds_dir = get_paths().resolve(p.dataset_dir)
+    if not (ds_dir / f"{p.split}.json").is_file():
+        raise ConfigError(f"{ds_dir} has no {p.split}.json (a folder written by `cvflow dataset`)")
+    ds = CocoInstanceDataset(ds_dir / f"{p.split}.json")
     out_dir = get_paths().resolve(p.out)
     grid = save_grid(ds, out_dir / f"{p.split}_grid.png", n=p.n_images, seed=p.seed)
     torch.manual_seed(p.seed)
@@ -369,15 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     # relative paths on the command line are the working directory's (the notebook's are the project home's)
     add_option_arguments(ap, ViewDatasetParams, only=["split", "n_images", "out", "seed"], defaults={"out": None})
     a = ap.parse_args(argv)
-    d = Path(a.dataset_dir).resolve()
-    if not (d / f"{a.split}.json").is_file():   # the CLI draws what it is given: no synthetic stand-in
-        print(f"cvflow view-dataset: {d} has no {a.split}.json (a folder written by `cvflow dataset`)")
-        return 2
     try:
-        res = run_view_dataset(ViewDatasetParams(dataset_dir=str(d), split=a.split, n_images=a.n_images, seed=a.seed,
-                                                 out=str(Path(a.out).resolve()) if a.out else ViewDatasetParams.out), record=False)
-    except ValueError as e:
+        res = run_view_dataset(ViewDatasetParams(dataset_dir=cli_path(a.dataset_dir), split=a.split, n_images=a.n_images,
+                                                 seed=a.seed, out=cli_path(a.out) or ViewDatasetParams.out), record=False)
+    except ValueError as e:   # ConfigError too: a folder without the split, a bad option
         print(f"cvflow view-dataset: {e}")
         return 2
-    print(f"wrote {res.grid} and {res.augmented}: {res.images} images of {res.split}, classes {', '.join(res.classes)}")
+    print(f"wrote {res.grid} and {res.augmented}: {min(a.n_images, res.images)} of the {res.images} {res.split} images, "
+          f"classes {', '.join(res.classes)}")
     return 0

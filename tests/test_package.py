@@ -136,7 +136,7 @@ def test_export_is_atomic_on_failure(tmp_path):
 
 def test_cli_export(home, capsys):
     write_checkpoint(home / "models" / "shapes", "last")
-    assert main_export(["models/shapes", "--name", "shapes-v1", "--mask-threshold", "0.4"]) == 0
+    assert main_export([str(home / "models/shapes"), "--name", "shapes-v1", "--mask-threshold", "0.4"]) == 0
     out = capsys.readouterr().out
     assert "name shapes-v1, preset cpu-small" in out
     meta = read_package_meta(home / "models" / "shapes" / "package")

@@ -84,7 +84,7 @@ def test_cli(store, capsys):
     assert main_register([str(pkg), "--name", "shapes", "--tags", "owner=me", "team=cv", "--alias", "production"]) == 0
     out = capsys.readouterr().out
     assert "shapes version 1 (local) models:/shapes/1" in out and "aliases: production" in out
-    assert main_register(["models/shapes/package", "--json"]) == 0                  # name from model.json
+    assert main_register([str(store / "models/shapes/package"), "--json"]) == 0     # name from model.json
     assert json.loads(capsys.readouterr().out)["version"] == 2
     assert main_models(["list"]) == 0
     assert "latest 2  (2 versions)  production→1" in capsys.readouterr().out

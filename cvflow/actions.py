@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 
 from dataclasses import dataclass
 
-from .config import ConfigError, add_option_arguments, get_paths, option
+from .config import ConfigError, add_option_arguments, cli_paths, get_paths, option
 from .files import atomic_write_json
 from .frames import VideoError, display_rotation, open_video, upright
 
@@ -391,9 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     add_option_arguments(ap, ClipsParams)
     a = ap.parse_args(argv)
     # relative paths on the command line are the working directory's (the notebook's are the project home's)
-    here = lambda p: str(Path(p).resolve()) if p else p
-    kw = {k: getattr(a, k) for k in ClipsParams.__dataclass_fields__}
-    kw |= {"sources": ",".join(here(s) for s in ClipsParams(**kw).source_list), "out_dir": here(a.out_dir), "videos_dir": here(a.videos_dir)}
+    # (defaults left as declared are the project home's, where the pipeline and `cvflow sample --actions` write)
+    kw = cli_paths(ClipsParams, {k: getattr(a, k) for k in ClipsParams.__dataclass_fields__}, ("sources", "out_dir", "videos_dir"))
     try:
         res = run_clips(ClipsParams(**kw), record=False)
     except (ConfigError, VideoError) as e:

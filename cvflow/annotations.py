@@ -15,7 +15,7 @@ from .annotation_formats import (AnnotationError, Annotations, ImageRecord, appl
                                        show_annotations, to_via_project, via_project_for_frames, write_coco)
 from .annotation_formats import *   # noqa: F401,F403  (the formats' names, importable from here as they always were)
 from .annotation_widget import PolygonAnnotator   # noqa: F401  (likewise)
-from .config import add_option_arguments, option
+from .config import add_option_arguments, cli_path, cli_paths, option
 from .files import parse_frame_filename
 from .results import StepPaused
 from .images import image_size
@@ -189,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "run":
             # relative paths on the command line are the working directory's (the notebook's are the project home's)
-            here = lambda p: str(Path(p).resolve()) if p else p
-            kw = {k: here(getattr(a, k)) if k in ("frames", "ground_truth", "via_project", "annotated", "coco_out", "images") else getattr(a, k)
-                  for k in ("frames", "ground_truth", "classes", "via_project", "annotated", "simulate", "coco_out", "strict",
-                            "images", "task", "keypoints")}
+            # (defaults left as declared are the project home's, where the pipeline looks)
+            kw = cli_paths(AnnotationsParams, {k: getattr(a, k) for k in ("frames", "ground_truth", "classes", "via_project", "annotated",
+                                                                          "simulate", "coco_out", "strict", "images", "task", "keypoints")},
+                           ("frames", "ground_truth", "via_project", "annotated", "coco_out", "images"))
             try:
-                res = run_annotations(AnnotationsParams(sources=[here(s) for s in a.sources] if a.sources else None, **kw), record=False)
+                res = run_annotations(AnnotationsParams(sources=[cli_path(s) for s in a.sources] if a.sources else None, **kw), record=False)
             except AnnotationNeeded as w:
                 print(w); return 3
             print(report(res.annotations, max_lines=20, min_severity="warning"))

@@ -21,8 +21,8 @@ import yaml
 __all__ = ['TASKS', 'WORKSPACE_CONFIG_HELP', 'AZURE_V1_SUPPORT_END', 'SHARED_MISSING', 'find_home', 'Paths', 'get_paths',
            'ConfigError', 'Settings', 'load_settings', 'Backend', 'find_workspace_config', 'azureml_available',
            'azure_ai_ml_available', 'detect_backend', 'find_repo', 'shared_data_dir', 'resolve_device', 'option',
-           'add_option_arguments', 'options_from_arguments', 'cli_path', 'describe', 'main', 'ConfigParams',
-           'ConfigResult', 'run_config']
+           'add_option_arguments', 'options_from_arguments', 'cli_path', 'cli_paths', 'describe', 'main',
+           'ConfigParams', 'ConfigResult', 'run_config']
 
 # %% ../nbs/00_config.ipynb #f7b177da
 def _is_cvflow_repo(d: Path) -> bool:
@@ -312,6 +312,19 @@ def cli_path(path: str | Path | None) -> str | None:
     them (a notebook's parameters are the project home's instead); None, "" and URIs (`scheme:/...`) come back as given."""
     if path is None or str(path) == "" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(path)): return path
     return str(Path(path).expanduser().resolve())
+
+
+def cli_paths(cls: type, values: dict, fields: Iterable[str]) -> dict:
+    """`values` (a step's parameters from its command line) with each of `fields` made absolute against the current
+    directory (`cli_path`), except a value left at dataclass `cls`'s declared default: that stays the project home's,
+    where the pipeline writes and looks (e.g. `data/raw/sample/ground_truth.json`). Comma-separated lists: each item."""
+    declared = {f.name: f.default for f in dataclasses.fields(cls)}
+    out = dict(values)
+    for k in fields:
+        v = out.get(k)
+        if v is None or v == declared.get(k): continue
+        out[k] = [cli_path(p) for p in v] if isinstance(v, list) else ",".join(cli_path(p.strip()) for p in str(v).split(",") if p.strip())
+    return out
 
 # %% ../nbs/00_config.ipynb #b102f6e5
 def describe(settings: Settings | None = None, paths: Paths | None = None) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .annotation_formats import AnnotationError, list_frames
 from .annotations import AnnotationNeeded, was_simulated
-from .config import add_option_arguments, get_paths, option
+from .config import add_option_arguments, cli_paths, get_paths, option
 from .files import atomic_write_json, parse_frame_filename
 from .images import ImageReadError, image_size, is_image_file
 
@@ -351,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     add_option_arguments(r, LabelsParams)
     a = ap.parse_args(argv)
     # relative paths on the command line are the working directory's (the notebook's are the project home's)
-    here = lambda p: str(Path(p).resolve()) if p else p
-    kw = {k: (here(getattr(a, k)) if k in ("frames", "ground_truth", "via_project", "annotated", "labels_out", "sources", "images")
-              else getattr(a, k)) for k in LabelsParams.__dataclass_fields__}
+    # (defaults left as declared are the project home's, where the pipeline looks)
+    kw = cli_paths(LabelsParams, {k: getattr(a, k) for k in LabelsParams.__dataclass_fields__},
+                   ("frames", "ground_truth", "via_project", "annotated", "labels_out", "sources", "images"))
     try:
         res = run_labels(LabelsParams(**kw), record=False)
     except AnnotationNeeded as w:

@@ -50,3 +50,14 @@ def test_a_missing_input_is_named_in_the_working_directory_and_refused(cwd_and_h
     assert rc == 2 or (argv[0] == "serve" and rc != 0), (rc, out)
     assert str(wd / argv[1]) in out or str(wd / argv[2]) in out, out   # the first input the command checks
     assert str(home) not in out, out
+
+
+def test_default_paths_meet_across_commands(cwd_and_home):
+    "Defaults are the project home's: `cvflow sample --actions` writes where `cvflow clips` reads, from any directory."
+    wd, home = cwd_and_home
+    rc, out = run(["sample", "--actions", "3", "--seconds", "2", "--size", "64x48"])
+    assert rc == 0, out
+    assert (home / "data" / "raw" / "sample-actions" / "via_project.json").is_file()
+    rc, out = run(["clips", "--clip-length", "4", "--stride", "4", "--frame-size", "16", "--val", "0.34"])
+    assert rc == 0, out
+    assert (home / "data" / "processed" / "cvflow-actions" / "dataset_card.json").is_file() and not (wd / "data").exists()

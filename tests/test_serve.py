@@ -133,7 +133,7 @@ def test_run_deploy_serves_checks_and_stops(home, package, tmp_path, capsys):
     assert read_results(home)["deploy"]["results"] == r.headline()
     assert "a.jpg: 96x64" in r.describe()
     # the command line runs the same step; a package that is not there is an error (the notebook serves a demo instead)
-    assert main_deploy([str(home / "nope"), "--local"]) == 1
+    assert main_deploy([str(home / "nope"), "--local"]) == 2                          # what the user gave: exit 2
     assert f"model package {home / 'nope'} does not exist" in capsys.readouterr().err
     port = free_port()
     assert main_deploy([str(package), "--local", "--keep-running", "--port", str(port), "--images", str(imgs)]) == 0

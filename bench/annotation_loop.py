@@ -14,11 +14,13 @@ smaller budget:
 4. every model is scored on the held-out frames (scenes never seen in training) the `sample` step renders.
 
 Prints (a) the annotator's work per frame with pre-annotation vs drawing from scratch (vertices placed or moved,
-regions added or deleted, classes changed; goal <= 0.3) over all round-2 frames of both arms, and (b) the held-out
-mask AP gain of round 2 over round 1, model-chosen vs content-chosen (goal >= 1.2x).
+regions added or deleted, classes changed; goal <= 0.3) over all round-2 frames of both arms, with the model's own
+masks and with them redrawn by a mask refiner (06e) trained on round 1's annotations (`--refiner-steps`), and (b) the
+held-out mask AP gain of round 2 over round 1, model-chosen vs content-chosen (goal >= 1.2x), each arm's round 2
+trained with `--seeds` seeds (the same seeds in both arms) and the gains averaged.
 
 Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frames N] [--r2-frames N] [--r1-steps N] [--r2-steps N]
-       [--work DIR] [--pipeline pipeline.yaml]
+       [--refiner-steps N] [--seeds K] [--model-weight W] [--no-novelty] [--work DIR] [--pipeline pipeline.yaml]
 """
 import argparse
 import json
@@ -57,6 +59,11 @@ def main() -> int:
     ap.add_argument("--r2-frames", type=int, default=16, help="round 2: frames added in each arm (default 16)")
     ap.add_argument("--r1-steps", type=int, default=80, help="round 1: training steps from scratch (default 80)")
     ap.add_argument("--r2-steps", type=int, default=50, help="round 2: training steps from the round-1 weights (default 50)")
+    ap.add_argument("--refiner-steps", type=int, default=1000, help="mask refiner training steps on round 1's annotations (default 1000; 0: none)")
+    ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
+                    "against content (09b's `rank_candidates`, default 0.7 as `cvflow frames --model`)")
+    ap.add_argument("--no-novelty", action="store_true", help="model-chosen arm without the model-feature novelty signal")
+    ap.add_argument("--seeds", type=int, default=3, help="round-2 trainings per arm, seeds 0..K-1 (default 3)")
     ap.add_argument("--heldout-images", type=int, default=40, help="held-out frames (default 40; the sample step renders 80)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     a = ap.parse_args()
@@ -65,8 +72,10 @@ def main() -> int:
     import torch
     from cvflow import sample
     from cvflow.annotation_loop import (candidate_frames, choose_by_rank, compare_projects, empty_like, manifest_row,
-                                        predict_frames, prelabel_project, rank_candidates, simulate_corrections,
-                                        truth_targets, PRELABEL_THRESHOLD)
+                                        embedding_novelty, frame_embeddings, predict_frames, prelabel_project,
+                                        rank_candidates, refine_predictions,
+                                        simulate_corrections, truth_targets, PRELABEL_THRESHOLD)
+    from cvflow.mask_refinement import load_mask_refiner, save_mask_refiner, train_mask_refiner
     from cvflow.annotations import simulate_annotator
     from cvflow.files import frame_filename
     from cvflow.frames import FrameOptions, write_manifest
@@ -109,6 +118,16 @@ def main() -> int:
         r1_row.write_text(json.dumps({"key": r1_key, "row": rows[-1]}))
     print(json.dumps(rows[-1]), flush=True)
 
+    refiner = None
+    ref_file = work / "r1" / "mask_refiner.pt"
+    if a.refiner_steps > 0:   # 06e's refiner, learnt from round 1's annotations alone (reused with round 1 at the same steps)
+        refiner = load_mask_refiner(ref_file) if ref_file.is_file() else None
+        if refiner is None or refiner.training_info.steps != a.refiner_steps or old.get("key") != r1_key:
+            refiner, info = train_mask_refiner(work / "r1" / "via_annotated.json", cdir, steps=a.refiner_steps, progress=False)
+            save_mask_refiner(refiner, ref_file)
+        info = refiner.training_info
+        print(f"mask refiner: {info.instances} objects of {info.images} frames, {info.steps} steps in {info.seconds:.0f} s", flush=True)
+
     # the round-1 model on every candidate, and on its mirror image
     predictor = load_package(pkg, device="cpu")
     t = time.time()
@@ -117,30 +136,37 @@ def main() -> int:
 
     done = set(r1_names)
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
-    work_rows, sweep = {}, {}
+    novelty = None if a.no_novelty else embedding_novelty(frame_embeddings(predictor, [cdir / n for n in names]), [n in done for n in names])
+    work_rows, sweep, unrefined, picked = {}, {}, {}, {}
     for arm, use_model in (("model-chosen", True), ("content-chosen", False)):
-        ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes)
+        ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes, a.model_weight,
+                                novelty if use_model else None)
         chosen = [frame_filename(c.video, c.frame_index) for c, _ in choose_by_rank(cands, ranks, a.r2_frames)]
         assert not set(chosen) & done, "a frame already annotated was proposed again"
+        picked[arm] = set(chosen)
         d = work / f"r2-{arm}"
         paths = [cdir / n for n in chosen]
-        pre = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, d / "via_project.json",
-                               PRELABEL_THRESHOLD)
         truth_proj = simulate_annotator(gt, paths, d / "via_truth.json")
         truth = truth_targets(truth_proj)
+        own = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, PRELABEL_THRESHOLD)
+        unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
+        arm_preds = refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0) if refiner else {n: preds[n] for n in chosen}
+        pre = prelabel_project(arm_preds, paths, predictor.classes, d / "via_project.json", PRELABEL_THRESHOLD)
         simulate_corrections(pre, truth, d / "via_annotated.json")
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")
         scratch = compare_projects(empty_like(truth_proj), simulate_corrections(empty_like(truth_proj), truth))
         work_rows[arm] = (corr, scratch)
         for thr in SWEEP:   # the same predictions pre-annotated down to other scores, corrected the same way
-            pj = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, thr)
+            pj = prelabel_project(arm_preds, paths, predictor.classes, None, thr)
             sweep.setdefault(thr, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
         print(f"{arm}: {len(chosen)} frames; pre-annotated, corrected: {corr}", flush=True)
         print(f"{arm}: from scratch: {scratch}", flush=True)
-        rows.append(train_round(work, f"r2-{arm}", [work / "r1" / "via_annotated.json", d / "via_annotated.json"], cdir,
-                                dataset_p, train_p, a.r2_steps, heldout / "instances.json",
-                                weights=work / "r1" / "run" / "model.pt"))
-        print(json.dumps(rows[-1]), flush=True)
+        for seed in range(a.seeds):
+            rows.append(train_round(work, f"r2-{arm}" + (f"-seed{seed}" if seed else ""),
+                                    [work / "r1" / "via_annotated.json", d / "via_annotated.json"], cdir, dataset_p,
+                                    {**train_p, "seed": seed}, a.r2_steps, heldout / "instances.json",
+                                    weights=work / "r1" / "run" / "model.pt"))
+            print(json.dumps(rows[-1]), flush=True)
 
     print("\n" + " | ".join(f"{k:>16}" for k in rows[0]))
     for r in rows: print(" | ".join(f"{str(v):>16}" for v in r.values()))
@@ -152,14 +178,24 @@ def main() -> int:
         cc, sc = c.counts(), s.counts()
         print(f"    {arm}: kept {cc['kept']}, edited {cc['edited']} ({cc['relabelled']} re-classed), deleted {cc['deleted']}, "
               f"added {cc['added']}, vertices {cc['vertices']} | from scratch: added {sc['added']}, vertices {sc['vertices']}")
+    own_work = sum(c.work for c in unrefined.values())
+    print(f"    the model's own masks, not refined: ratio {own_work / max(scratch_work, 1):.3f} (kept "
+          f"{sum(c.count('kept') for c in unrefined.values())} of {sum(len(c.changes) for c in unrefined.values())} regions); "
+          f"redrawn by the mask refiner: {pre_work / max(scratch_work, 1):.3f} (kept {sum(c.count('kept') for c, _ in work_rows.values())})"
+          if refiner else "    no mask refiner (--refiner-steps 0)")
     print("    pre-annotation threshold sweep (work / from scratch): " + ", ".join(
         f"score >= {t}: {sum(w) / max(scratch_work, 1):.3f}" for t, w in sweep.items()))
+    import numpy as np
+    print(f"    frames chosen by both arms: {len(picked['model-chosen'] & picked['content-chosen'])} of {a.r2_frames}")
     ap1 = rows[0]["held-out segm/AP"]
-    gain = {r["round"][3:]: r["held-out segm/AP"] - ap1 for r in rows[1:]}
-    gm, gc = gain["model-chosen"], gain["content-chosen"]
+    gains = {arm: np.array([r["held-out segm/AP"] - ap1 for r in rows[1:] if r["round"].startswith(f"r2-{arm}")])
+             for arm in ("model-chosen", "content-chosen")}
+    gm, gc = gains["model-chosen"].mean(), gains["content-chosen"].mean()
     ratio = f"{gm / gc:.2f}x" if gc > 0 else "undefined (content-chosen gain <= 0)"
-    print(f"(b) held-out segm AP after round 1 {ap1:.4f}; round-2 gain model-chosen {gm:+.4f}, content-chosen {gc:+.4f}: "
-          f"ratio {ratio} (goal >= 1.2x)")
+    per_seed = ", ".join(f"seed {k}: {m:+.4f} vs {c:+.4f}" for k, (m, c) in enumerate(zip(gains["model-chosen"], gains["content-chosen"])))
+    print(f"(b) held-out segm AP after round 1 {ap1:.4f}; round-2 gain (mean of {a.seeds} seeds) model-chosen {gm:+.4f} "
+          f"(sd {gains['model-chosen'].std(ddof=1) if a.seeds > 1 else 0:.4f}), content-chosen {gc:+.4f} "
+          f"(sd {gains['content-chosen'].std(ddof=1) if a.seeds > 1 else 0:.4f}): ratio {ratio} (goal >= 1.2x); {per_seed}")
     return 0
 
 

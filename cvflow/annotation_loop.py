@@ -16,14 +16,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, read_annotations, shape_to_points, via_project_for_frames
+from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, rle_json, read_annotations, shape_to_points, via_project_for_frames
 from .config import add_option_arguments, options_from_arguments
 from .files import atomic_write_json, atomic_write_text, frame_filename
 from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
+from .mask_refinement import MaskRefiner, load_mask_refiner, refine_masks, save_mask_refiner, train_mask_refiner
 from .package import Predictor
 from .evaluate import box_iou
 from .object_tracking import default_tracker
@@ -32,13 +35,13 @@ from .batch_scoring import as_predictor
 # %% auto #0
 __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'REGION_STATES', 'SAME_OBJECT_IOU',
            'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons', 'polygon_region',
-           'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames', 'mirror_instance',
-           'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices', 'compare_projects',
-           'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins',
-           'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates',
-           'choose_by_rank', 'ActiveResult', 'annotated_files', 'candidate_frames', 'write_ranking', 'active_frames',
-           'main_prelabel', 'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table',
-           'previous_annotations', 'main_round']
+           'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames', 'refine_predictions',
+           'mirror_instance', 'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices',
+           'compare_projects', 'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like',
+           'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability', 'track_disagreement',
+           'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_files',
+           'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections',
+           'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations', 'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
@@ -172,6 +175,26 @@ def predict_frames(predictor: Predictor, frames, score_threshold: float = 0.05, 
             flipped[n] = [mirror_instance(d, im.shape[1]) for d in fi]
         if progress and (i + 1) % 20 == 0: print(f"predicted {i + 1}/{len(names)} frames", flush=True)
     return (out, flipped) if flip else out
+
+
+def refine_predictions(refiner, predictions: dict[str, list[dict]], frames, threshold: float = PRELABEL_THRESHOLD) -> dict[str, list[dict]]:
+    """`predictions` (file name → instances, as `predict_frames` gives them) with the mask of every instance scoring at
+    least `threshold` redrawn at the image's resolution by `refiner` (06e's `MaskRefiner`, or its file; `refine_masks`
+    on each frame of `frames`: a folder, list file or paths). Box-only instances, lower scores, and masks the refiner
+    empties are kept as predicted. A new dict; `predictions` is not changed."""
+    if not isinstance(refiner, MaskRefiner): refiner = load_mask_refiner(refiner)
+    folder, names = list_frames(frames)
+    out = dict(predictions)
+    for n in names:
+        insts = predictions.get(n, [])
+        idx = [i for i, d in enumerate(insts) if d.get("mask") and d["score"] >= threshold]
+        if not idx: continue
+        masks = [mask_utils.decode(rle_bytes(insts[i]["mask"])).astype(bool) for i in idx]
+        new = list(insts)
+        for i, m in zip(idx, refine_masks(refiner, read_image(folder / n), masks)):
+            if m.sum() >= 4: new[i] = {**insts[i], "mask": rle_json(mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))}
+        out[n] = new
+    return out
 
 
 def mirror_instance(inst: dict, width: int) -> dict:
@@ -386,6 +409,34 @@ def score_margins(instances: list[dict], min_score: float = 0.05) -> np.ndarray:
     return np.asarray(out)
 
 
+@torch.no_grad()
+def frame_embeddings(predictor: Predictor, frames, batch_size: int = 4) -> np.ndarray | None:
+    """What the model's backbone sees in each of `frames` (a folder, list file or paths): (N, D) float32, every FPN
+    level average-pooled and concatenated, L2-normalised (D = 256 × levels for torchvision's FPN detectors). None for a
+    model without a detection backbone (classification, actions)."""
+    m = predictor.model
+    if not (hasattr(m, "backbone") and hasattr(m, "transform")): return None
+    folder, names = list_frames(frames)
+    out = []
+    for i in range(0, len(names), batch_size):
+        ims = [torch.from_numpy(read_image(folder / n)).permute(2, 0, 1).float().div(255).to(predictor.device)
+               for n in names[i:i + batch_size]]
+        feats = m.backbone(m.transform(ims)[0].tensors)
+        feats = feats.values() if isinstance(feats, dict) else [feats]
+        v = torch.cat([f.mean((2, 3)) for f in feats], 1)
+        out.append(F.normalize(v, dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def embedding_novelty(embeddings: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """Per frame (N,), 1 − the largest cosine similarity of its embedding (`frame_embeddings`, (N, D)) to those of
+    the annotated frames (boolean (N,) `annotated`): 0 for a frame the model has seen the like of. All ones when
+    nothing is annotated."""
+    e, a = np.asarray(embeddings, np.float32), np.asarray(annotated, bool)
+    if not a.any(): return np.ones(len(e))
+    return np.clip(1 - (e @ e[a].T).max(1), 0, 2).astype(float)
+
+
 def _mask_ious(a: list[dict], b: list[dict]) -> np.ndarray:
     "Mask IoU matrix of instances `a` × `b` (box IoU when one has no mask: a detection model)."
     if not a or not b: return np.zeros((len(a), len(b)))
@@ -451,6 +502,7 @@ class FrameRank:
     margin: float               # Σ (1 − sureness) over objects (`score_margins`)
     flip: float                 # `flip_instability`
     tracks: int                 # `track_disagreement`
+    novelty: float              # `embedding_novelty` (0 without embeddings)
     annotated_distance: float   # hash distance to the nearest frame already annotated (1: none)
     priority: float = 0.0
     chosen: bool = False
@@ -458,10 +510,12 @@ class FrameRank:
 
 def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dict]] | None = None,
                     mirrored: dict[str, list[dict]] | None = None, annotated: set[str] = frozenset(),
-                    annotated_hashes: list[np.ndarray] = (), model_weight: float = 0.7) -> list[FrameRank]:
+                    annotated_hashes: list[np.ndarray] = (), model_weight: float = 0.7,
+                    novelty: np.ndarray | None = None) -> list[FrameRank]:
     """Score every candidate (01's `Candidate`s, frames named as 01 names them) for annotation: the model's
-    uncertainty — margins, flip instability, track disagreement, each as a percentile rank among the candidates and
-    averaged — weighted `model_weight` against 01's content score (percentile rank, the rest). Without
+    uncertainty — margins, flip instability, track disagreement and (given, (N,) per candidate) `embedding_novelty`,
+    each as a percentile rank among the candidates and averaged — weighted `model_weight` against 01's content score
+    (percentile rank, the rest). Without
     `predictions` the priority is the content score alone. A candidate whose hash is within 0.25 of a frame already
     annotated (`annotated_hashes`) is scaled down in proportion; one in `annotated` (file names) gets priority −1 and
     is never chosen."""
@@ -475,7 +529,8 @@ def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dic
         for c, n in zip(candidates, names): by_video.setdefault(c.video, []).append((c.frame_index, c.scene, predictions.get(n, [])))
         dis = {v: track_disagreement(sorted(fr, key=lambda t: t[0])) for v, fr in by_video.items()}
         trk = np.array([dis[c.video].get(c.frame_index, 0) for c in candidates], float)
-        parts = [percentile_ranks(margin), percentile_ranks(trk)] + ([percentile_ranks(flip)] if mirrored is not None else [])
+        parts = [percentile_ranks(margin), percentile_ranks(trk)] + ([percentile_ranks(flip)] if mirrored is not None else []) + \
+                ([percentile_ranks(novelty)] if novelty is not None else [])
         model = np.mean(parts, 0)
     else:
         model, model_weight = np.zeros(len(candidates)), 0.0
@@ -486,9 +541,10 @@ def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dic
         near = np.array([hash_distance(c.hash, H).min() for c in candidates])
     else: near = np.ones(len(candidates))
     prio = prio * np.clip(near / 0.25, 0, 1)
+    nov = np.zeros(len(candidates)) if novelty is None or predictions is None else np.asarray(novelty, float)
     return [FrameRank(n, c.video, c.frame_index, c.scene, float(c.score), round(float(m), 4), round(float(f), 4), int(t),
-                      round(float(d), 4), -1.0 if n in annotated else round(float(p), 6))
-            for c, n, m, f, t, d, p in zip(candidates, names, margin, flip, trk, near, prio)]
+                      round(float(v), 4), round(float(d), 4), -1.0 if n in annotated else round(float(p), 6))
+            for c, n, m, f, t, v, d, p in zip(candidates, names, margin, flip, trk, nov, near, prio)]
 
 
 def choose_by_rank(candidates: list[Candidate], ranks: list[FrameRank], budget: int) -> list[tuple[Candidate, str]]:
@@ -563,7 +619,9 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
     preds, mirrored = pred if flip else (pred, None)
     done = annotated_files(annotated) if annotated else set()
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
-    ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight)
+    emb = frame_embeddings(predictor, names)
+    novelty = None if emb is None else embedding_novelty(emb, [frame_filename(c.video, c.frame_index) in done for c in cands])
+    ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty)
     chosen = choose_by_rank(cands, ranks, budget)
     rows = [manifest_row(c, t) for c, t in chosen]
     fdir = out_dir / "frames"
@@ -577,7 +635,7 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
 
 # %% ../nbs/09b_annotation_loop.ipynb #71df8701
 def main_prelabel(argv: list[str] | None = None) -> int:
-    "`cvflow annotations prelabel PACKAGE FRAMES --out via_project.json [--threshold T] [--max-vertices N]`; 0 ok, 2 bad input."
+    "`cvflow annotations prelabel PACKAGE FRAMES --out via_project.json [--threshold T] [--max-vertices N] [--refiner FILE]`; 0 ok, 2 bad input."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prelabel"]: argv = argv[1:]
     ap = argparse.ArgumentParser(prog="cvflow annotations prelabel", description="Write a VIA 2 project whose regions "
@@ -589,17 +647,44 @@ def main_prelabel(argv: list[str] | None = None) -> int:
                     help=f"lowest score pre-annotated (default {PRELABEL_THRESHOLD}: deleting a wrong region is cheaper than drawing a missed one)")
     ap.add_argument("--max-vertices", type=int, default=MAX_VERTICES, help=f"vertex budget per region (default {MAX_VERTICES})")
     ap.add_argument("--tolerance", type=float, default=TOLERANCE, help=f"outline simplification in pixels (default {TOLERANCE})")
+    ap.add_argument("--refiner", help="a mask refiner (`cvflow annotations refiner`) that redraws the predicted masks at "
+                    "the image's resolution before they become polygons")
     ap.add_argument("--class-attribute", default="class")
     a = ap.parse_args(argv)
     try:
         predictor = as_predictor(a.package)
         preds = predict_frames(predictor, a.frames, score_threshold=a.threshold)
+        if a.refiner: preds = refine_predictions(a.refiner, preds, a.frames, a.threshold)
         proj = prelabel_project(preds, a.frames, predictor.classes, a.out, a.threshold, a.class_attribute, a.max_vertices, a.tolerance)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow annotations prelabel: {e}", file=sys.stderr); return 2
     n = sum(len(e["regions"]) for e in proj["_via_img_metadata"].values())
     print(f"wrote {a.out}: {len(proj['_via_img_metadata'])} frames, {n} pre-annotated regions (score ≥ {a.threshold}) "
-          f"by {predictor.name}; correct them in VIA, save the project, then `cvflow annotations corrections {a.out} CORRECTED`")
+          f"by {predictor.name}" + (f" (masks redrawn by {a.refiner})" if a.refiner else "") + "; correct them in VIA, save the project, then `cvflow annotations corrections {a.out} CORRECTED`")
+    return 0
+
+
+def main_refiner(argv: list[str] | None = None) -> int:
+    "`cvflow annotations refiner ANNOTATIONS... --images DIR --out refiner.pt [--steps N] [--seed S]`; 0 ok, 2 bad input."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["refiner"]: argv = argv[1:]
+    ap = argparse.ArgumentParser(prog="cvflow annotations refiner", description="Train a mask refiner (06e) on annotations: "
+                                 "it redraws a model's coarse masks at the image's resolution for `prelabel --refiner`.")
+    ap.add_argument("annotations", nargs="+", help="annotation files (VIA, COCO, labelme, ...), merged")
+    ap.add_argument("--images", required=True, help="the folder of their images")
+    ap.add_argument("--out", required=True, help="refiner file to write (.pt)")
+    ap.add_argument("--steps", type=int, default=1000, help="training steps of 16 crops (default 1000: about 4 minutes on 2 CPU cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.steps < 1:
+        print("cvflow annotations refiner: --steps must be >= 1", file=sys.stderr); return 2
+    try:
+        net, info = train_mask_refiner(a.annotations, a.images, steps=a.steps, seed=a.seed, progress=sys.stderr.isatty())
+    except (AnnotationError, ValueError, FileNotFoundError) as e:
+        print(f"cvflow annotations refiner: {e}", file=sys.stderr); return 2
+    save_mask_refiner(net, a.out)
+    print(f"wrote {a.out}: trained on {info.instances} objects in {info.images} images, {info.steps} steps in "
+          f"{info.seconds:.0f} s (final loss {info.final_loss}); use it with `cvflow annotations prelabel ... --refiner {a.out}`")
     return 0
 
 
@@ -738,6 +823,9 @@ def main_round(argv: list[str] | None = None) -> int:
     ap.add_argument("--every-seconds", type=float, default=0.4, help="one candidate per S seconds (default 0.4)")
     ap.add_argument("--steps", type=int, help="training steps (default: pipeline.yaml's train max_steps)")
     ap.add_argument("--heldout", default="data/raw/sample-heldout/instances.json", help="held-out COCO file both models are scored on")
+    ap.add_argument("--refiner-steps", type=int, default=1000, help="train a mask refiner (06e) on the earlier rounds' "
+                    "annotations for this many steps and redraw the pre-annotated masks with it (default 1000, about 4 "
+                    "minutes on 2 CPU cores; 0: the model's masks as they are)")
     ap.add_argument("--simulate", metavar="GROUND_TRUTH", help="the sample's ground_truth.json corrects the pre-annotation (unattended)")
     ap.add_argument("--config", help="pipeline file whose train/dataset parameters are used (default pipeline.yaml)")
     a = ap.parse_args(argv)
@@ -746,6 +834,8 @@ def main_round(argv: list[str] | None = None) -> int:
     name = load_settings(home=paths.home).model_name
     pkg = paths.resolve(a.model) if a.model else paths.models / name / "package"
     rd = paths.interim / f"round{a.round}"
+    frame_sources = [(paths.interim / "frames" / "frames", paths.interim / "frames" / "frames.csv")] + \
+                    [(paths.interim / f"round{k}" / "frames", paths.interim / f"round{k}" / "frames.csv") for k in range(2, a.round + 1)]
     try:
         prev = previous_annotations(paths, a.round)
         if not (pkg / "model.json").is_file(): raise FileNotFoundError(f"model package {pkg} does not exist (cvflow export)")
@@ -754,6 +844,13 @@ def main_round(argv: list[str] | None = None) -> int:
             videos = [paths.resolve(v) for v in a.videos] if a.videos else [paths.raw / "sample" / "sample.mp4"]
             res = active_frames(predictor, videos, rd, a.budget, prev, FrameOptions(every_seconds=a.every_seconds))
             preds = predict_frames(predictor, res.file_list, score_threshold=PRELABEL_THRESHOLD)
+            if a.refiner_steps > 0:   # learnt from the earlier rounds' annotations, on their frames
+                if not (rd / "mask_refiner.pt").is_file():
+                    seen = merge_frames(frame_sources[:-1], rd / "all")
+                    net, info = train_mask_refiner(prev, seen, steps=a.refiner_steps, progress=sys.stderr.isatty())
+                    save_mask_refiner(net, rd / "mask_refiner.pt")
+                    print(f"mask refiner: {info.instances} objects of {info.images} frames, {info.steps} steps, {info.seconds:.0f} s")
+                preds = refine_predictions(rd / "mask_refiner.pt", preds, res.file_list)
             prelabel_project(preds, res.file_list, predictor.classes, rd / "via_project.json")
             if not a.simulate:
                 print(annotation_instructions(rd / "via_project.json", rd / "via_annotated.json", len(res.rows)) +
@@ -766,9 +863,7 @@ def main_round(argv: list[str] | None = None) -> int:
         pl = yaml.safe_load((Path(a.config) if a.config else (find_repo(Path(__file__).parent) or Path.cwd()) / "pipeline.yaml").read_text())
         step = lambda s: next(x for x in pl["steps"] if x["name"] == s).get("parameters", {})
         train_p, dataset_p = dict(step("train")), dict(step("dataset"))
-        srcs = [(paths.interim / "frames" / "frames", paths.interim / "frames" / "frames.csv")] + \
-               [(paths.interim / f"round{k}" / "frames", paths.interim / f"round{k}" / "frames.csv") for k in range(2, a.round + 1)]
-        images = merge_frames(srcs, rd / "all")
+        images = merge_frames(frame_sources, rd / "all")
         heldout = paths.resolve(a.heldout)
         before = flat_metrics(evaluate_file(predictor.model, heldout, predictor.classes, device="cpu",
                                             mask_thresh=float(predictor.meta["mask_threshold"]), progress=False))

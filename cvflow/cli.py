@@ -46,6 +46,7 @@ FLAG_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("frames", "--model"): ("cvflow.annotation_loop", "main_frames"),            # the frames a model is least sure of
     ("annotations", "prelabel"): ("cvflow.annotation_loop", "main_prelabel"),    # a VIA project of a model's predictions
     ("annotations", "corrections"): ("cvflow.annotation_loop", "main_corrections"),   # what the annotator changed
+    ("annotations", "refiner"): ("cvflow.annotation_loop", "main_refiner"),      # train a mask refiner for prelabel --refiner
     ("run", "--round"): ("cvflow.pipeline", "main_round"),                        # the next annotation round (summary page updated)
 }
 

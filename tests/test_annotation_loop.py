@@ -124,6 +124,26 @@ def test_corrections_read_back_through_the_command(loop):
     assert r.returncode == 2 and "cannot read" in r.stderr
 
 
+def test_mask_refiner_trains_on_annotations_and_redraws_the_prelabels(loop):
+    "`annotations refiner` learns from the frames already annotated; `prelabel --refiner` redraws the masks with it."
+    d, cands = loop
+    r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "next" / "candidates", "--out", d / "ref.pt",
+               "--steps", 3, cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {d / 'ref.pt'}" in r.stdout and "3 steps" in r.stdout and (d / "ref.pt").is_file()
+    r = cvflow("annotations", "prelabel", d / "pkg", d / "next" / "frames.txt", "--out", d / "pre-ref.json", "--threshold", 0.0,
+               "--refiner", "ref.pt", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert "masks redrawn by ref.pt" in r.stdout
+    ann = read_annotations(d / "pre-ref.json", d / "next" / "frames")
+    assert len(ann.images) == len(json.loads((d / "pre.json").read_text())["_via_img_metadata"]) and not ann.errors
+    (d / "bad.pt").write_text("no")
+    r = cvflow("annotations", "prelabel", d / "pkg", d / "next" / "frames.txt", "--out", d / "x.json", "--refiner", "bad.pt", cwd=d)
+    assert r.returncode == 2 and "bad.pt: not a mask refiner file" in r.stderr and not (d / "x.json").exists()
+    r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "nowhere", "--out", d / "r2.pt", "--steps", 1, cwd=d)
+    assert r.returncode == 2 and "cvflow annotations refiner:" in r.stderr and not (d / "r2.pt").exists()
+
+
 def test_bad_model_package_is_refused(loop):
     d, _ = loop
     r = cvflow("annotations", "prelabel", d / "nope", d / "next" / "frames.txt", "--out", d / "x.json", cwd=d)
@@ -159,8 +179,10 @@ def test_round_pauses_for_the_annotator(round1_home):
     home = round1_home
     env = {**os.environ, "CVFLOW_HOME": str(home)}
     r = subprocess.run([str(Path(sys.executable).parent / "cvflow"), "run", "--round", "2", "--budget", "2", "--every-seconds",
-                        "0.5", "--config", str(home / "pipeline.yaml")], cwd=home, env=env, capture_output=True, text=True, timeout=900)
+                        "0.5", "--refiner-steps", "3", "--config", str(home / "pipeline.yaml")], cwd=home, env=env,
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 3, r.stderr
+    assert "mask refiner:" in r.stdout and (home / "data/interim/round2/mask_refiner.pt").is_file()   # learnt from round 1
     assert "via_annotated.json" in r.stdout and (home / "data/interim/round2/via_project.json").is_file()
     done = {im["file_name"] for im in json.loads((home / "data/interim/annotations/instances.json").read_text())["images"]}
     assert not done & set((home / "data/interim/round2/frames.txt").read_text().split())
@@ -175,7 +197,7 @@ def test_round_trains_from_the_previous_weights_and_registers_only_if_better(rou
     (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "status": "done", "started": "2026-01-01T00:00:00",
                                                    "finished": "2026-01-01T00:10:00", "home": str(home), "steps": []}))
     r = subprocess.run([str(Path(sys.executable).parent / "cvflow"), "run", "--round", "2", "--budget", "2", "--every-seconds",
-                        "0.5", "--steps", "2", "--simulate", "data/raw/sample/ground_truth.json", "--config",
+                        "0.5", "--steps", "2", "--refiner-steps", "0", "--simulate", "data/raw/sample/ground_truth.json", "--config",
                         str(home / "pipeline.yaml")], cwd=home, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "round 2 corrections:" in r.stdout and "held-out segm AP" in r.stdout

@@ -37,11 +37,12 @@ __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE',
            'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons', 'polygon_region',
            'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames', 'refine_predictions',
            'mirror_instance', 'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices',
-           'compare_projects', 'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like',
-           'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability', 'track_disagreement',
-           'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_files',
-           'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections',
-           'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations', 'main_round']
+           'compare_projects', 'annotator_polygon', 'correct_polygon', 'simulate_corrections', 'truth_targets',
+           'empty_like', 'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability',
+           'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult',
+           'annotated_files', 'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner',
+           'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations',
+           'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
@@ -317,11 +318,17 @@ def compare_projects(prelabeled, corrected, class_attribute: str = "class", min_
     return Corrections(changes, len(pre) - len(missing), missing)
 
 # %% ../nbs/09b_annotation_loop.ipynb #b94af85a
+def annotator_polygon(outline: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
+    "The polygon (M, 2) float a person clicks for a true `outline` (K, 2) in px: its Douglas–Peucker simplification to `tolerance` (no vertex budget)."
+    return simplify_polygon(outline, 10 ** 6, tolerance).astype(float)
+
+
 def correct_polygon(predicted: np.ndarray, target: np.ndarray, tolerance: float = TOLERANCE) -> tuple[np.ndarray, int]:
-    """How an annotator fixes a predicted outline (K, 2) against the true one `target` (M, 2), both in px: every
-    predicted vertex farther than `tolerance` from the true outline is dragged onto its nearest point, then every true
-    corner farther than `tolerance` from the result is inserted into the nearest edge. Returns the corrected polygon
-    and the number of vertices moved or placed (0: the prediction is kept untouched)."""
+    """How an annotator fixes a predicted outline (K, 2) against the object's true outline `target` (M, 2), both in
+    px: every predicted vertex farther than `tolerance` from the true outline is dragged onto its nearest point, then
+    every corner of the polygon the annotator would click (`annotator_polygon(target)`) farther than `tolerance` from
+    the result is inserted into the nearest edge. Returns the corrected polygon and the number of vertices moved or
+    placed (0: the prediction is kept untouched)."""
     poly = np.asarray(predicted, float).copy()
     tgt = np.asarray(target, float)
     far = outline_distance(poly, tgt) > tolerance
@@ -332,12 +339,13 @@ def correct_polygon(predicted: np.ndarray, target: np.ndarray, tolerance: float 
         proj = a + t[:, None] * ab
         poly[i] = proj[np.argmin(np.linalg.norm(proj - poly[i], axis=1))]
     work = int(far.sum())
-    for _ in range(len(tgt)):
-        d = outline_distance(tgt, poly)
+    corners = annotator_polygon(tgt, tolerance)
+    for _ in range(len(corners)):
+        d = outline_distance(corners, poly)
         k = int(np.argmax(d))
         if d[k] <= tolerance: break
-        e = int(np.argmin(_point_segment_distance(tgt[k:k + 1], poly, np.roll(poly, -1, 0))[0]))
-        poly = np.insert(poly, e + 1, tgt[k], axis=0)
+        e = int(np.argmin(_point_segment_distance(corners[k:k + 1], poly, np.roll(poly, -1, 0))[0]))
+        poly = np.insert(poly, e + 1, corners[k], axis=0)
         work += 1
     return poly, work
 
@@ -345,11 +353,11 @@ def correct_polygon(predicted: np.ndarray, target: np.ndarray, tolerance: float 
 def simulate_corrections(prelabeled, truth, out_path: str | Path | None = None, class_attribute: str = "class",
                          tolerance: float = TOLERANCE, min_iou: float = 0.3) -> dict:
     """The project an annotator saves after correcting `prelabeled` (VIA 2 dict or path) against the true regions
-    `truth` (file name → `[(points, class)]`, e.g. `project_regions` of 02's `simulate_annotator` output, simplified
-    with `truth_targets`). Per frame, predictions and true regions are paired by mask IoU (Hungarian, ≥ `min_iou`); a
-    paired region is fixed with `correct_polygon` (kept as it is when nothing is off by more than `tolerance` px), or
-    redrawn as the true outline when that takes fewer vertices than fixing it, and re-classed if wrong; unpaired
-    predictions are deleted; unpaired true regions are drawn (their vertices). Written
+    `truth` (file name → `[(true outline, class)]`: `truth_targets` of 02's `simulate_annotator` output). Per frame,
+    predictions and true regions are paired by mask IoU (Hungarian, ≥ `min_iou`); a paired region is fixed with
+    `correct_polygon` (kept as it is when nothing is off by more than `tolerance` px), or redrawn (`annotator_polygon`)
+    when that takes fewer vertices than fixing it, and re-classed if wrong; unpaired predictions are deleted; unpaired
+    true regions are drawn (the vertices of their `annotator_polygon`). Written
     atomically to `out_path` if given; `compare_projects(prelabeled, result)` reads these actions back."""
     proj = json.loads(json.dumps(_load_project(prelabeled)))
     for e in proj["_via_img_metadata"].values():
@@ -363,23 +371,24 @@ def simulate_corrections(prelabeled, truth, out_path: str | Path | None = None, 
             if r not in pairs: continue   # deleted
             tpts, tcls = tr[pairs[r]]
             fixed, work = correct_polygon(np.asarray(pts[r], float), tpts, tolerance)
-            if work > len(tpts): fixed = tpts   # more to fix than to draw: the annotator redraws the outline
+            drawn = annotator_polygon(tpts, tolerance)
+            if work > len(drawn): fixed = drawn   # more to fix than to draw: the annotator redraws the outline
             reg = json.loads(json.dumps(reg))
             if work: reg["shape_attributes"] = polygon_region(fixed, None)["shape_attributes"]
             if reg["region_attributes"].get(class_attribute) != tcls: reg["region_attributes"][class_attribute] = tcls
             out.append(reg)
         done = set(pairs.values())
-        out += [polygon_region(t, c, class_attribute) for k, (t, c) in enumerate(tr) if k not in done]
+        out += [polygon_region(annotator_polygon(t, tolerance), c, class_attribute) for k, (t, c) in enumerate(tr) if k not in done]
         e["regions"] = out
     if out_path is not None: atomic_write_json(out_path, proj, indent=None)
     return proj
 
 
-def truth_targets(project, class_attribute: str = "class", tolerance: float = TOLERANCE) -> dict:
-    """The outlines an annotator draws for the true regions of a VIA 2 project (dict or path): each simplified to
-    `tolerance` px (Douglas–Peucker, no vertex budget), file name → `[(points (M, 2), class)]`."""
-    return {n: [(simplify_polygon(p, 10 ** 6, tolerance).astype(float), c) for p, c in regs]
-            for n, regs in project_regions(project, class_attribute).items()}
+def truth_targets(project, class_attribute: str = "class") -> dict:
+    """The true outlines of a VIA 2 project's regions (dict or path; 02's `simulate_annotator` writes the sample's
+    ground truth as one), file name → `[(points (M, 2) float in px, class)]`: what a prediction is judged against. What
+    a person clicks for each is its `annotator_polygon`."""
+    return {n: [(np.asarray(p, float), c) for p, c in regs] for n, regs in project_regions(project, class_attribute).items()}
 
 
 def empty_like(project) -> dict:

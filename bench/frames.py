@@ -102,7 +102,6 @@ def make_long(short: Path, dest: Path, minutes: int) -> Path:
     import av
     with av.open(str(short)) as probe:
         s = probe.streams.video[0]
-        tb = s.time_base
         period = None
         last = 0
         for p in probe.demux(s):
@@ -162,7 +161,7 @@ def main() -> None:
     runs = {"decode-only (PyAV)": lambda: decode_only(v720),
             "cvflow scan": lambda: cvflow_scan(v720),
             "cvflow scan, all frames": lambda: cvflow_scan(v720, skip_nonref=False),
-            f"cvflow end-to-end": lambda: cvflow_run(v720, work / "out", budget),
+            "cvflow end-to-end": lambda: cvflow_run(v720, work / "out", budget),
             "scenedetect (opencv)": lambda: scenedetect_run(v720, None),
             "scenedetect (pyav)": lambda: scenedetect_run(v720, "pyav")}
     wall = {k: [] for k in runs}; per_cpu = {k: [] for k in runs}; nframes = {}
@@ -195,7 +194,7 @@ def main() -> None:
         print(f"\ngenerated {long_.name}: the 1-minute 320x180 15 fps video's packets x {a.long_minutes} in {time.perf_counter() - t:.0f} s")
     r1 = rss(short, work / "mem_out1")
     r2 = rss(long_, work / "mem_out2")
-    print(f"\npeak RSS of select_frames (budget 300) in a fresh process:")
+    print("\npeak RSS of select_frames (budget 300) in a fresh process:")
     for name, r in (("1 minute", r1), (f"{a.long_minutes} minutes", r2)):
         print(f"  {name:12} {r['frames']:7d} frames  {r['candidates']:5d} candidates  {r['kept']:3d} kept  "
               f"{r['seconds']:6.1f} s  peak RSS {r['maxrss_mib']:.1f} MiB")

@@ -150,7 +150,7 @@ def role_cvflow_train(spec: dict, work: Path, threads: int) -> dict:
 def role_cvflow_predict(spec: dict, work: Path, threads: int) -> dict:
     import torch
     torch.set_num_threads(threads)
-    from cvflow.evaluate import predict, prediction_to_coco, to_float_image
+    from cvflow.evaluate import predict, prediction_to_coco
     from cvflow.model import model_from_checkpoint
     from torchvision.io import decode_image
     model, conf = model_from_checkpoint(Path(spec["run"]) / "model.pt", device="cpu")

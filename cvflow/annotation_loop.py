@@ -33,12 +33,12 @@ from .object_tracking import default_tracker
 from .batch_scoring import as_predictor
 
 # %% auto #0
-__all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'REGION_STATES', 'SAME_OBJECT_IOU',
-           'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons', 'polygon_region',
-           'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames', 'refine_predictions',
-           'mirror_instance', 'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices',
-           'compare_projects', 'annotator_polygon', 'correct_polygon', 'simulate_corrections', 'truth_targets',
-           'empty_like', 'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability',
+__all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'DUPLICATE_IOU', 'MIN_PART', 'REGION_STATES',
+           'SAME_OBJECT_IOU', 'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons',
+           'polygon_region', 'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames',
+           'refine_predictions', 'mirror_instance', 'RegionChange', 'Corrections', 'project_regions', 'polygon_ious',
+           'new_vertices', 'compare_projects', 'annotator_polygon', 'correct_polygon', 'simulate_corrections',
+           'truth_targets', 'empty_like', 'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability',
            'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult',
            'annotated_files', 'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner',
            'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations',
@@ -49,6 +49,8 @@ PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score:
 MAX_VERTICES = 24          # vertex budget of one pre-annotated region
 TOLERANCE = 2.0            # pixels: how far an outline may be from the object's edge before an annotator fixes it
 SCORE_ATTRIBUTE = "score"
+DUPLICATE_IOU = 0.7        # a prediction whose mask overlaps a better-scoring one's this much is the same object: one region
+MIN_PART = 0.05            # a mask's part under this fraction of its largest part's area is a stray blob, not a region
 
 
 def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,12 +103,13 @@ def fit_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOL
 
 
 def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE,
-                     min_area: float = 16.0) -> list[np.ndarray]:
+                     min_area: float = 16.0, min_part: float = MIN_PART) -> list[np.ndarray]:
     """A COCO RLE mask → its outer outlines as simplified polygons `[(M, 2) float32]`, largest first, parts smaller
-    than `min_area` px² dropped (02's contour extraction, then `fit_polygon`)."""
+    than `min_area` px² or than `min_part` × the largest part's area dropped (02's contour extraction, then `fit_polygon`)."""
     m = mask_utils.decode(rle_bytes(rle))
     parts = [p for p in mask_polygons(m) if cv2.contourArea(p.astype(np.float32)) >= min_area]
     parts.sort(key=lambda p: -cv2.contourArea(p.astype(np.float32)))
+    if parts: parts = [p for p in parts if cv2.contourArea(p.astype(np.float32)) >= min_part * cv2.contourArea(parts[0].astype(np.float32))]
     return [fit_polygon(p, max_vertices, tolerance) for p in parts]
 
 
@@ -119,15 +122,25 @@ def polygon_region(points, class_name: str | None, class_attribute: str = "class
             "region_attributes": ra}
 
 
+def _mask_ious(a: list[dict], b: list[dict]) -> np.ndarray:
+    "Mask IoU matrix of instances `a` × `b` (box IoU when one has no mask: a detection model)."
+    if not a or not b: return np.zeros((len(a), len(b)))
+    if not all(d.get("mask") for d in a + b): return box_iou([d["box"] for d in a], [d["box"] for d in b])
+    return np.asarray(mask_utils.iou([d["mask"] for d in a], [d["mask"] for d in b], [0] * len(b))).reshape(len(a), len(b))
+
+
 def prediction_regions(instances: list[dict], threshold: float = PRELABEL_THRESHOLD, class_attribute: str = "class",
                        max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE, min_area: float = 16.0) -> list[dict]:
     """VIA 2 regions for a predictor's instances (`class_name`, `score`, `mask` RLE or only a `box` [x0, y0, x1, y1]
     for detection models; see `Predictor.predict`) scoring at least `threshold`: one polygon per part of each mask (a
     `rect` for a box alone), the class in `class_attribute`, the score (3 decimals) in the `score` attribute; highest
-    scores first."""
-    out = []
+    scores first. An instance overlapping a better-scoring one by `DUPLICATE_IOU` (mask IoU, box IoU without masks)
+    is the same object predicted twice (the detector suppresses duplicates per class only): it gets no region."""
+    out, taken = [], []
     for inst in sorted(instances, key=lambda i: -i["score"]):
         if inst["score"] < threshold: continue
+        if taken and _mask_ious([inst], taken).max() >= DUPLICATE_IOU: continue
+        taken.append(inst)
         attrs = {SCORE_ATTRIBUTE: f"{inst['score']:.3f}"}
         if not inst.get("mask"):
             x0, y0, x1, y1 = (round(float(v), 1) for v in inst["box"])
@@ -444,13 +457,6 @@ def embedding_novelty(embeddings: np.ndarray, annotated: np.ndarray) -> np.ndarr
     e, a = np.asarray(embeddings, np.float32), np.asarray(annotated, bool)
     if not a.any(): return np.ones(len(e))
     return np.clip(1 - (e @ e[a].T).max(1), 0, 2).astype(float)
-
-
-def _mask_ious(a: list[dict], b: list[dict]) -> np.ndarray:
-    "Mask IoU matrix of instances `a` × `b` (box IoU when one has no mask: a detection model)."
-    if not a or not b: return np.zeros((len(a), len(b)))
-    if not all(d.get("mask") for d in a + b): return box_iou([d["box"] for d in a], [d["box"] for d in b])
-    return np.asarray(mask_utils.iou([d["mask"] for d in a], [d["mask"] for d in b], [0] * len(b))).reshape(len(a), len(b))
 
 
 def flip_instability(instances: list[dict], mirrored: list[dict], threshold: float = PRELABEL_THRESHOLD) -> float:

@@ -57,7 +57,8 @@ def main() -> int:
                     "the frame step's own is 0.2: twice the candidates to score)")
     ap.add_argument("--r1-frames", type=int, default=16, help="round 1: frames chosen by content (default 16)")
     ap.add_argument("--r2-frames", type=int, default=16, help="round 2: frames added in each arm (default 16)")
-    ap.add_argument("--r1-steps", type=int, default=80, help="round 1: training steps from scratch (default 80)")
+    ap.add_argument("--r1-steps", type=int, help="round 1: training steps from scratch (default: pipeline.yaml's train "
+                    "max_steps, as the pipeline's own round 1 trains)")
     ap.add_argument("--r2-steps", type=int, default=50, help="round 2: training steps from the round-1 weights (default 50)")
     ap.add_argument("--refiner-steps", type=int, default=1000, help="mask refiner training steps on round 1's annotations (default 1000; 0: none)")
     ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
@@ -84,6 +85,7 @@ def main() -> int:
     pl = yaml.safe_load(Path(a.pipeline).read_text())
     sample_p, frames_p = step_params(pl, "sample"), step_params(pl, "frames")
     dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
+    a.r1_steps = a.r1_steps or int(train_p.get("max_steps", 700))
     n_held = a.heldout_images
     video = sample.ensure_sample(work / "raw", seconds=sample_p["seconds"], fps=sample_p["fps"], width=sample_p["width"],
                                  height=sample_p["height"], seed=sample_p["seed"], progress=False)

@@ -33,21 +33,22 @@ from .object_tracking import default_tracker
 from .batch_scoring import as_predictor
 
 # %% auto #0
-__all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'SCORE_ATTRIBUTE', 'DUPLICATE_IOU', 'MIN_PART', 'REGION_STATES',
-           'SAME_OBJECT_IOU', 'outline_distance', 'simplify_polygon', 'fit_polygon', 'mask_to_polygons',
-           'polygon_region', 'prediction_regions', 'add_score_attribute', 'prelabel_project', 'predict_frames',
-           'refine_predictions', 'mirror_instance', 'RegionChange', 'Corrections', 'project_regions', 'polygon_ious',
-           'new_vertices', 'compare_projects', 'annotator_polygon', 'correct_polygon', 'simulate_corrections',
-           'truth_targets', 'empty_like', 'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability',
-           'track_disagreement', 'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'ActiveResult',
-           'annotated_files', 'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner',
-           'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations',
-           'main_round']
+__all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'FIT_TOLERANCE', 'SCORE_ATTRIBUTE', 'DUPLICATE_IOU', 'MIN_PART',
+           'REGION_STATES', 'SAME_OBJECT_IOU', 'outline_distance', 'simplify_polygon', 'fit_polygon',
+           'mask_to_polygons', 'polygon_region', 'prediction_regions', 'add_score_attribute', 'prelabel_project',
+           'predict_frames', 'refine_predictions', 'mirror_instance', 'RegionChange', 'Corrections', 'project_regions',
+           'polygon_ious', 'new_vertices', 'compare_projects', 'annotator_polygon', 'correct_polygon',
+           'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins', 'frame_embeddings',
+           'embedding_novelty', 'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank',
+           'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_files', 'candidate_frames', 'write_ranking',
+           'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections', 'main_frames', 'merge_frames',
+           'train_round', 'rounds_table', 'previous_annotations', 'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
 MAX_VERTICES = 24          # vertex budget of one pre-annotated region
 TOLERANCE = 2.0            # pixels: how far an outline may be from the object's edge before an annotator fixes it
+FIT_TOLERANCE = 1.5        # pixels: how far a pre-annotated polygon may stray from its mask (the mask's own error comes on top)
 SCORE_ATTRIBUTE = "score"
 DUPLICATE_IOU = 0.7        # a prediction whose mask overlaps a better-scoring one's this much is the same object: one region
 MIN_PART = 0.05            # a mask's part under this fraction of its largest part's area is a stray blob, not a region
@@ -102,7 +103,7 @@ def fit_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOL
     return s
 
 
-def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE,
+def mask_to_polygons(rle: dict, max_vertices: int = MAX_VERTICES, tolerance: float = FIT_TOLERANCE,
                      min_area: float = 16.0, min_part: float = MIN_PART) -> list[np.ndarray]:
     """A COCO RLE mask → its outer outlines as simplified polygons `[(M, 2) float32]`, largest first, parts smaller
     than `min_area` px² or than `min_part` × the largest part's area dropped (02's contour extraction, then `fit_polygon`)."""
@@ -130,7 +131,7 @@ def _mask_ious(a: list[dict], b: list[dict]) -> np.ndarray:
 
 
 def prediction_regions(instances: list[dict], threshold: float = PRELABEL_THRESHOLD, class_attribute: str = "class",
-                       max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE, min_area: float = 16.0) -> list[dict]:
+                       max_vertices: int = MAX_VERTICES, tolerance: float = FIT_TOLERANCE, min_area: float = 16.0) -> list[dict]:
     """VIA 2 regions for a predictor's instances (`class_name`, `score`, `mask` RLE or only a `box` [x0, y0, x1, y1]
     for detection models; see `Predictor.predict`) scoring at least `threshold`: one polygon per part of each mask (a
     `rect` for a box alone), the class in `class_attribute`, the score (3 decimals) in the `score` attribute; highest
@@ -162,7 +163,7 @@ def add_score_attribute(project: dict) -> dict:
 
 def prelabel_project(predictions: dict[str, list[dict]], frames, classes: list[str], out_path: str | Path | None = None,
                      threshold: float = PRELABEL_THRESHOLD, class_attribute: str = "class", max_vertices: int = MAX_VERTICES,
-                     tolerance: float = TOLERANCE, name: str = "cvflow pre-annotation") -> dict:
+                     tolerance: float = FIT_TOLERANCE, name: str = "cvflow pre-annotation") -> dict:
     """The VIA 2 project for `frames` (a folder, list file or paths, as 02's `list_frames`) whose regions are the model's
     `predictions` (frame file name → instances): editable polygons with the class in the dropdown and the score as a
     text attribute. Frames without predictions get no regions. Written atomically to `out_path` if given."""
@@ -661,7 +662,7 @@ def main_prelabel(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=PRELABEL_THRESHOLD,
                     help=f"lowest score pre-annotated (default {PRELABEL_THRESHOLD}: deleting a wrong region is cheaper than drawing a missed one)")
     ap.add_argument("--max-vertices", type=int, default=MAX_VERTICES, help=f"vertex budget per region (default {MAX_VERTICES})")
-    ap.add_argument("--tolerance", type=float, default=TOLERANCE, help=f"outline simplification in pixels (default {TOLERANCE})")
+    ap.add_argument("--tolerance", type=float, default=FIT_TOLERANCE, help=f"how far a polygon may stray from its mask, in pixels (default {FIT_TOLERANCE})")
     ap.add_argument("--refiner", help="a mask refiner (`cvflow annotations refiner`) that redraws the predicted masks at "
                     "the image's resolution before they become polygons")
     ap.add_argument("--class-attribute", default="class")

@@ -128,7 +128,9 @@ def main() -> int:
             refiner, info = train_mask_refiner(work / "r1" / "via_annotated.json", cdir, steps=a.refiner_steps, progress=False)
             save_mask_refiner(refiner, ref_file)
         info = refiner.training_info
-        print(f"mask refiner: {info.instances} objects of {info.images} frames, {info.steps} steps in {info.seconds:.0f} s", flush=True)
+        print(f"mask refiner: {info.instances} outlines of {info.images} frames, {info.steps} steps in {info.seconds:.0f} s; "
+              f"held-out mask IoU {info.val_iou_coarse} -> {info.val_iou_refined}" + ("" if info.helps else ": no better, not used"), flush=True)
+        if not info.helps: refiner = None   # as 09b's rounds do
 
     # the round-1 model on every candidate, and on its mirror image
     predictor = load_package(pkg, device="cpu")
@@ -138,7 +140,8 @@ def main() -> int:
 
     done = set(r1_names)
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
-    novelty = None if a.no_novelty else embedding_novelty(frame_embeddings(predictor, [cdir / n for n in names]), [n in done for n in names])
+    emb = None if a.no_novelty else frame_embeddings(predictor, [cdir / n for n in names])
+    novelty = None if emb is None else embedding_novelty(emb, emb[[n in done for n in names]])
     work_rows, sweep, unrefined, picked = {}, {}, {}, {}
     for arm, use_model in (("model-chosen", True), ("content-chosen", False)):
         ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes, a.model_weight,

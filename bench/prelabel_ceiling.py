@@ -7,9 +7,10 @@ On frames of the synthetic sample, every object's *true* mask is made into what 
 thresholded at 0.5. Recall, boxes and classes are perfect; only the mask resolution is lost. These "predictions" go
 through 09b's pre-annotation (`prelabel_project`, outlines fitted within `--fit-tolerance` px) and its simulated
 annotator (`simulate_corrections`, `TOLERANCE` px), exactly as in the annotation-loop bench. Printed: the work per
-frame against drawing the same frames from scratch, for each M and fitting tolerance.
+frame against drawing the same frames from scratch, for each M and fitting tolerance. M = 0: the true mask itself at
+the image's resolution (what a perfect mask refiner, 06e, would give back).
 
-Usage: .venv/bin/python bench/prelabel_ceiling.py [--frames N] [--sizes 28,56,112] [--fit-tolerance 2,1] [--work DIR]
+Usage: .venv/bin/python bench/prelabel_ceiling.py [--frames N] [--sizes 28,56,112,0] [--fit-tolerance 2,1.5,1] [--work DIR]
 """
 import argparse
 import os
@@ -41,6 +42,11 @@ def perfect_head(ann, size: int) -> dict[str, list[dict]]:
         out[im.file_name] = []
         if not masks: continue
         b = torch.tensor(boxes)
+        if size == 0:   # the true masks, at full resolution
+            for k, m in enumerate(masks):
+                rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8))); rle["counts"] = rle["counts"].decode()
+                out[im.file_name].append({"class_name": names[k], "score": 1.0, "box": boxes[k], "mask": rle})
+            continue
         rois = torch.cat([torch.arange(len(b), dtype=torch.float32)[:, None], b], 1)
         head = roi_align(torch.from_numpy(np.stack(masks))[:, None], rois, (size, size), 1.0)   # the mask loss's target
         pasted = (paste_masks_in_image(head, b, (im.height, im.width), padding=1)[:, 0] >= 0.5).numpy()
@@ -54,8 +60,10 @@ def perfect_head(ann, size: int) -> dict[str, list[dict]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=40, help="sample frames scored (default 40, every 10th frame)")
-    ap.add_argument("--sizes", default="28,56,112", help="mask head sizes M (default 28,56,112; torchvision's is 28)")
-    ap.add_argument("--fit-tolerance", default="2,1", help="outline fitting tolerances in px (default 2,1; 09b's is 2)")
+    ap.add_argument("--sizes", default="28,56,112,0", help="mask head sizes M (default 28,56,112,0; torchvision's is 28; "
+                    "0: the true mask at full resolution)")
+    ap.add_argument("--fit-tolerance", default="2,1.5,1", help="outline fitting tolerances in px (default 2,1.5,1; 09b's "
+                    "FIT_TOLERANCE is 1.5)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="cvflow-ceiling-")).resolve()
@@ -94,7 +102,7 @@ def main() -> int:
         for tol in [float(t) for t in a.fit_tolerance.split(",")]:
             pj = prelabel_project(preds, paths, ann.classes, None, 0.0, tolerance=tol)
             c = compare_projects(pj, simulate_corrections(pj, truth))
-            print(f"{f'{size}x{size}':>10} | {tol:>10} | {c.count('kept'):>5} | {c.count('edited'):>6} | "
+            print(f"{f'{size}x{size}' if size else 'full res':>10} | {tol:>10} | {c.count('kept'):>5} | {c.count('edited'):>6} | "
                   f"{c.work / len(paths):>10.2f} | {c.work / max(scratch.work, 1):>16.3f}")
     return 0
 

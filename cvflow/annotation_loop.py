@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, rle_json, read_annotations, shape_to_points, via_project_for_frames
-from .config import add_option_arguments, options_from_arguments
+from .config import add_option_arguments, cli_path, options_from_arguments
 from .files import atomic_write_json, atomic_write_text, frame_filename
 from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
@@ -40,9 +40,9 @@ __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'FIT_TOLERANCE', '
            'polygon_ious', 'new_vertices', 'compare_projects', 'annotator_polygon', 'correct_polygon',
            'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins', 'frame_embeddings',
            'embedding_novelty', 'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank',
-           'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_files', 'candidate_frames', 'write_ranking',
-           'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections', 'main_frames', 'merge_frames',
-           'train_round', 'rounds_table', 'previous_annotations', 'main_round']
+           'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_images', 'annotated_files',
+           'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections',
+           'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations', 'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
@@ -364,13 +364,20 @@ def correct_polygon(predicted: np.ndarray, target: np.ndarray, tolerance: float 
     return poly, work
 
 
+def _less_accurate(fixed: np.ndarray, drawn: np.ndarray, outline: np.ndarray, slack: float = 0.05) -> bool:
+    "Whether a corrected polygon is farther from the true `outline` than the one drawn from scratch (mask IoU lower by more than `slack`): a fix that folded over itself."
+    iou = polygon_ious([fixed, drawn], [outline])
+    return iou[0, 0] < iou[1, 0] - slack
+
+
 def simulate_corrections(prelabeled, truth, out_path: str | Path | None = None, class_attribute: str = "class",
                          tolerance: float = TOLERANCE, min_iou: float = 0.3) -> dict:
     """The project an annotator saves after correcting `prelabeled` (VIA 2 dict or path) against the true regions
     `truth` (file name → `[(true outline, class)]`: `truth_targets` of 02's `simulate_annotator` output). Per frame,
     predictions and true regions are paired by mask IoU (Hungarian, ≥ `min_iou`); a paired region is fixed with
     `correct_polygon` (kept as it is when nothing is off by more than `tolerance` px), or redrawn (`annotator_polygon`)
-    when that takes fewer vertices than fixing it, and re-classed if wrong; unpaired predictions are deleted; unpaired
+    when that takes fewer vertices than fixing it or the fix comes out less accurate (mask IoU with the truth 0.05
+    lower: a prediction turned too far folds over itself when its vertices are dragged), and re-classed if wrong; unpaired predictions are deleted; unpaired
     true regions are drawn (the vertices of their `annotator_polygon`). Written
     atomically to `out_path` if given; `compare_projects(prelabeled, result)` reads these actions back."""
     proj = json.loads(json.dumps(_load_project(prelabeled)))
@@ -386,7 +393,8 @@ def simulate_corrections(prelabeled, truth, out_path: str | Path | None = None, 
             tpts, tcls = tr[pairs[r]]
             fixed, work = correct_polygon(np.asarray(pts[r], float), tpts, tolerance)
             drawn = annotator_polygon(tpts, tolerance)
-            if work > len(drawn): fixed = drawn   # more to fix than to draw: the annotator redraws the outline
+            if work and (work > len(drawn) or _less_accurate(fixed, drawn, tpts)):
+                fixed = drawn   # more to fix than to draw, or the fix not as good as drawing: the annotator redraws it
             reg = json.loads(json.dumps(reg))
             if work: reg["shape_attributes"] = polygon_region(fixed, None)["shape_attributes"]
             if reg["region_attributes"].get(class_attribute) != tcls: reg["region_attributes"][class_attribute] = tcls
@@ -453,11 +461,11 @@ def frame_embeddings(predictor: Predictor, frames, batch_size: int = 4) -> np.nd
 
 def embedding_novelty(embeddings: np.ndarray, annotated: np.ndarray) -> np.ndarray:
     """Per frame (N,), 1 − the largest cosine similarity of its embedding (`frame_embeddings`, (N, D)) to those of
-    the annotated frames (boolean (N,) `annotated`): 0 for a frame the model has seen the like of. All ones when
-    nothing is annotated."""
-    e, a = np.asarray(embeddings, np.float32), np.asarray(annotated, bool)
-    if not a.any(): return np.ones(len(e))
-    return np.clip(1 - (e @ e[a].T).max(1), 0, 2).astype(float)
+    the annotated frames (`annotated`, (M, D), the same model's): 0 for a frame the model has seen the like of.
+    `ValueError` when `annotated` is empty (nothing to be novel against)."""
+    e, a = np.asarray(embeddings, np.float32), np.asarray(annotated, np.float32).reshape(-1, np.shape(embeddings)[1])
+    if not len(a): raise ValueError("no annotated frame's embedding to measure novelty against")
+    return np.clip(1 - (e @ a.T).max(1), 0, 2).astype(float)
 
 
 def flip_instability(instances: list[dict], mirrored: list[dict], threshold: float = PRELABEL_THRESHOLD) -> float:
@@ -590,6 +598,19 @@ class ActiveResult:
     def file_list(self) -> Path: return self.out_dir / "frames.txt"
 
 
+def annotated_images(sources) -> list[Path]:
+    """The image files of annotation files (VIA, COCO, ... as 02 reads them) that exist where each file says its images
+    are (02's `default_images_dir`: VIA's default path, COCO's `images/` beside it, else its folder)."""
+    from cvflow.annotation_formats import default_images_dir, image_path
+    out = []
+    for s in [sources] if isinstance(sources, (str, Path)) else sources or []:
+        try: obj = json.loads(Path(s).read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError): obj = None
+        folder = default_images_dir(obj, Path(s))
+        out += [p for p in (image_path(folder, im.file_name) for im in read_annotations(s, images_dir=False).images) if p.is_file()]
+    return out
+
+
 def annotated_files(sources) -> set[str]:
     "File names of the images in annotation files (VIA, COCO, ... as 02 reads them, images not looked up); `sources`: a path or paths."
     if isinstance(sources, (str, Path)): sources = [sources]
@@ -619,10 +640,12 @@ def write_ranking(ranks: list[FrameRank], path: str | Path) -> Path:
 
 
 def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated=(), options: FrameOptions | None = None,
-                  model_weight: float = 0.7, flip: bool = True, progress: bool = True) -> ActiveResult:
+                  model_weight: float = 0.7, flip: bool = True, progress: bool = True, annotated_image_files=None) -> ActiveResult:
     """Choose `budget` frames of `videos` where the model (a package path or predictor) is weakest: 01's candidates
     (`options`), each predicted (and mirrored, `flip`), ranked by `rank_candidates` and chosen by `choose_by_rank`;
-    frames of `annotated` (annotation files) are never proposed. Writes `out_dir/frames/`, `frames.csv`,
+    frames of `annotated` (annotation files) are never proposed. Novelty is measured against the annotated frames'
+    images: `annotated_image_files` (paths), else those the annotation files point to (`annotated_images`), plus
+    candidates that are annotated frames; without any, it is left out of the ranking. Writes `out_dir/frames/`, `frames.csv`,
     `frames.txt` (01's layout, so 02 and 04 read it as they read 01's) and `ranking.csv` (every candidate)."""
     out_dir = Path(out_dir)
     cdir = out_dir / "candidates"
@@ -636,7 +659,15 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
     done = annotated_files(annotated) if annotated else set()
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
     emb = frame_embeddings(predictor, names)
-    novelty = None if emb is None else embedding_novelty(emb, [frame_filename(c.video, c.frame_index) in done for c in cands])
+    novelty = None
+    if emb is not None:
+        seen = emb[[frame_filename(c.video, c.frame_index) in done for c in cands]]
+        files = annotated_image_files if annotated_image_files is not None else annotated_images(annotated) if annotated else []
+        extra = [Path(p) for p in files]
+        extra = [p for p in extra if p.name not in {n.name for n in names}]
+        ref = np.concatenate([seen] + ([frame_embeddings(predictor, extra)] if extra else []))
+        if len(ref): novelty = embedding_novelty(emb, ref)
+        elif progress: print("no annotated frame's image found: the model-feature novelty is left out of the ranking", flush=True)
     ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty)
     chosen = choose_by_rank(cands, ranks, budget)
     rows = [manifest_row(c, t) for c, t in chosen]
@@ -668,15 +699,19 @@ def main_prelabel(argv: list[str] | None = None) -> int:
     ap.add_argument("--class-attribute", default="class")
     a = ap.parse_args(argv)
     try:
-        predictor = as_predictor(a.package)
+        refiner = load_mask_refiner(a.refiner) if a.refiner else None   # a bad file is refused before any prediction
+        predictor = as_predictor(cli_path(a.package))
         preds = predict_frames(predictor, a.frames, score_threshold=a.threshold)
-        if a.refiner: preds = refine_predictions(a.refiner, preds, a.frames, a.threshold)
+        redrawn = sum(bool(d.get("mask")) for v in preds.values() for d in v) if refiner else 0
+        if redrawn: preds = refine_predictions(refiner, preds, a.frames, a.threshold)
         proj = prelabel_project(preds, a.frames, predictor.classes, a.out, a.threshold, a.class_attribute, a.max_vertices, a.tolerance)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow annotations prelabel: {e}", file=sys.stderr); return 2
     n = sum(len(e["regions"]) for e in proj["_via_img_metadata"].values())
+    how = (f" ({redrawn} masks redrawn by {a.refiner})" if redrawn else
+           f" ({a.refiner} not used: the model predicts boxes, no masks)" if refiner else "")
     print(f"wrote {a.out}: {len(proj['_via_img_metadata'])} frames, {n} pre-annotated regions (score ≥ {a.threshold}) "
-          f"by {predictor.name}" + (f" (masks redrawn by {a.refiner})" if a.refiner else "") + "; correct them in VIA, save the project, then `cvflow annotations corrections {a.out} CORRECTED`")
+          f"by {predictor.name}{how}; correct them in VIA, save the project, then `cvflow annotations corrections {a.out} CORRECTED`")
     return 0
 
 
@@ -694,13 +729,19 @@ def main_refiner(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.steps < 1:
         print("cvflow annotations refiner: --steps must be >= 1", file=sys.stderr); return 2
+    if Path(a.out).is_dir():
+        print(f"cvflow annotations refiner: --out {a.out} is a folder: give the refiner file's name", file=sys.stderr); return 2
     try:
         net, info = train_mask_refiner(a.annotations, a.images, steps=a.steps, seed=a.seed, progress=sys.stderr.isatty())
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow annotations refiner: {e}", file=sys.stderr); return 2
     save_mask_refiner(net, a.out)
-    print(f"wrote {a.out}: trained on {info.instances} objects in {info.images} images, {info.steps} steps in "
-          f"{info.seconds:.0f} s (final loss {info.final_loss}); use it with `cvflow annotations prelabel ... --refiner {a.out}`")
+    check = (f"on {info.val_images} held-out images, mask IoU of simulated mask-head masks {info.val_iou_coarse} -> "
+             f"{info.val_iou_refined} refined" + ("" if info.helps else " (no better: do not use it)")
+             if info.val_images else "nothing held out to check it (one image)")
+    print(f"wrote {a.out}: trained on {info.instances} outlines in {info.images} images" +
+          (f" ({info.skipped_boxes} boxes left out)" if info.skipped_boxes else "") +
+          f", {info.steps} steps in {info.seconds:.0f} s; {check}; use it with `cvflow annotations prelabel ... --refiner {a.out}`")
     return 0
 
 
@@ -742,7 +783,7 @@ def main_frames(argv: list[str] | None = None) -> int:
         print("cvflow frames --model: --budget must be >= 1 and --model-weight in 0..1", file=sys.stderr); return 2
     try:
         opts = options_from_arguments(FrameOptions, a)
-        res = active_frames(a.model, a.videos, a.out, a.budget, a.annotated, opts, a.model_weight, not a.no_flip)
+        res = active_frames(cli_path(a.model), a.videos, a.out, a.budget, a.annotated, opts, a.model_weight, not a.no_flip)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow frames --model: {e}", file=sys.stderr); return 2
     skipped = sum(r.priority < 0 for r in res.ranks)
@@ -846,6 +887,7 @@ def main_round(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="pipeline file whose train/dataset parameters are used (default pipeline.yaml)")
     a = ap.parse_args(argv)
     if a.round < 2: ap.error("round must be 2 or more (round 1 is `cvflow run`)")
+    if a.refiner_steps < 0: ap.error("--refiner-steps must be 0 (off) or more")
     paths = get_paths()
     name = load_settings(home=paths.home).model_name
     pkg = paths.resolve(a.model) if a.model else paths.models / name / "package"
@@ -858,15 +900,24 @@ def main_round(argv: list[str] | None = None) -> int:
         predictor = load_package(pkg, device="cpu")
         if not (rd / "via_annotated.json").is_file():
             videos = [paths.resolve(v) for v in a.videos] if a.videos else [paths.raw / "sample" / "sample.mp4"]
-            res = active_frames(predictor, videos, rd, a.budget, prev, FrameOptions(every_seconds=a.every_seconds))
+            done = annotated_files(prev)   # the earlier rounds' frames, for the model-feature novelty
+            seen = [d / n for d, _ in frame_sources[:-1] for n in sorted(done) if (d / n).is_file()]
+            res = active_frames(predictor, videos, rd, a.budget, prev, FrameOptions(every_seconds=a.every_seconds),
+                                annotated_image_files=seen)
             preds = predict_frames(predictor, res.file_list, score_threshold=PRELABEL_THRESHOLD)
-            if a.refiner_steps > 0:   # learnt from the earlier rounds' annotations, on their frames
-                if not (rd / "mask_refiner.pt").is_file():
-                    seen = merge_frames(frame_sources[:-1], rd / "all")
-                    net, info = train_mask_refiner(prev, seen, steps=a.refiner_steps, progress=sys.stderr.isatty())
-                    save_mask_refiner(net, rd / "mask_refiner.pt")
-                    print(f"mask refiner: {info.instances} objects of {info.images} frames, {info.steps} steps, {info.seconds:.0f} s")
-                preds = refine_predictions(rd / "mask_refiner.pt", preds, res.file_list)
+            if a.refiner_steps > 0 and predictor.task == "segmentation":   # learnt from the earlier rounds' annotations
+                ref_file = rd / "mask_refiner.pt"
+                net = load_mask_refiner(ref_file) if ref_file.is_file() else None
+                if net is None or getattr(net, "training_info", None) is None or net.training_info.steps != a.refiner_steps:
+                    print(f"training a mask refiner on rounds 1-{a.round - 1}'s annotations, {a.refiner_steps} steps", flush=True)
+                    net, _ = train_mask_refiner(prev, merge_frames(frame_sources[:-1], rd / "all"), steps=a.refiner_steps,
+                                                progress=sys.stderr.isatty())
+                    save_mask_refiner(net, ref_file)
+                info = net.training_info
+                print(f"mask refiner: {info.instances} outlines of {info.images} frames, {info.steps} steps, {info.seconds:.0f} s; "
+                      f"held-out mask IoU {info.val_iou_coarse} -> {info.val_iou_refined}: " +
+                      ("the pre-annotated masks are redrawn with it" if info.helps else "no better, not used"))
+                if info.helps: preds = refine_predictions(net, preds, res.file_list)
             prelabel_project(preds, res.file_list, predictor.classes, rd / "via_project.json")
             if not a.simulate:
                 print(annotation_instructions(rd / "via_project.json", rd / "via_annotated.json", len(res.rows)) +

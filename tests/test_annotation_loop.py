@@ -131,17 +131,37 @@ def test_mask_refiner_trains_on_annotations_and_redraws_the_prelabels(loop):
                "--steps", 3, cwd=d)
     assert r.returncode == 0, r.stderr
     assert f"wrote {d / 'ref.pt'}" in r.stdout and "3 steps" in r.stdout and (d / "ref.pt").is_file()
+    assert "held-out images, mask IoU" in r.stdout
     r = cvflow("annotations", "prelabel", d / "pkg", d / "next" / "frames.txt", "--out", d / "pre-ref.json", "--threshold", 0.0,
                "--refiner", "ref.pt", cwd=d)
     assert r.returncode == 0, r.stderr
-    assert "masks redrawn by ref.pt" in r.stdout
+    assert "masks redrawn by ref.pt" in r.stdout and "{a.out}" not in r.stdout
     ann = read_annotations(d / "pre-ref.json", d / "next" / "frames")
     assert len(ann.images) == len(json.loads((d / "pre.json").read_text())["_via_img_metadata"]) and not ann.errors
     (d / "bad.pt").write_text("no")
     r = cvflow("annotations", "prelabel", d / "pkg", d / "next" / "frames.txt", "--out", d / "x.json", "--refiner", "bad.pt", cwd=d)
     assert r.returncode == 2 and "bad.pt: not a mask refiner file" in r.stderr and not (d / "x.json").exists()
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = cvflow("annotations", "prelabel", "pkg", d / "next" / "frames.txt", "--out", d / "x.json", "--refiner", "nope.pt", cwd=d)
+    assert r.returncode == 2 and "nope.pt: no such mask refiner file" in r.stderr   # the package: the current directory's
+    # a detection model predicts boxes: nothing to redraw, and it says so
+    from cvflow.deploy import demo_package as _demo
+    det = _demo(d / "detpkg", min_size=96, max_size=128, task="detection")
+    r = cvflow("annotations", "prelabel", det, d / "next" / "frames.txt", "--out", d / "det.json", "--threshold", 0.0,
+               "--refiner", "ref.pt", cwd=d)
+    assert r.returncode == 0 and "ref.pt not used: the model predicts boxes" in r.stdout, r.stdout + r.stderr
+    # ten steps train (the warm-up is never zero steps); a folder as --out is refused before training
+    r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "next" / "candidates", "--out", d / "ten.pt",
+               "--steps", 10, cwd=d)
+    assert r.returncode == 0 and (d / "ten.pt").is_file(), r.stderr
+    (d / "adir").mkdir()
+    r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "next" / "candidates", "--out", "adir", "--steps", 1, cwd=d)
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
     r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "nowhere", "--out", d / "r2.pt", "--steps", 1, cwd=d)
     assert r.returncode == 2 and "cvflow annotations refiner:" in r.stderr and not (d / "r2.pt").exists()
+    assert "nowhere does not exist" in r.stderr, r.stderr
+    r = cvflow("annotations", "refiner", d / "done.json", "--images", d / "s", "--out", d / "r2.pt", "--steps", 1, cwd=d)
+    assert r.returncode == 2 and "error(s) to fix" in r.stderr and "missing" in r.stderr, r.stderr   # the wrong folder: said
 
 
 def test_bad_model_package_is_refused(loop):

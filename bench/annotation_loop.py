@@ -25,6 +25,7 @@ Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frame
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -150,6 +151,7 @@ def main() -> int:
         assert not set(chosen) & done, "a frame already annotated was proposed again"
         picked[arm] = set(chosen)
         d = work / f"r2-{arm}"
+        for old_run in work.glob(f"r2-{arm}*"): shutil.rmtree(old_run)   # a rerun in the same --work starts round 2 afresh
         paths = [cdir / n for n in chosen]
         truth_proj = simulate_annotator(gt, paths, d / "via_truth.json")
         truth = truth_targets(truth_proj)

@@ -920,7 +920,7 @@ def main_round(argv: list[str] | None = None) -> int:
                 if info.helps: preds = refine_predictions(net, preds, res.file_list)
             prelabel_project(preds, res.file_list, predictor.classes, rd / "via_project.json")
             if not a.simulate:
-                print(annotation_instructions(rd / "via_project.json", rd / "via_annotated.json", len(res.rows)) +
+                print(annotation_instructions(rd / "via_project.json", rd / "via_annotated.json", len(res.rows), prelabeled=True) +
                       f" (as `cvflow run --round {a.round}`)")
                 return 3
             truth = truth_targets(simulate_annotator(paths.resolve(a.simulate), res.file_list, rd / "via_truth.json"))

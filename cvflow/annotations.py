@@ -240,12 +240,17 @@ class AnnotationNeeded(StepPaused):
     "The frames are chosen and the VIA project is written, but no annotated project exists yet: a pause for a person."
 
 
-def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int, task: str = "segmentation") -> str:
-    "What a person must do to continue the pipeline: polygons for segmentation, rectangles (VIA's rectangle tool) for detection."
+def annotation_instructions(via_project: str | Path, annotated: str | Path, n_frames: int, task: str = "segmentation",
+                            prelabeled: bool = False) -> str:
+    """What a person must do to continue the pipeline: polygons for segmentation, rectangles (VIA's rectangle tool) for
+    detection; `prelabeled`: the project holds a model's predictions (09b), to be corrected rather than drawn."""
     shape = ("select the rectangle shape and draw a box" if task == "detection" else "draw a polygon")
-    return (f"{n_frames} frames are ready to annotate. Open VGG Image Annotator 2 "
+    todo = ("the model's predictions are drawn in: drag the vertices that are off an object's edge, delete the wrong "
+            f"regions, {shape} around every object it missed and fix wrong classes in the `class` dropdown (the `score` "
+            "attribute says how sure it was); " if prelabeled else f"{shape} around every object and pick its class in the `class` dropdown; ")
+    return (f"{n_frames} frame{'s are' if n_frames != 1 else ' is'} ready to annotate. Open VGG Image Annotator 2 "
             f"(https://www.robots.ox.ac.uk/~vgg/software/via/via.html), Project → Open project → {via_project}; "
-            f"{shape} around every object and pick its class in the `class` dropdown; "
+            + todo
             + ("then with the point shape click each landmark inside its object and pick its name in the `keypoint` "
                "dropdown (leave out the ones you cannot see); " if task == "keypoints" else "")
             + f"then Project → Save "

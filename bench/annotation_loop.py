@@ -15,12 +15,14 @@ smaller budget:
 
 Prints (a) the annotator's work per frame with pre-annotation vs drawing from scratch (vertices placed or moved,
 regions added or deleted, classes changed; goal <= 0.3) over all round-2 frames of both arms, with the model's own
-masks and with them redrawn by a mask refiner (06e) trained on round 1's annotations (`--refiner-steps`), and (b) the
+masks and with them redrawn by a mask refiner (06e) trained on round 1's annotations (`--refiner-steps`, in
+`--refiner-passes`; 1-4 passes are also measured), and (b) the
 held-out mask AP gain of round 2 over round 1, model-chosen vs content-chosen (goal >= 1.2x), each arm's round 2
-trained with `--seeds` seeds (the same seeds in both arms) and the gains averaged.
+trained with `--seeds` seeds (the same seeds in both arms) and the gains averaged; a control arm trains round 1's
+frames alone for the same steps and seeds, separating what the frames add from what the extra training does.
 
 Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frames N] [--r2-frames N] [--r1-steps N] [--r2-steps N]
-       [--refiner-steps N] [--seeds K] [--model-weight W] [--no-novelty] [--work DIR] [--pipeline pipeline.yaml]
+       [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--model-weight W] [--no-novelty] [--work DIR] [--pipeline pipeline.yaml]
 """
 import argparse
 import json
@@ -62,10 +64,13 @@ def main() -> int:
                     "max_steps, as the pipeline's own round 1 trains)")
     ap.add_argument("--r2-steps", type=int, default=50, help="round 2: training steps from the round-1 weights (default 50)")
     ap.add_argument("--refiner-steps", type=int, default=1000, help="mask refiner training steps on round 1's annotations (default 1000; 0: none)")
+    ap.add_argument("--refiner-passes", type=int, help="refinements of each mask (default: 06e's REFINER_PASSES); passes 1-4 are also measured")
     ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
                     "against content (09b's `rank_candidates`, default 0.7 as `cvflow frames --model`)")
     ap.add_argument("--no-novelty", action="store_true", help="model-chosen arm without the model-feature novelty signal")
     ap.add_argument("--seeds", type=int, default=3, help="round-2 trainings per arm, seeds 0..K-1 (default 3)")
+    ap.add_argument("--no-control", action="store_true", help="skip the control arm (round 1's frames alone, trained "
+                    "on for the same round-2 steps and seeds: the part of the gain that is the extra training, not the frames)")
     ap.add_argument("--heldout-images", type=int, default=40, help="held-out frames (default 40; the sample step renders 80)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     a = ap.parse_args()
@@ -77,7 +82,7 @@ def main() -> int:
                                         embedding_novelty, frame_embeddings, predict_frames, prelabel_project,
                                         rank_candidates, refine_predictions,
                                         simulate_corrections, truth_targets, PRELABEL_THRESHOLD)
-    from cvflow.mask_refinement import load_mask_refiner, save_mask_refiner, train_mask_refiner
+    from cvflow.mask_refinement import REFINER_PASSES, load_mask_refiner, save_mask_refiner, train_mask_refiner
     from cvflow.annotations import simulate_annotator
     from cvflow.files import frame_filename
     from cvflow.frames import FrameOptions, write_manifest
@@ -87,6 +92,7 @@ def main() -> int:
     sample_p, frames_p = step_params(pl, "sample"), step_params(pl, "frames")
     dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
     a.r1_steps = a.r1_steps or int(train_p.get("max_steps", 700))
+    a.refiner_passes = a.refiner_passes or REFINER_PASSES
     n_held = a.heldout_images
     video = sample.ensure_sample(work / "raw", seconds=sample_p["seconds"], fps=sample_p["fps"], width=sample_p["width"],
                                  height=sample_p["height"], seed=sample_p["seed"], progress=False)
@@ -143,7 +149,7 @@ def main() -> int:
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
     emb = None if a.no_novelty else frame_embeddings(predictor, [cdir / n for n in names])
     novelty = None if emb is None else embedding_novelty(emb, emb[[n in done for n in names]])
-    work_rows, sweep, unrefined, picked = {}, {}, {}, {}
+    work_rows, sweep, unrefined, picked, passes = {}, {}, {}, {}, {}
     for arm, use_model in (("model-chosen", True), ("content-chosen", False)):
         ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes, a.model_weight,
                                 novelty if use_model else None)
@@ -157,7 +163,10 @@ def main() -> int:
         truth = truth_targets(truth_proj)
         own = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, PRELABEL_THRESHOLD)
         unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
-        arm_preds = refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0) if refiner else {n: preds[n] for n in chosen}
+        arm_preds = refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, a.refiner_passes) if refiner else {n: preds[n] for n in chosen}
+        for k in (1, 2, 3, 4) if refiner else ():   # the same predictions refined in 1-4 passes, corrected the same way
+            pj = prelabel_project(refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, k), paths, predictor.classes, None, PRELABEL_THRESHOLD)
+            passes.setdefault(k, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
         pre = prelabel_project(arm_preds, paths, predictor.classes, d / "via_project.json", PRELABEL_THRESHOLD)
         simulate_corrections(pre, truth, d / "via_annotated.json")
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")
@@ -175,6 +184,14 @@ def main() -> int:
                                     weights=work / "r1" / "run" / "model.pt"))
             print(json.dumps(rows[-1]), flush=True)
 
+    if not a.no_control:   # the same round-2 training without new frames: what the extra steps alone buy
+        for old_run in work.glob("r2-no-new-frames*"): shutil.rmtree(old_run)
+        for seed in range(a.seeds):
+            rows.append(train_round(work, "r2-no-new-frames" + (f"-seed{seed}" if seed else ""), [work / "r1" / "via_annotated.json"],
+                                    cdir, dataset_p, {**train_p, "seed": seed}, a.r2_steps, heldout / "instances.json",
+                                    weights=work / "r1" / "run" / "model.pt"))
+            print(json.dumps(rows[-1]), flush=True)
+
     print("\n" + " | ".join(f"{k:>16}" for k in rows[0]))
     for r in rows: print(" | ".join(f"{str(v):>16}" for v in r.values()))
     pre_work = sum(c.work for c, _ in work_rows.values()); scratch_work = sum(s.work for _, s in work_rows.values())
@@ -188,21 +205,28 @@ def main() -> int:
     own_work = sum(c.work for c in unrefined.values())
     print(f"    the model's own masks, not refined: ratio {own_work / max(scratch_work, 1):.3f} (kept "
           f"{sum(c.count('kept') for c in unrefined.values())} of {sum(len(c.changes) for c in unrefined.values())} regions); "
-          f"redrawn by the mask refiner: {pre_work / max(scratch_work, 1):.3f} (kept {sum(c.count('kept') for c, _ in work_rows.values())})"
+          f"redrawn by the mask refiner in {a.refiner_passes} passes: {pre_work / max(scratch_work, 1):.3f} (kept {sum(c.count('kept') for c, _ in work_rows.values())})"
           if refiner else "    no mask refiner (--refiner-steps 0)")
+    if passes: print("    refiner passes (work / from scratch): " + ", ".join(f"{k}: {sum(w) / max(scratch_work, 1):.3f}" for k, w in passes.items()))
     print("    pre-annotation threshold sweep (work / from scratch): " + ", ".join(
         f"score >= {t}: {sum(w) / max(scratch_work, 1):.3f}" for t, w in sweep.items()))
     import numpy as np
     print(f"    frames chosen by both arms: {len(picked['model-chosen'] & picked['content-chosen'])} of {a.r2_frames}")
     ap1 = rows[0]["held-out segm/AP"]
     gains = {arm: np.array([r["held-out segm/AP"] - ap1 for r in rows[1:] if r["round"].startswith(f"r2-{arm}")])
-             for arm in ("model-chosen", "content-chosen")}
+             for arm in ("model-chosen", "content-chosen", "no-new-frames")}
     gm, gc = gains["model-chosen"].mean(), gains["content-chosen"].mean()
     ratio = f"{gm / gc:.2f}x" if gc > 0 else "undefined (content-chosen gain <= 0)"
     per_seed = ", ".join(f"seed {k}: {m:+.4f} vs {c:+.4f}" for k, (m, c) in enumerate(zip(gains["model-chosen"], gains["content-chosen"])))
     print(f"(b) held-out segm AP after round 1 {ap1:.4f}; round-2 gain (mean of {a.seeds} seeds) model-chosen {gm:+.4f} "
           f"(sd {gains['model-chosen'].std(ddof=1) if a.seeds > 1 else 0:.4f}), content-chosen {gc:+.4f} "
           f"(sd {gains['content-chosen'].std(ddof=1) if a.seeds > 1 else 0:.4f}): ratio {ratio} (goal >= 1.2x); {per_seed}")
+    if len(gains["no-new-frames"]):
+        g0 = gains["no-new-frames"].mean()
+        fr = f"{(gm - g0) / (gc - g0):.2f}x" if gc > g0 else "undefined (content-chosen frames add nothing)"
+        print(f"    control, round 1's frames alone trained on for the same steps and seeds: {g0:+.4f} (sd "
+              f"{gains['no-new-frames'].std(ddof=1) if a.seeds > 1 else 0:.4f}); so the frames themselves add {gm - g0:+.4f} "
+              f"(model-chosen) vs {gc - g0:+.4f} (content-chosen): {fr}")
     return 0
 
 

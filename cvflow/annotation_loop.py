@@ -26,7 +26,7 @@ from .config import add_option_arguments, cli_path, options_from_arguments
 from .files import atomic_write_json, atomic_write_text, frame_filename
 from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
-from .mask_refinement import MaskRefiner, load_mask_refiner, refine_masks, save_mask_refiner, train_mask_refiner
+from .mask_refinement import REFINER_PASSES, MaskRefiner, load_mask_refiner, refine_masks, save_mask_refiner, train_mask_refiner
 from .package import Predictor
 from .evaluate import box_iou
 from .object_tracking import default_tracker
@@ -81,7 +81,7 @@ def simplify_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float 
     return s if len(s) >= 3 else pts.reshape(-1, 2)[np.linspace(0, len(pts) - 1, 3).round().astype(int)]
 
 
-def fit_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE, solidity: float = 0.95) -> np.ndarray:
+def fit_polygon(points, max_vertices: int = MAX_VERTICES, tolerance: float = TOLERANCE, solidity: float = 0.9) -> np.ndarray:
     """The fewest-vertex polygon (M, 2) float32 in px that explains a mask outline `points` (K, 2) within `tolerance`:
     `simplify_polygon`'s (vertices on the outline), or, for a convex outline (area ≥ `solidity` of its hull's), the
     convex M-gon of least added area around it (OpenCV's `approxPolyN`, Low & Ilie 2003) with the smallest M whose
@@ -192,11 +192,12 @@ def predict_frames(predictor: Predictor, frames, score_threshold: float = 0.05, 
     return (out, flipped) if flip else out
 
 
-def refine_predictions(refiner, predictions: dict[str, list[dict]], frames, threshold: float = PRELABEL_THRESHOLD) -> dict[str, list[dict]]:
+def refine_predictions(refiner, predictions: dict[str, list[dict]], frames, threshold: float = PRELABEL_THRESHOLD,
+                       passes: int = REFINER_PASSES) -> dict[str, list[dict]]:
     """`predictions` (file name → instances, as `predict_frames` gives them) with the mask of every instance scoring at
     least `threshold` redrawn at the image's resolution by `refiner` (06e's `MaskRefiner`, or its file; `refine_masks`
-    on each frame of `frames`: a folder, list file or paths). Box-only instances, lower scores, and masks the refiner
-    empties are kept as predicted. A new dict; `predictions` is not changed."""
+    with `passes` on each frame of `frames`: a folder, list file or paths). Box-only instances, lower scores, and masks
+    the refiner empties are kept as predicted. A new dict; `predictions` is not changed."""
     if not isinstance(refiner, MaskRefiner): refiner = load_mask_refiner(refiner)
     folder, names = list_frames(frames)
     out = dict(predictions)
@@ -206,7 +207,7 @@ def refine_predictions(refiner, predictions: dict[str, list[dict]], frames, thre
         if not idx: continue
         masks = [mask_utils.decode(rle_bytes(insts[i]["mask"])).astype(bool) for i in idx]
         new = list(insts)
-        for i, m in zip(idx, refine_masks(refiner, read_image(folder / n), masks)):
+        for i, m in zip(idx, refine_masks(refiner, read_image(folder / n), masks, passes)):
             if m.sum() >= 4: new[i] = {**insts[i], "mask": rle_json(mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))}
         out[n] = new
     return out
@@ -682,7 +683,7 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
 
 # %% ../nbs/09b_annotation_loop.ipynb #71df8701
 def main_prelabel(argv: list[str] | None = None) -> int:
-    "`cvflow annotations prelabel PACKAGE FRAMES --out via_project.json [--threshold T] [--max-vertices N] [--refiner FILE]`; 0 ok, 2 bad input."
+    "`cvflow annotations prelabel PACKAGE FRAMES --out via_project.json [--threshold T] [--max-vertices N] [--refiner FILE] [--refiner-passes N]`; 0 ok, 2 bad input."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prelabel"]: argv = argv[1:]
     ap = argparse.ArgumentParser(prog="cvflow annotations prelabel", description="Write a VIA 2 project whose regions "
@@ -696,14 +697,17 @@ def main_prelabel(argv: list[str] | None = None) -> int:
     ap.add_argument("--tolerance", type=float, default=FIT_TOLERANCE, help=f"how far a polygon may stray from its mask, in pixels (default {FIT_TOLERANCE})")
     ap.add_argument("--refiner", help="a mask refiner (`cvflow annotations refiner`) that redraws the predicted masks at "
                     "the image's resolution before they become polygons")
+    ap.add_argument("--refiner-passes", type=int, default=REFINER_PASSES,
+                    help=f"refinements of each mask, each on the previous one's result (default {REFINER_PASSES})")
     ap.add_argument("--class-attribute", default="class")
     a = ap.parse_args(argv)
+    if a.refiner_passes < 1: ap.error("--refiner-passes must be at least 1")
     try:
         refiner = load_mask_refiner(a.refiner) if a.refiner else None   # a bad file is refused before any prediction
         predictor = as_predictor(cli_path(a.package))
         preds = predict_frames(predictor, a.frames, score_threshold=a.threshold)
         redrawn = sum(bool(d.get("mask")) for v in preds.values() for d in v) if refiner else 0
-        if redrawn: preds = refine_predictions(refiner, preds, a.frames, a.threshold)
+        if redrawn: preds = refine_predictions(refiner, preds, a.frames, a.threshold, a.refiner_passes)
         proj = prelabel_project(preds, a.frames, predictor.classes, a.out, a.threshold, a.class_attribute, a.max_vertices, a.tolerance)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow annotations prelabel: {e}", file=sys.stderr); return 2

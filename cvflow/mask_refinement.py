@@ -20,9 +20,10 @@ from .files import atomic_path
 from .images import read_image
 
 # %% auto #0
-__all__ = ['CROP', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MASK_HEAD_RESOLUTION', 'REFINER_FORMAT', 'MaskRefiner', 'crop_box',
-           'mask_box', 'image_tensor', 'refiner_input', 'paste_logits', 'simulate_coarse_mask', 'RefinerTraining',
-           'is_box', 'refiner_examples', 'train_mask_refiner', 'save_mask_refiner', 'load_mask_refiner', 'refine_masks']
+__all__ = ['CROP', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MASK_HEAD_RESOLUTION', 'REFINER_FORMAT', 'REFINER_PASSES', 'MaskRefiner',
+           'crop_box', 'mask_box', 'image_tensor', 'refiner_input', 'paste_logits', 'simulate_coarse_mask',
+           'RefinerTraining', 'is_box', 'refiner_examples', 'train_mask_refiner', 'save_mask_refiner',
+           'load_mask_refiner', 'refine_masks']
 
 # %% ../nbs/06e_mask_refinement.ipynb #b53d0cde
 CROP = 96                    # px: side of the square crop the refiner sees
@@ -102,7 +103,7 @@ MASK_HEAD_RESOLUTION = 28    # torchvision's Mask R-CNN mask head: 28×28 per bo
 
 
 def simulate_coarse_mask(mask: np.ndarray, rng: np.random.Generator, resolution: int = MASK_HEAD_RESOLUTION,
-                         box_jitter: float = 0.06, noise: float = 0.15) -> np.ndarray:
+                         box_jitter: float = 0.12, noise: float = 0.25) -> np.ndarray:
     """A true (H, W) bool `mask` as a `resolution`×`resolution` mask head would predict it: the box's sides moved by
     N(0, `box_jitter` × side) px, the mask `roi_align`ed onto that box, average-blurred half the time, plus
     N(0, `noise`) per cell, pasted back with torchvision's `paste_masks_in_image` and thresholded at 0.5. (H, W) bool."""
@@ -263,16 +264,24 @@ def load_mask_refiner(path: str | Path) -> MaskRefiner:
     return net.eval()
 
 # %% ../nbs/06e_mask_refinement.ipynb #591b6842
+REFINER_PASSES = 2           # refinements of a predicted mask, each on the previous one's result
+
+
 @torch.no_grad()
-def refine_masks(refiner: MaskRefiner, image: np.ndarray, masks: list) -> list[np.ndarray]:
-    "Each (H, W) bool mask of `masks` predicted in `image` (RGB uint8 (H, W, 3)) redrawn by `refiner`: a list of (H, W) bool."
+def refine_masks(refiner: MaskRefiner, image: np.ndarray, masks: list, passes: int = REFINER_PASSES) -> list[np.ndarray]:
+    """Each (H, W) bool mask of `masks` predicted in `image` (RGB uint8 (H, W, 3)) redrawn by `refiner` `passes` times
+    (each pass on a crop around the previous pass's mask; a mask under 4 px is not refined further): a list of (H, W)
+    bool. `ValueError` for `passes` < 1."""
+    if passes < 1: raise ValueError(f"passes must be at least 1, got {passes}")
     refiner.eval()
     h, w = image.shape[:2]
     t = image_tensor(image)
     out = []
     for m in masks:
-        m = np.asarray(m, bool)
-        if m.sum() < 4: out.append(m.copy()); continue
-        box = crop_box(mask_box(m))
-        out.append(paste_logits(refiner(refiner_input(t, m, box))[0, 0], box, h, w))
+        m = np.array(m, bool)
+        for _ in range(passes):
+            if m.sum() < 4: break
+            box = crop_box(mask_box(m))
+            m = paste_logits(refiner(refiner_input(t, m, box))[0, 0], box, h, w)
+        out.append(m)
     return out

@@ -136,6 +136,9 @@ def test_mask_refiner_trains_on_annotations_and_redraws_the_prelabels(loop):
                "--refiner", "ref.pt", cwd=d)
     assert r.returncode == 0, r.stderr
     assert "masks redrawn by ref.pt" in r.stdout and "{a.out}" not in r.stdout
+    r = cvflow("annotations", "prelabel", d / "pkg", d / "next" / "frames.txt", "--out", d / "x.json", "--refiner", "ref.pt",
+               "--refiner-passes", 0, cwd=d)
+    assert r.returncode == 2 and "--refiner-passes must be at least 1" in r.stderr and not (d / "x.json").exists()
     ann = read_annotations(d / "pre-ref.json", d / "next" / "frames")
     assert len(ann.images) == len(json.loads((d / "pre.json").read_text())["_via_img_metadata"]) and not ann.errors
     (d / "bad.pt").write_text("no")

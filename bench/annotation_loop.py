@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
                     "against content (09b's `rank_candidates`, default 0.7 as `cvflow frames --model`)")
     ap.add_argument("--no-novelty", action="store_true", help="model-chosen arm without the model-feature novelty signal")
-    ap.add_argument("--seeds", type=int, default=3, help="round-2 trainings per arm, seeds 0..K-1 (default 3)")
+    ap.add_argument("--seeds", type=int, default=5, help="round-2 trainings per arm, seeds 0..K-1 (default 5)")
     ap.add_argument("--no-control", action="store_true", help="skip the control arm (round 1's frames alone, trained "
                     "on for the same round-2 steps and seeds: the part of the gain that is the extra training, not the frames)")
     ap.add_argument("--heldout-images", type=int, default=40, help="held-out frames (default 40; the sample step renders 80)")

@@ -163,10 +163,12 @@ def main() -> int:
         truth = truth_targets(truth_proj)
         own = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, PRELABEL_THRESHOLD)
         unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
-        arm_preds = refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, a.refiner_passes) if refiner else {n: preds[n] for n in chosen}
+        refined = {k: refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, k)
+                   for k in sorted({1, 2, 3, 4, a.refiner_passes})} if refiner else {}
         for k in (1, 2, 3, 4) if refiner else ():   # the same predictions refined in 1-4 passes, corrected the same way
-            pj = prelabel_project(refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, k), paths, predictor.classes, None, PRELABEL_THRESHOLD)
+            pj = prelabel_project(refined[k], paths, predictor.classes, None, PRELABEL_THRESHOLD)
             passes.setdefault(k, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
+        arm_preds = refined[a.refiner_passes] if refiner else {n: preds[n] for n in chosen}
         pre = prelabel_project(arm_preds, paths, predictor.classes, d / "via_project.json", PRELABEL_THRESHOLD)
         simulate_corrections(pre, truth, d / "via_annotated.json")
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")

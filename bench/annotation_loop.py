@@ -10,7 +10,8 @@ smaller budget:
    **model-chosen** (09b's ranking: uncertainty × content diversity) and **content-chosen** (09b's ranking without
    the model = 01's content score, diversity and duplicate rules). Each arm's frames are pre-annotated by the round-1
    model, corrected by the simulated annotator (ground truth), read back (kept / edited / deleted / added), merged
-   with round 1's annotations and trained from the round-1 weights for `--r2-steps` steps;
+   with round 1's annotations, split keeping every scene on the side round 1's split gave it (04's `keep_split`, as
+   `cvflow run --round` does) and trained from the round-1 weights for `--r2-steps` steps;
 4. every model is scored on the held-out frames (scenes never seen in training) the `sample` step renders.
 
 Prints (a) the annotator's work per frame with pre-annotation vs drawing from scratch (vertices placed or moved,
@@ -44,12 +45,13 @@ def step_params(pipeline: dict, name: str) -> dict:
 
 
 def train_round(home: Path, tag: str, via_files: list, images: Path, dataset_p: dict, train_p: dict, steps: int,
-                heldout: Path, weights: Path | None = None) -> dict:
-    "09b's `train_round` (merge, leak-free split, the train step's recipe, held-out scores), timed."
+                heldout: Path, weights: Path | None = None, keep_split: Path | None = None) -> dict:
+    "09b's `train_round` (merge, leak-free split keeping round 1's sides, the train step's recipe, held-out scores), timed."
     from cvflow import sample
     from cvflow.annotation_loop import train_round as round_model
     t = time.time()
-    row = round_model(via_files, images, home / tag, train_p, steps, heldout, weights, dataset_p, list(sample.CLASSES), tag)
+    row = round_model(via_files, images, home / tag, train_p, steps, heldout, weights, dataset_p, list(sample.CLASSES), tag,
+                      keep_split)
     return {**row, "train s": round(time.time() - t)}
 
 
@@ -62,7 +64,8 @@ def main() -> int:
     ap.add_argument("--r2-frames", type=int, default=16, help="round 2: frames added in each arm (default 16)")
     ap.add_argument("--r1-steps", type=int, help="round 1: training steps from scratch (default: pipeline.yaml's train "
                     "max_steps, as the pipeline's own round 1 trains)")
-    ap.add_argument("--r2-steps", type=int, default=50, help="round 2: training steps from the round-1 weights (default 50)")
+    ap.add_argument("--r2-steps", type=int, default=200, help="round 2: training steps from the round-1 weights (default 200; "
+                    "`cvflow run --round` trains pipeline.yaml's max_steps, 700: too long for 15 trainings here)")
     ap.add_argument("--refiner-steps", type=int, default=1000, help="mask refiner training steps on round 1's annotations (default 1000; 0: none)")
     ap.add_argument("--refiner-passes", type=int, help="refinements of each mask (default: 06e's REFINER_PASSES); passes 1-4 are also measured")
     ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
@@ -183,7 +186,7 @@ def main() -> int:
             rows.append(train_round(work, f"r2-{arm}" + (f"-seed{seed}" if seed else ""),
                                     [work / "r1" / "via_annotated.json", d / "via_annotated.json"], cdir, dataset_p,
                                     {**train_p, "seed": seed}, a.r2_steps, heldout / "instances.json",
-                                    weights=work / "r1" / "run" / "model.pt"))
+                                    weights=work / "r1" / "run" / "model.pt", keep_split=work / "r1" / "data"))
             print(json.dumps(rows[-1]), flush=True)
 
     if not a.no_control:   # the same round-2 training without new frames: what the extra steps alone buy
@@ -191,7 +194,7 @@ def main() -> int:
         for seed in range(a.seeds):
             rows.append(train_round(work, "r2-no-new-frames" + (f"-seed{seed}" if seed else ""), [work / "r1" / "via_annotated.json"],
                                     cdir, dataset_p, {**train_p, "seed": seed}, a.r2_steps, heldout / "instances.json",
-                                    weights=work / "r1" / "run" / "model.pt"))
+                                    weights=work / "r1" / "run" / "model.pt", keep_split=work / "r1" / "data"))
             print(json.dumps(rows[-1]), flush=True)
 
     print("\n" + " | ".join(f"{k:>16}" for k in rows[0]))

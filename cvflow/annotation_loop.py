@@ -816,9 +816,10 @@ def merge_frames(sources: list[tuple[Path, Path | None]], dest: str | Path) -> P
 
 def train_round(annotations: list, images: str | Path, out: str | Path, train_params: dict, steps: int,
                 heldout: str | Path | None = None, weights: str | Path | None = None, dataset_params: dict | None = None,
-                classes: list[str] | None = None, tag: str = "round") -> dict:
+                classes: list[str] | None = None, tag: str = "round", keep_split: str | Path | None = None) -> dict:
     """A round's model: the annotation files (any format 02 reads; later files add to earlier ones) merged into COCO
-    against `images`, split leak-free by 04 (`dataset_params`: val, group_by, seed), trained as the train step does
+    against `images`, split leak-free by 04 (`dataset_params`: val, group_by, seed; `keep_split`: the previous round's
+    dataset, whose groups keep their side), trained as the train step does
     (`train_params`: its parameters) for `steps` steps from `weights` (the previous model's `model.pt`; None: from
     scratch), and scored on the `heldout` COCO file. Writes `out/instances.json`, `out/data/`, `out/run/`. Returns the
     figures: frames, training images, steps, held-out bbox/segm AP and AP50."""
@@ -829,7 +830,8 @@ def train_round(annotations: list, images: str | Path, out: str | Path, train_pa
     ann = merge_annotations([check_annotations(a, images, classes=classes) for a in annotations])
     write_coco(ann, out / "instances.json")
     data = write_dataset(out / "instances.json", images, out=out / "data", name=tag, val=dp.get("val", 0.2),
-                         group_by=dp.get("group_by", "scene"), seed=dp.get("seed", 0), progress=False)
+                         group_by=dp.get("group_by", "scene"), seed=dp.get("seed", 0), progress=False,
+                         keep_split=keep_split)
     params = {k: v for k, v in train_params.items() if k not in ("data", "out", "heldout", "tracking", "max_steps", "eval_every", "weights")}
     if weights and (Path(weights).parent / "model.json").is_file():   # continue the previous model: its architecture,
         params["preset"] = json.loads((Path(weights).parent / "model.json").read_text())["preset"]   # whatever the recipe says now
@@ -936,10 +938,16 @@ def main_round(argv: list[str] | None = None) -> int:
         train_p, dataset_p = dict(step("train")), dict(step("dataset"))
         images = merge_frames(frame_sources, rd / "all")
         heldout = paths.resolve(a.heldout)
+        # the previous round's dataset: its scenes keep their side, so the new val never holds frames the current model
+        # trained on, nor does a scene it was validated on move into training
+        prev_data = (paths.interim / f"round{a.round - 1}" / "train" / "data" if a.round > 2 else
+                     paths.resolve(dataset_p["out"]) if dataset_p.get("out") else paths.processed / dataset_p.get("name", name))
+        keep = prev_data if (prev_data / "dataset_card.json").is_file() else None
+        if keep is None: print(f"warning: no earlier dataset at {prev_data}: round {a.round} splits its scenes afresh")
         before = flat_metrics(evaluate_file(predictor.model, heldout, predictor.classes, device="cpu",
                                             mask_thresh=float(predictor.meta["mask_threshold"]), progress=False))
         row = train_round(prev + [rd / "via_annotated.json"], images, rd / "train", train_p, a.steps or int(train_p.get("max_steps", 150)),
-                          heldout, pkg / "model.pt", dataset_p, predictor.classes, tag=f"round {a.round}")
+                          heldout, pkg / "model.pt", dataset_p, predictor.classes, tag=f"round {a.round}", keep_split=keep)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"cvflow run --round: {e}", file=sys.stderr); return 2
     old, new = before.get("segm/AP", 0.0), row.get("held-out segm/AP", 0.0)

@@ -33,7 +33,7 @@ from .images import ImageReadError, image_size, read_image
 __all__ = ['FRAME_NAME_PATTERN', 'MIN_SIDE_SHARE', 'MIN_OBJECT_PX', 'load_coco', 'coco_api', 'group_of', 'image_groups',
            'read_manifest', 'describe_groups', 'suggest_pattern', 'group_hash', 'GroupSplit', 'split_groups',
            'coco_group_stats', 'split_coco', 'read_source', 'merge_sources', 'side_too_small', 'split_from_folder',
-           'write_dataset', 'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn',
+           'kept_sides', 'write_dataset', 'masks_to_boxes_exclusive', 'mask_areas', 'CocoInstanceDataset', 'collate_fn',
            'train_transforms', 'model_scale', 'small_objects', 'write_label_dataset', 'ImageLabelDataset',
            'DatasetParams', 'DatasetResult', 'run_dataset', 'main']
 
@@ -180,12 +180,16 @@ class GroupSplit:
 
 
 def split_groups(stats: dict[str, dict], val: float = 0.2, seed: int = 0, rebalance: bool = True,
-                 tol: float = 0.05) -> GroupSplit:
-    "Split groups (name -> {'images': n, 'classes': {class: instances}}) into train/val, see above."
+                 tol: float = 0.05, keep: dict[str, str] | None = None) -> GroupSplit:
+    """Split groups (name -> {'images': n, 'classes': {class: instances}}) into train/val, see above. `keep`: group ->
+    'train' | 'val' of an earlier split; those groups stay on that side (names not in `stats` are ignored)."""
     if not 0 <= val < 1: raise ValueError(f"val={val!r}: the val fraction must be in [0, 1)")
+    keep = dict(keep or {})
+    bad = {g: s for g, s in keep.items() if s not in ("train", "val")}
+    if bad: raise ValueError(f"keep: a side is 'train' or 'val', got {bad}")
     names = sorted(stats)
     u = {g: group_hash(seed, g) for g in names}
-    side = {g: ("val" if u[g] < val else "train") for g in names}
+    side = {g: keep.get(g) or ("val" if u[g] < val else "train") for g in names}
     n_img = {g: int(stats[g].get("images", 0)) for g in names}
     cls = {g: Counter({c: int(n) for c, n in dict(stats[g].get("classes", {})).items() if n}) for g in names}
     N = sum(n_img.values())
@@ -211,7 +215,7 @@ def split_groups(stats: dict[str, dict], val: float = 0.2, seed: int = 0, rebala
             if cur[0] == 0 and cur[1] == 0 and e <= tol: break
             best = None
             for g in order:                       # the best flip; among equals, the group nearest the threshold
-                if g in moved: continue
+                if g in moved or g in keep: continue
                 d = 1 if side[g] == "train" else -1
                 nvc = vc + cls[g] if d > 0 else vc - cls[g]
                 new, _ = cost(vi + d * n_img[g], nvc, nv + d)
@@ -253,10 +257,11 @@ def _subset(coco: dict, image_ids: set) -> dict:
 
 
 def split_coco(coco: dict, val: float = 0.2, seed: int = 0, group_by: str = "video", manifest: dict | None = None,
-               content_keys: dict | None = None, rebalance: bool = True, tol: float = 0.05) -> tuple[dict, dict, GroupSplit]:
-    "`(train, val, split)`: COCO dicts whose images' groups never overlap (see `image_groups`, `split_groups`)."
+               content_keys: dict | None = None, rebalance: bool = True, tol: float = 0.05,
+               keep: dict[str, str] | None = None) -> tuple[dict, dict, GroupSplit]:
+    "`(train, val, split)`: COCO dicts whose images' groups never overlap (see `image_groups`, `split_groups`; `keep` there)."
     groups = image_groups(coco["images"], group_by, manifest, content_keys)
-    split = split_groups(coco_group_stats(coco, groups), val, seed, rebalance, tol)
+    split = split_groups(coco_group_stats(coco, groups), val, seed, rebalance, tol, keep)
     coco = copy.deepcopy(coco)
     for im in coco["images"]: im["group"] = groups[im["id"]]
     ids = {s: {iid for iid, g in groups.items() if split.side[g] == s} for s in ("train", "val")}
@@ -447,20 +452,38 @@ def _alternatives(coco, digests, val, seed, group_by, man_path, tol) -> list[str
     return out
 
 
+def kept_sides(previous: str | Path, group_by: str) -> tuple[dict[str, str], Path]:
+    """`(group -> 'train' | 'val', card path)` of an earlier dataset `write_dataset` wrote (its folder or its
+    `dataset_card.json`), for `keep_split`. `FileNotFoundError` without a card; `ValueError` when that dataset grouped
+    its images otherwise (field `group_by`): its groups would not be this split's groups."""
+    p = Path(previous)
+    card_path = p / "dataset_card.json" if p.is_dir() else p
+    if not card_path.is_file(): raise FileNotFoundError(f"--keep-split {previous}: no dataset_card.json there")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card.get("group_by") != group_by:
+        raise ValueError(f"--keep-split {card_path}: field group_by is {card.get('group_by')!r} but this split groups by "
+                         f"{group_by!r}, so its groups are not these groups")
+    return {g: s for s in ("train", "val") for g in card.get("groups", {}).get(s, [])}, card_path
+
+
 def write_dataset(annotations: str | Path | list | None, images: str | Path | None = None, out: str | Path | None = None,
                   val: float = 0.2, group_by: str = "video", seed: int = 0, classes: list[str] | None = None,
                   manifest: str | Path | dict | None = None, name: str | None = None, tol: float = 0.05,
                   progress: bool = True, class_attribute: str | None = None,
-                  split_from: str | Path | None = None) -> Path:
+                  split_from: str | Path | None = None, keep_split: str | Path | None = None) -> Path:
     """Split `annotations` (one or more files of any format `cvflow annotations` reads) leak-free and write
     `out/{train,val}.json`, `images/`, `dataset_card.json` — all at once or nothing. `split_from`: a folder with
-    `train/` and `val/` exports whose split is kept as it is. Prints the groups found before splitting; refuses
-    (`ValueError`, with the `--group-by` choices that would work) a split that leaves a side empty or nearly empty."""
+    `train/` and `val/` exports whose split is kept as it is. `keep_split`: an earlier dataset written here (its folder
+    or `dataset_card.json`) whose groups stay on their side; only new groups are placed (`kept_sides`). Prints the
+    groups found before splitting; refuses (`ValueError`, with the `--group-by` choices that would work) a split that
+    leaves a side empty or nearly empty."""
     given = None
     if split_from is not None:
         given = split_from_folder(split_from)
         if annotations: raise ValueError("give either annotation files or --split-from, not both")
+        if keep_split is not None: raise ValueError("give either --split-from or --keep-split, not both")
         annotations = [given["train"], given["val"]]
+    keep, kept_from = kept_sides(keep_split, group_by) if keep_split is not None else (None, None)
     anns = [Path(a) for a in ([annotations] if isinstance(annotations, (str, Path)) else (annotations or []))]
     if not anns: raise ValueError("no annotation files given")
     name = name or (Path(split_from).name if split_from else anns[0].stem)
@@ -481,7 +504,7 @@ def write_dataset(annotations: str | Path | list | None, images: str | Path | No
     else:
         groups = image_groups(coco["images"], group_by, man, digests)
         found_groups = describe_groups(groups, group_by)
-        train, valc, split = split_coco(coco, val, seed, group_by, man, content_keys=digests, tol=tol)
+        train, valc, split = split_coco(coco, val, seed, group_by, man, content_keys=digests, tol=tol, keep=keep)
         why = side_too_small(len(train["images"]), len(valc["images"]), val)
         if why:
             alts = _alternatives(coco, digests, val, seed, group_by, manifest if isinstance(manifest, (str, Path)) else None, tol)
@@ -513,6 +536,8 @@ def write_dataset(annotations: str | Path | list | None, images: str | Path | No
                 "counts": {"train": _split_counts(train), "val": _split_counts(valc)},
                 "groups": {"train": split.groups("train"), "val": split.groups("val")},
                 "moved_to_balance": split.moved,
+                "kept_split": str(kept_from) if kept_from else None,
+                "kept_groups": sorted(set(keep or {}) & set(split.side)) if not given else [],
                 "sources": [{"annotations": str(a.resolve()), "sha256": path_hash(a), "images_dir": str(i.resolve())}
                             for a, i in sources],
                 "images": {"linked": modes.get("hardlink", 0), "copied": modes.get("copy", 0)},
@@ -784,6 +809,7 @@ class DatasetParams:
     class_attribute: str | None = None
     manifest: str | None = None     # frame manifest (JSON or CSV: file name -> video)
     split_from: str | None = None   # keep an existing split: a folder with train/ and val/ exports
+    keep_split: str | None = None   # an earlier dataset (folder or dataset_card.json): its groups stay on their side
     task: str = "segmentation"      # segmentation / detection / keypoints: COCO instances; classification: labels.json
 
     def __post_init__(self):
@@ -820,7 +846,8 @@ def run_dataset(params: DatasetParams, record: bool = True) -> DatasetResult:
     else:
         out = write_dataset([res(a) for a in params.annotations] or None, res(params.images), res(params.out), params.val,
                             params.group_by, params.seed, params.classes, res(params.manifest), params.name,
-                            class_attribute=params.class_attribute, split_from=res(params.split_from))
+                            class_attribute=params.class_attribute, split_from=res(params.split_from),
+                            keep_split=res(params.keep_split))
     result = DatasetResult(Path(out), json.loads((Path(out) / "dataset_card.json").read_text()))
     if record:
         from cvflow.results import record_results
@@ -844,6 +871,8 @@ def main(argv: list[str] | None = None) -> int:
                     "group) or 'pattern:REGEX' (the regex's first group in the file name)")
     ap.add_argument("--split-from", metavar="DIR", help="keep the split you already have: DIR holds train/ and val/ "
                     "(or valid/) exports, each with its images (no ANNOTATIONS then)")
+    ap.add_argument("--keep-split", metavar="DATASET", help="an earlier dataset (its folder or dataset_card.json): its groups "
+                    "stay on the side they had there and only new groups are placed, e.g. when a round adds frames")
     ap.add_argument("--class-attribute", help="VIA region attribute holding the class (default: decided from the data)")
     ap.add_argument("--manifest", help="frame manifest (JSON or CSV: file name -> video)")
     ap.add_argument("--classes", help="comma-separated class names in id order (default: as in the annotations)")
@@ -858,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = run_dataset(DatasetParams([here(x) for x in a.annotations], here(a.images), here(a.out), a.name, a.val, a.group_by,
                                       a.seed, a.classes.split(",") if a.classes else None, a.class_attribute, here(a.manifest),
-                                      here(a.split_from), a.task), record=False)
+                                      here(a.split_from), here(a.keep_split), a.task), record=False)
     except (FileNotFoundError, ValueError, re.error) as e:
         print(f"cvflow dataset: {e}")
         return 2

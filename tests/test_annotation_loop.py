@@ -178,6 +178,7 @@ def test_bad_model_package_is_refused(loop):
 def round1_home(tmp_path_factory):
     "A project home after a (tiny) round 1: sample, frames, simulated annotations (COCO), a model package, held-out frames."
     from cvflow.annotation_formats import check_annotations, write_coco
+    from cvflow.dataset import write_dataset
     from cvflow.frames import reduce_videos
     from cvflow.sample import make_heldout_images
     home = tmp_path_factory.mktemp("home")
@@ -187,6 +188,8 @@ def round1_home(tmp_path_factory):
                         progress=False)
     via = simulate_annotator(home / "data/raw/sample/ground_truth.json", res.file_list, home / "r1.json")
     write_coco(check_annotations(home / "r1.json", res.frames_dir), home / "data/interim/annotations/instances.json")
+    write_dataset(home / "data/interim/annotations/instances.json", res.frames_dir, out=home / "data/processed/cvflow",
+                  val=0.25, group_by="image", progress=False)   # round 1's dataset step (pipeline.yaml's name: cvflow)
     demo_package(home / "models" / load_settings(home=home).model_name / "package", min_size=96, max_size=128)
     make_heldout_images(home / "data/raw/sample-heldout", 3, 0, 320, 180)
     pl = yaml.safe_load((REPO / "pipeline.yaml").read_text())
@@ -227,6 +230,10 @@ def test_round_trains_from_the_previous_weights_and_registers_only_if_better(rou
     cfg = json.loads((home / "data/interim/round2/train/run/config.json").read_text())
     name = load_settings(home=home).model_name
     assert cfg["train"]["weights"] == str(home / "models" / name / "package" / "model.pt")   # from the previous model
+    card1 = json.loads((home / "data/processed/cvflow/dataset_card.json").read_text())
+    card2 = json.loads((home / "data/interim/round2/train/data/dataset_card.json").read_text())
+    assert card2["kept_split"] == str(home / "data/processed/cvflow/dataset_card.json")   # round 1's frames keep their side
+    for side in ("train", "val"): assert set(card1["groups"][side]) <= set(card2["groups"][side]), (card1["groups"], card2["groups"])
     rows = json.loads((home / "reports/rounds/rounds.json").read_text())
     assert [r["round"] for r in rows] == ["round 1", "round 2"]
     new, old = rows[1]["held-out segm/AP"], rows[1]["previous held-out segm/AP"]

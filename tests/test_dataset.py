@@ -93,6 +93,36 @@ def test_adding_a_group_does_not_reshuffle_the_others(stats, new, n_new, val, se
     assert set(b.side) == set(more)
 
 
+@settings(max_examples=200, deadline=None)
+@given(group_stats, group_stats, st.floats(0.05, 0.5), st.integers(0, 1000))
+def test_kept_groups_never_change_side(stats, more, val, seed):
+    "A round adds groups (and frames to old ones): with `keep`, every group of the earlier split stays where it was."
+    first = split_groups(stats, val, seed)
+    grown = {**{f"new-{g}": s for g, s in more.items()}, **{g: {"images": s["images"] + 3, "classes": s["classes"]} for g, s in stats.items()}}
+    second = split_groups(grown, val, seed, keep=first.side)
+    assert {g: second.side[g] for g in stats} == first.side
+    assert not set(second.moved) & set(stats)
+    assert set(second.side) == set(grown)
+
+
+def test_cli_keep_split_keeps_the_earlier_sides(tmp_path, capsys):
+    from cvflow.sample import make_sample_images
+    src = make_sample_images(tmp_path / "s", n=24, seed=3, width=96, height=64)
+    coco = json.loads(src.read_text())
+    first = dict(coco, images=coco["images"][:12], annotations=[a for a in coco["annotations"] if a["image_id"] in
+                                                                 {im["id"] for im in coco["images"][:12]}])
+    (tmp_path / "s" / "first.json").write_text(json.dumps(first))
+    assert main([str(tmp_path / "s" / "first.json"), "--out", str(tmp_path / "ds1"), "--val", "0.3"]) == 0
+    assert main([str(src), "--out", str(tmp_path / "ds2"), "--val", "0.3", "--keep-split", str(tmp_path / "ds1")]) == 0
+    c1, c2 = (json.loads((tmp_path / d / "dataset_card.json").read_text()) for d in ("ds1", "ds2"))
+    for side in ("train", "val"): assert set(c1["groups"][side]) <= set(c2["groups"][side])
+    assert c2["kept_groups"] == sorted(c1["groups"]["train"] + c1["groups"]["val"])
+    capsys.readouterr()
+    assert main([str(src), "--out", str(tmp_path / "ds3"), "--group-by", "image", "--keep-split", str(tmp_path / "ds1")]) == 2
+    assert "field group_by is 'video' but this split groups by 'image'" in capsys.readouterr().out
+    assert not (tmp_path / "ds3").exists()
+
+
 def test_split_achieves_the_asked_ratio_with_many_groups():
     stats = {f"video{i:03d}": {"images": 20, "classes": {"k": 5}} for i in range(200)}
     s = split_groups(stats, 0.2, seed=3)

@@ -1096,6 +1096,7 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
         for p in sorted(path.glob("*.json")):
             try: d = json.loads(p.read_text(encoding="utf-8-sig"))
             except json.JSONDecodeError as e: raise AnnotationError(f"{p}: not valid JSON ({e})") from None
+            except UnicodeDecodeError as e: raise AnnotationError(f"{p}: not a text file ({e.reason} at byte {e.start})") from None
             if not is_labelme(d):
                 raise AnnotationError(f"{path}: a folder of {len(list(path.glob('*.json')))} JSON files is read as labelme "
                                       f"files, but {p.name} is not one (no 'shapes'/'imagePath'); name the annotation file")
@@ -1106,7 +1107,10 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
                                 default_class=default_class, keep_empty=keep_empty, keypoints=keypoints, skeletons=skeletons)
         if strict: apply_strict(ann, raise_on_error=True)
         return ann
-    text = path.read_text(encoding="utf-8-sig")
+    try: text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:   # an image or an archive given where the annotation file belongs
+        raise AnnotationError(f"{path}: not a text file ({e.reason} at byte {e.start}); an annotation file is JSON (COCO, "
+                              "VIA 1/2/3, labelme) or a VIA CSV export") from None
     if path.suffix.lower() == ".csv": obj = text
     else:
         try: obj = json.loads(text)
@@ -1115,9 +1119,13 @@ def read_annotations(path: str | Path, images_dir: str | Path | None = None, cla
             else: raise AnnotationError(f"{path}: not valid JSON ({e})") from None
     if images_dir is None: images_dir = default_images_dir(obj, path)
     elif images_dir is False: images_dir = None   # no image files: sizes from the file (COCO) or unknown (VIA)
-    ann = parse_annotations(obj, file=path, images_dir=images_dir,
-                            class_attribute=class_attribute, classes=classes, default_class=default_class, keep_empty=keep_empty,
-                            keypoints=keypoints, skeletons=skeletons)
+    try:
+        ann = parse_annotations(obj, file=path, images_dir=images_dir,
+                                class_attribute=class_attribute, classes=classes, default_class=default_class, keep_empty=keep_empty,
+                                keypoints=keypoints, skeletons=skeletons)
+    except AnnotationError as e:   # the file's name on every message (a JSON file of another kind, a bad structure)
+        if str(path) in str(e): raise
+        raise AnnotationError(f"{path}: {e}") from None
     if strict: apply_strict(ann, raise_on_error=True)
     return ann
 

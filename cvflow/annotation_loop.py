@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, rle_json, read_annotations, shape_to_points, via_project_for_frames
 from .config import add_option_arguments, cli_path, options_from_arguments
-from .files import atomic_write_json, atomic_write_text, frame_filename
+from .files import atomic_write_json, atomic_write_text, file_hash, frame_filename
 from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
 from .mask_refinement import REFINER_PASSES, MaskRefiner, load_mask_refiner, refine_masks, save_mask_refiner, train_mask_refiner
@@ -671,6 +671,9 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
         elif progress: print("no annotated frame's image found: the model-feature novelty is left out of the ranking", flush=True)
     ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty)
     chosen = choose_by_rank(cands, ranks, budget)
+    if not chosen:   # refused before anything of this round is written (the candidates stay: a cache)
+        raise ValueError(f"all {len(cands)} candidate frames of {', '.join(map(str, expand_videos(videos if isinstance(videos, (list, tuple)) else [videos])))} "
+                         "are annotated already: nothing left to propose (add videos, or take candidates more often: --every-seconds)")
     rows = [manifest_row(c, t) for c, t in chosen]
     fdir = out_dir / "frames"
     if fdir.exists(): shutil.rmtree(fdir)
@@ -912,13 +915,15 @@ def main_round(argv: list[str] | None = None) -> int:
                                 annotated_image_files=seen)
             preds = predict_frames(predictor, res.file_list, score_threshold=PRELABEL_THRESHOLD)
             if a.refiner_steps > 0 and predictor.task == "segmentation":   # learnt from the earlier rounds' annotations
-                ref_file = rd / "mask_refiner.pt"
-                net = load_mask_refiner(ref_file) if ref_file.is_file() else None
-                if net is None or getattr(net, "training_info", None) is None or net.training_info.steps != a.refiner_steps:
+                ref_file = rd / "mask_refiner.pt"   # reused by a rerun only if learnt from the same annotations and steps
+                learnt_from = {"steps": a.refiner_steps, "annotations": {str(f): file_hash(f) for f in prev}}
+                same = ref_file.with_suffix(".json").is_file() and json.loads(ref_file.with_suffix(".json").read_text()) == learnt_from
+                net = load_mask_refiner(ref_file) if ref_file.is_file() and same else None
+                if net is None or getattr(net, "training_info", None) is None:
                     print(f"training a mask refiner on rounds 1-{a.round - 1}'s annotations, {a.refiner_steps} steps", flush=True)
                     net, _ = train_mask_refiner(prev, merge_frames(frame_sources[:-1], rd / "all"), steps=a.refiner_steps,
                                                 progress=sys.stderr.isatty())
-                    save_mask_refiner(net, ref_file)
+                    save_mask_refiner(net, ref_file); atomic_write_json(ref_file.with_suffix(".json"), learnt_from)
                 info = net.training_info
                 print(f"mask refiner: {info.instances} outlines of {info.images} frames, {info.steps} steps, {info.seconds:.0f} s; "
                       f"held-out mask IoU {info.val_iou_coarse} -> {info.val_iou_refined}: " +

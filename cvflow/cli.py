@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'FLAG_ROUTES', 'usage', 'main']
+__all__ = ['COMMANDS', 'FLAG_ROUTES', 'MODE_HELP', 'usage', 'main']
 
 # %% ../nbs/11_cli.ipynb #967b8f0a
 # command -> (module, function, one-line help); the function takes argv (list of str) and returns an exit code
@@ -50,6 +50,18 @@ FLAG_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("run", "--round"): ("cvflow.pipeline", "main_round"),                        # the next annotation round (summary page updated)
 }
 
+# what each mode does: `cvflow COMMAND --help` lists them under the command's own help
+MODE_HELP: dict[tuple[str, str], str] = {
+    ("train", "--azure"): "submit the same training as an Azure ML command job (SDK v2)",
+    ("train", "--azure-v1"): "the same with the legacy SDK v1 (support ended 2026-06-30)",
+    ("frames", "--model"): "the frames a model is least sure of (annotation rounds)",
+    ("annotations", "prelabel"): "a VIA project of a model's predictions, to correct",
+    ("annotations", "corrections"): "what the annotator changed in a pre-annotated project",
+    ("annotations", "refiner"): "train a mask refiner for prelabel --refiner",
+    ("run", "--round"): "the next annotation round: choose, pre-annotate, correct, retrain, compare",
+}
+
+
 # %% ../nbs/11_cli.ipynb #bc4d2deb
 def usage() -> str:
     "The top-level help text."
@@ -77,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mod, fn, _ = COMMANDS[cmd]
     modes = [f for (c, f) in FLAG_ROUTES if c == cmd]
+    if rest[:1] in (["-h"], ["--help"]) and modes:   # the command's own help, then the modes other steps handle
+        try: rc = getattr(importlib.import_module(mod), fn)(rest)
+        except SystemExit as e: rc = e.code
+        print("\nmodes (each has its own --help):")
+        w = max(map(len, modes))
+        for f in modes: print(f"  cvflow {cmd} {f + ' ...':{w + 4}}  {MODE_HELP.get((cmd, f), '')}")
+        return int(rc or 0)
     if rest and rest[0] in modes:
         mod, fn = FLAG_ROUTES[(cmd, rest[0])]
     elif misplaced := [a for a in rest if a in modes]:

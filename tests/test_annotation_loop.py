@@ -58,6 +58,15 @@ def test_frames_never_proposed_again(loop):
     assert {r["file"] for r in rows if r["chosen"] == "True"} == set(chosen)
 
 
+def test_frames_model_refuses_when_every_candidate_is_annotated(loop):
+    d, cands = loop
+    simulate_annotator(d / "s" / "ground_truth.json", [d / "next" / "candidates" / n for n in cands], d / "all.json")
+    r = cvflow("frames", "--model", d / "pkg", d / "s" / "sample.mp4", "--out", d / "none", "--budget", 3, "--every-seconds",
+               0.5, "--annotated", d / "all.json", cwd=d)
+    assert r.returncode == 2 and f"all {len(cands)} candidate frames of" in r.stderr and "nothing left to propose" in r.stderr, r.stderr
+    assert not (d / "none" / "frames.txt").exists() and not (d / "none" / "frames").exists()
+
+
 def test_frames_model_takes_01s_options_and_checks(loop):
     "`frames --model` declares no option of its own for the candidates: 01's FrameOptions, with its checks."
     d, _ = loop
@@ -209,6 +218,17 @@ def test_round_pauses_for_the_annotator(round1_home):
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 3, r.stderr
     assert "mask refiner:" in r.stdout and (home / "data/interim/round2/mask_refiner.pt").is_file()   # learnt from round 1
+    learnt = json.loads((home / "data/interim/round2/mask_refiner.json").read_text())
+    assert learnt["steps"] == 3 and list(learnt["annotations"]) == [str(home / "data/interim/annotations/instances.json")]
+    again = lambda: subprocess.run([str(Path(sys.executable).parent / "cvflow"), "run", "--round", "2", "--budget", "2",
+                                    "--every-seconds", "0.5", "--refiner-steps", "3", "--config", str(home / "pipeline.yaml")],
+                                   cwd=home, env=env, capture_output=True, text=True, timeout=900)
+    r2 = again()
+    assert r2.returncode == 3 and "mask refiner:" in r2.stdout and "training a mask refiner" not in r2.stdout   # reused
+    ann = home / "data/interim/annotations/instances.json"   # the earlier rounds' annotations changed: learnt afresh
+    ann.write_text(json.dumps(json.loads(ann.read_text()), indent=1))
+    r2 = again()
+    assert r2.returncode == 3 and "training a mask refiner" in r2.stdout, r2.stdout
     assert "via_annotated.json" in r.stdout and (home / "data/interim/round2/via_project.json").is_file()
     done = {im["file_name"] for im in json.loads((home / "data/interim/annotations/instances.json").read_text())["images"]}
     assert not done & set((home / "data/interim/round2/frames.txt").read_text().split())

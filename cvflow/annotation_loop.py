@@ -672,7 +672,7 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
     ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty)
     chosen = choose_by_rank(cands, ranks, budget)
     if not chosen:   # refused before anything of this round is written (the candidates stay: a cache)
-        raise ValueError(f"all {len(cands)} candidate frames of {', '.join(map(str, expand_videos(videos if isinstance(videos, (list, tuple)) else [videos])))} "
+        raise ValueError(f"all {len(cands)} candidate frames of {', '.join(sorted({str(c.video) for c in cands}))} "
                          "are annotated already: nothing left to propose (add videos, or take candidates more often: --every-seconds)")
     rows = [manifest_row(c, t) for c, t in chosen]
     fdir = out_dir / "frames"
@@ -916,14 +916,14 @@ def main_round(argv: list[str] | None = None) -> int:
             preds = predict_frames(predictor, res.file_list, score_threshold=PRELABEL_THRESHOLD)
             if a.refiner_steps > 0 and predictor.task == "segmentation":   # learnt from the earlier rounds' annotations
                 ref_file = rd / "mask_refiner.pt"   # reused by a rerun only if learnt from the same annotations and steps
-                learnt_from = {"steps": a.refiner_steps, "annotations": {str(f): file_hash(f) for f in prev}}
-                same = ref_file.with_suffix(".json").is_file() and json.loads(ref_file.with_suffix(".json").read_text()) == learnt_from
+                learnt_from, learnt_file = {"steps": a.refiner_steps, "annotations": {str(f): file_hash(f) for f in prev}}, rd / "mask_refiner.json"
+                same = learnt_file.is_file() and json.loads(learnt_file.read_text()) == learnt_from
                 net = load_mask_refiner(ref_file) if ref_file.is_file() and same else None
                 if net is None or getattr(net, "training_info", None) is None:
                     print(f"training a mask refiner on rounds 1-{a.round - 1}'s annotations, {a.refiner_steps} steps", flush=True)
                     net, _ = train_mask_refiner(prev, merge_frames(frame_sources[:-1], rd / "all"), steps=a.refiner_steps,
                                                 progress=sys.stderr.isatty())
-                    save_mask_refiner(net, ref_file); atomic_write_json(ref_file.with_suffix(".json"), learnt_from)
+                    save_mask_refiner(net, ref_file); atomic_write_json(learnt_file, learnt_from)
                 info = net.training_info
                 print(f"mask refiner: {info.instances} outlines of {info.images} frames, {info.steps} steps, {info.seconds:.0f} s; "
                       f"held-out mask IoU {info.val_iou_coarse} -> {info.val_iou_refined}: " +

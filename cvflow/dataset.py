@@ -537,7 +537,7 @@ def write_dataset(annotations: str | Path | list | None, images: str | Path | No
                 "groups": {"train": split.groups("train"), "val": split.groups("val")},
                 "moved_to_balance": split.moved,
                 "kept_split": str(kept_from) if kept_from else None,
-                "kept_groups": sorted(set(keep or {}) & set(split.side)) if not given else [],
+                "kept_groups": sorted(set(keep or {}) & set(split.side)),
                 "sources": [{"annotations": str(a.resolve()), "sha256": path_hash(a), "images_dir": str(i.resolve())}
                             for a, i in sources],
                 "images": {"linked": modes.get("hardlink", 0), "copied": modes.get("copy", 0)},

@@ -22,8 +22,15 @@ held-out mask AP gain of round 2 over round 1, model-chosen vs content-chosen (g
 trained with `--seeds` seeds (the same seeds in both arms) and the gains averaged; a control arm trains round 1's
 frames alone for the same steps and seeds, separating what the frames add from what the extra training does.
 
+It also prints how well each of the model's uncertainty terms predicts its true error on every candidate (Spearman's rho
+against the annotator's work to correct the model's own predictions, from the ground truth), and trains an **oracle**
+arm (`--no-oracle` skips it): round 2's frames ranked as the model-chosen arm ranks them but with that true error in
+place of the model's uncertainty, something no model can know. Its gain bounds what a better uncertainty estimate
+could reach with the same content rules, budget and training.
+
 Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frames N] [--r2-frames N] [--r1-steps N] [--r2-steps N]
-       [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--model-weight W] [--no-novelty] [--work DIR] [--pipeline pipeline.yaml]
+       [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--no-oracle] [--oracle-weight W] [--model-weight W] [--no-novelty]
+       [--work DIR] [--pipeline pipeline.yaml]
 """
 import argparse
 import json
@@ -74,16 +81,21 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5, help="round-2 trainings per arm, seeds 0..K-1 (default 5)")
     ap.add_argument("--no-control", action="store_true", help="skip the control arm (round 1's frames alone, trained "
                     "on for the same round-2 steps and seeds: the part of the gain that is the extra training, not the frames)")
+    ap.add_argument("--no-oracle", action="store_true", help="skip the oracle arm (frames ranked by the round-1 model's true "
+                    "correction work, from the ground truth, in place of its uncertainty)")
+    ap.add_argument("--oracle-weight", type=float, help="oracle arm: weight of the true error against content (default: "
+                    "--model-weight, the model-chosen arm's)")
     ap.add_argument("--heldout-images", type=int, default=40, help="held-out frames (default 40; the sample step renders 80)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="cvflow-loop-")).resolve()
     os.environ["CVFLOW_HOME"] = str(work)
+    import numpy as np
     import torch
     from cvflow import sample
     from cvflow.annotation_loop import (candidate_frames, choose_by_rank, compare_projects, empty_like, manifest_row,
                                         embedding_novelty, frame_embeddings, predict_frames, prelabel_project,
-                                        rank_candidates, refine_predictions,
+                                        percentile_ranks, rank_candidates, refine_predictions,
                                         simulate_corrections, truth_targets, PRELABEL_THRESHOLD)
     from cvflow.mask_refinement import REFINER_PASSES, load_mask_refiner, save_mask_refiner, train_mask_refiner
     from cvflow.annotations import simulate_annotator
@@ -152,23 +164,48 @@ def main() -> int:
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
     emb = None if a.no_novelty else frame_embeddings(predictor, [cdir / n for n in names])
     novelty = None if emb is None else embedding_novelty(emb, emb[[n in done for n in names]])
-    work_rows, sweep, unrefined, picked, passes = {}, {}, {}, {}, {}
-    for arm, use_model in (("model-chosen", True), ("content-chosen", False)):
-        ranks = rank_candidates(cands, preds if use_model else None, mirrored if use_model else None, done, hashes, a.model_weight,
-                                novelty if use_model else None)
+    arms = {"model-chosen": rank_candidates(cands, preds, mirrored, done, hashes, a.model_weight, novelty),
+            "content-chosen": rank_candidates(cands, None, None, done, hashes)}
+
+    # the model's true error on every candidate: the annotator's work to correct its own predictions (ground truth)
+    from scipy.stats import spearmanr
+    truth_all = truth_targets(simulate_annotator(gt, [cdir / n for n in names], work / "candidates" / "via_truth.json"))
+    true_work = []
+    for n in names:
+        pj = prelabel_project({n: preds[n]}, [cdir / n], predictor.classes, None, PRELABEL_THRESHOLD)
+        true_work.append(compare_projects(pj, simulate_corrections(pj, {n: truth_all.get(n, [])})).work)
+    true_work = np.asarray(true_work, float)
+    todo = np.array([n not in done for n in names])
+    rho = {k: spearmanr([getattr(r, k) for r, t in zip(arms["model-chosen"], todo) if t], true_work[todo])[0]
+           for k in ("margin", "flip", "tracks", "novelty", "content", "priority")}
+    print(f"the round-1 model's true error on the {todo.sum()} candidates not annotated: {true_work[todo].mean():.1f} actions "
+          f"per frame to correct; Spearman's rho of each ranking term against it: " +
+          ", ".join(f"{k} {v:+.2f}" for k, v in rho.items()), flush=True)
+    if not a.no_oracle:   # the model-chosen ranking with the true error in place of the model's uncertainty
+        oracle = rank_candidates(cands, None, None, done, hashes)
+        oracle_w = a.model_weight if a.oracle_weight is None else a.oracle_weight
+        mix = oracle_w * percentile_ranks(true_work) + (1 - oracle_w) * percentile_ranks([c.score for c in cands])
+        for r, m in zip(oracle, mix):
+            if r.priority >= 0: r.priority = round(float(m * np.clip(r.annotated_distance / 0.25, 0, 1)), 6)
+        arms["oracle-chosen"] = oracle
+
+    work_rows, sweep, unrefined, picked, passes, arm_work = {}, {}, {}, {}, {}, {}
+    for arm, ranks in arms.items():
+        scored = arm != "oracle-chosen"   # (a) is measured over the two arms a user can run
         chosen = [frame_filename(c.video, c.frame_index) for c, _ in choose_by_rank(cands, ranks, a.r2_frames)]
         assert not set(chosen) & done, "a frame already annotated was proposed again"
         picked[arm] = set(chosen)
+        arm_work[arm] = float(np.mean([true_work[names.index(n)] for n in chosen]))
         d = work / f"r2-{arm}"
         for old_run in work.glob(f"r2-{arm}*"): shutil.rmtree(old_run)   # a rerun in the same --work starts round 2 afresh
         paths = [cdir / n for n in chosen]
         truth_proj = simulate_annotator(gt, paths, d / "via_truth.json")
         truth = truth_targets(truth_proj)
         own = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, PRELABEL_THRESHOLD)
-        unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
+        if scored: unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
         refined = {k: refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, k)
-                   for k in sorted({1, 2, 3, 4, a.refiner_passes})} if refiner else {}
-        for k in (1, 2, 3, 4) if refiner else ():   # the same predictions refined in 1-4 passes, corrected the same way
+                   for k in sorted({1, 2, 3, 4, a.refiner_passes} if scored else {a.refiner_passes})} if refiner else {}
+        for k in (1, 2, 3, 4) if refiner and scored else ():   # the same predictions refined in 1-4 passes, corrected the same way
             pj = prelabel_project(refined[k], paths, predictor.classes, None, PRELABEL_THRESHOLD)
             passes.setdefault(k, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
         arm_preds = refined[a.refiner_passes] if refiner else {n: preds[n] for n in chosen}
@@ -176,11 +213,12 @@ def main() -> int:
         simulate_corrections(pre, truth, d / "via_annotated.json")
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")
         scratch = compare_projects(empty_like(truth_proj), simulate_corrections(empty_like(truth_proj), truth))
-        work_rows[arm] = (corr, scratch)
-        for thr in SWEEP:   # the same predictions pre-annotated down to other scores, corrected the same way
+        if scored: work_rows[arm] = (corr, scratch)
+        for thr in SWEEP if scored else ():   # the same predictions pre-annotated down to other scores, corrected the same way
             pj = prelabel_project(arm_preds, paths, predictor.classes, None, thr)
             sweep.setdefault(thr, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
-        print(f"{arm}: {len(chosen)} frames; pre-annotated, corrected: {corr}", flush=True)
+        print(f"{arm}: {len(chosen)} frames (the round-1 model's true error on them: {arm_work[arm]:.1f} actions per frame); "
+              f"pre-annotated, corrected: {corr}", flush=True)
         print(f"{arm}: from scratch: {scratch}", flush=True)
         for seed in range(a.seeds):
             rows.append(train_round(work, f"r2-{arm}" + (f"-seed{seed}" if seed else ""),
@@ -215,11 +253,10 @@ def main() -> int:
     if passes: print("    refiner passes (work / from scratch): " + ", ".join(f"{k}: {sum(w) / max(scratch_work, 1):.3f}" for k, w in passes.items()))
     print("    pre-annotation threshold sweep (work / from scratch): " + ", ".join(
         f"score >= {t}: {sum(w) / max(scratch_work, 1):.3f}" for t, w in sweep.items()))
-    import numpy as np
     print(f"    frames chosen by both arms: {len(picked['model-chosen'] & picked['content-chosen'])} of {a.r2_frames}")
     ap1 = rows[0]["held-out segm/AP"]
     gains = {arm: np.array([r["held-out segm/AP"] - ap1 for r in rows[1:] if r["round"].startswith(f"r2-{arm}")])
-             for arm in ("model-chosen", "content-chosen", "no-new-frames")}
+             for arm in ("model-chosen", "content-chosen", "no-new-frames", "oracle-chosen")}
     gm, gc = gains["model-chosen"].mean(), gains["content-chosen"].mean()
     ratio = f"{gm / gc:.2f}x" if gc > 0 else "undefined (content-chosen gain <= 0)"
     per_seed = ", ".join(f"seed {k}: {m:+.4f} vs {c:+.4f}" for k, (m, c) in enumerate(zip(gains["model-chosen"], gains["content-chosen"])))
@@ -232,6 +269,15 @@ def main() -> int:
         print(f"    control, round 1's frames alone trained on for the same steps and seeds: {g0:+.4f} (sd "
               f"{gains['no-new-frames'].std(ddof=1) if a.seeds > 1 else 0:.4f}); so the frames themselves add {gm - g0:+.4f} "
               f"(model-chosen) vs {gc - g0:+.4f} (content-chosen): {fr}")
+    if len(gains["oracle-chosen"]):
+        go = gains["oracle-chosen"]
+        print(f"    oracle, ranked by the round-1 model's true error in place of its uncertainty (weight {oracle_w} against content; "
+              f"ground truth no model has; true "
+              f"error of the frames chosen: oracle {arm_work['oracle-chosen']:.1f}, model {arm_work['model-chosen']:.1f}, content "
+              f"{arm_work['content-chosen']:.1f} actions per frame): {go.mean():+.4f} (sd {go.std(ddof=1) if a.seeds > 1 else 0:.4f}), "
+              + (f"{go.mean() / gc:.2f}x content-chosen's gain" if gc > 0 else "content-chosen gain <= 0")
+              + f"; frames shared with model-chosen {len(picked['oracle-chosen'] & picked['model-chosen'])}, "
+              f"with content-chosen {len(picked['oracle-chosen'] & picked['content-chosen'])} of {a.r2_frames}")
     return 0
 
 

@@ -642,7 +642,7 @@ def write_ranking(ranks: list[FrameRank], path: str | Path) -> Path:
 
 def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated=(), options: FrameOptions | None = None,
                   model_weight: float = 0.7, flip: bool = True, progress: bool = True, annotated_image_files=None) -> ActiveResult:
-    """Choose `budget` frames of `videos` where the model (a package path or predictor) is weakest: 01's candidates
+    """Choose `budget` frames of `videos` where the model (a package path or predictor) is least sure: 01's candidates
     (`options`), each predicted (and mirrored, `flip`), ranked by `rank_candidates` and chosen by `choose_by_rank`;
     frames of `annotated` (annotation files) are never proposed. Novelty is measured against the annotated frames'
     images: `annotated_image_files` (paths), else those the annotation files point to (`annotated_images`), plus

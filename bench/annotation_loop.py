@@ -25,8 +25,8 @@ frames alone for the same steps and seeds, separating what the frames add from w
 It also prints how well each of the model's uncertainty terms predicts its true error on every candidate (Spearman's rho
 against the annotator's work to correct the model's own predictions, from the ground truth), and trains an **oracle**
 arm (`--no-oracle` skips it): round 2's frames ranked as the model-chosen arm ranks them but with that true error in
-place of the model's uncertainty, something no model can know. Its gain bounds what a better uncertainty estimate
-could reach with the same content rules, budget and training.
+place of the model's uncertainty, something no model can know. Its gain is what frames where the model is truly wrong
+add under the same content rules, budget and training: what a better estimate of the model's errors could reach.
 
 Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frames N] [--r2-frames N] [--r1-steps N] [--r2-steps N]
        [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--no-oracle] [--oracle-weight W] [--model-weight W] [--no-novelty]
@@ -186,7 +186,8 @@ def main() -> int:
         oracle_w = a.model_weight if a.oracle_weight is None else a.oracle_weight
         mix = oracle_w * percentile_ranks(true_work) + (1 - oracle_w) * percentile_ranks([c.score for c in cands])
         for r, m in zip(oracle, mix):
-            if r.priority >= 0: r.priority = round(float(m * np.clip(r.annotated_distance / 0.25, 0, 1)), 6)
+            if r.priority >= 0:   # scaled down near annotated frames as `rank_candidates` scales every priority
+                r.priority = round(float(m * np.clip(r.annotated_distance / 0.25, 0, 1)), 6)
         arms["oracle-chosen"] = oracle
 
     work_rows, sweep, unrefined, picked, passes, arm_work = {}, {}, {}, {}, {}, {}

@@ -103,6 +103,10 @@ def main() -> int:
     from cvflow.frames import FrameOptions, write_manifest
     from cvflow.package import export_package, load_package
 
+    def corrected(project, truth):
+        "The read-back of `project` corrected by the simulated annotator against `truth` (kept / edited / deleted / added)."
+        return compare_projects(project, simulate_corrections(project, truth))
+
     pl = yaml.safe_load(Path(a.pipeline).read_text())
     sample_p, frames_p = step_params(pl, "sample"), step_params(pl, "frames")
     dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
@@ -173,7 +177,7 @@ def main() -> int:
     true_work = []
     for n in names:
         pj = prelabel_project({n: preds[n]}, [cdir / n], predictor.classes, None, PRELABEL_THRESHOLD)
-        true_work.append(compare_projects(pj, simulate_corrections(pj, {n: truth_all.get(n, [])})).work)
+        true_work.append(corrected(pj, {n: truth_all.get(n, [])}).work)
     true_work = np.asarray(true_work, float)
     todo = np.array([n not in done for n in names])
     rho = {k: spearmanr([getattr(r, k) for r, t in zip(arms["model-chosen"], todo) if t], true_work[todo])[0]
@@ -203,21 +207,21 @@ def main() -> int:
         truth_proj = simulate_annotator(gt, paths, d / "via_truth.json")
         truth = truth_targets(truth_proj)
         own = prelabel_project({n: preds[n] for n in chosen}, paths, predictor.classes, None, PRELABEL_THRESHOLD)
-        if scored: unrefined[arm] = compare_projects(own, simulate_corrections(own, truth))
+        if scored: unrefined[arm] = corrected(own, truth)
         refined = {k: refine_predictions(refiner, {n: preds[n] for n in chosen}, paths, 0.0, k)
                    for k in sorted({1, 2, 3, 4, a.refiner_passes} if scored else {a.refiner_passes})} if refiner else {}
         for k in (1, 2, 3, 4) if refiner and scored else ():   # the same predictions refined in 1-4 passes, corrected the same way
             pj = prelabel_project(refined[k], paths, predictor.classes, None, PRELABEL_THRESHOLD)
-            passes.setdefault(k, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
+            passes.setdefault(k, []).append(corrected(pj, truth).work)
         arm_preds = refined[a.refiner_passes] if refiner else {n: preds[n] for n in chosen}
         pre = prelabel_project(arm_preds, paths, predictor.classes, d / "via_project.json", PRELABEL_THRESHOLD)
         simulate_corrections(pre, truth, d / "via_annotated.json")
         corr = compare_projects(d / "via_project.json", d / "via_annotated.json")
-        scratch = compare_projects(empty_like(truth_proj), simulate_corrections(empty_like(truth_proj), truth))
+        scratch = corrected(empty_like(truth_proj), truth)
         if scored: work_rows[arm] = (corr, scratch)
         for thr in SWEEP if scored else ():   # the same predictions pre-annotated down to other scores, corrected the same way
             pj = prelabel_project(arm_preds, paths, predictor.classes, None, thr)
-            sweep.setdefault(thr, []).append(compare_projects(pj, simulate_corrections(pj, truth)).work)
+            sweep.setdefault(thr, []).append(corrected(pj, truth).work)
         print(f"{arm}: {len(chosen)} frames (the round-1 model's true error on them: {arm_work[arm]:.1f} actions per frame); "
               f"pre-annotated, corrected: {corr}", flush=True)
         print(f"{arm}: from scratch: {scratch}", flush=True)

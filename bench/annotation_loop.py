@@ -7,7 +7,8 @@ smaller budget:
    ground truth (02's simulated annotator), a model trained from scratch for `--r1-steps` steps and packaged (07);
 2. the round-1 model scores every candidate frame (and its mirror image);
 3. round 2, twice with the same budget (`--r2-frames`) and seed, frames already annotated excluded:
-   **model-chosen** (09b's ranking: uncertainty × content diversity) and **content-chosen** (09b's ranking without
+   **model-chosen** (09b's ranking: uncertainty and the model's known error on round 1's frames, × content
+   diversity) and **content-chosen** (09b's ranking without
    the model = 01's content score, diversity and duplicate rules). Each arm's frames are pre-annotated by the round-1
    model, corrected by the simulated annotator (ground truth), read back (kept / edited / deleted / added), merged
    with round 1's annotations, split keeping every scene on the side round 1's split gave it (04's `keep_split`, as
@@ -29,7 +30,7 @@ place of the model's uncertainty, something no model can know. Its gain is what 
 add under the same content rules, budget and training: what a better estimate of the model's errors could reach.
 
 Usage: .venv/bin/python bench/annotation_loop.py [--every-seconds S] [--r1-frames N] [--r2-frames N] [--r1-steps N] [--r2-steps N]
-       [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--no-oracle] [--oracle-weight W] [--model-weight W] [--no-novelty]
+       [--refiner-steps N] [--refiner-passes N] [--seeds K] [--no-control] [--no-oracle] [--oracle-weight W] [--model-weight W] [--no-novelty] [--no-known-error]
        [--work DIR] [--pipeline pipeline.yaml]
 """
 import argparse
@@ -75,9 +76,11 @@ def main() -> int:
                     "`cvflow run --round` trains pipeline.yaml's max_steps, 700: too long for 15 trainings here)")
     ap.add_argument("--refiner-steps", type=int, default=1000, help="mask refiner training steps on round 1's annotations (default 1000; 0: none)")
     ap.add_argument("--refiner-passes", type=int, help="refinements of each mask (default: 06e's REFINER_PASSES); passes 1-4 are also measured")
-    ap.add_argument("--model-weight", type=float, default=0.7, help="model-chosen arm: weight of the model's uncertainty "
-                    "against content (09b's `rank_candidates`, default 0.7 as `cvflow frames --model`)")
+    ap.add_argument("--model-weight", type=float, help="model-chosen arm: weight of the model's term against content "
+                    "(09b's `rank_candidates`; default 09b's MODEL_WEIGHT, as `cvflow frames --model`)")
     ap.add_argument("--no-novelty", action="store_true", help="model-chosen arm without the model-feature novelty signal")
+    ap.add_argument("--no-known-error", action="store_true", help="model-chosen arm without the known error (the round-1 "
+                    "model's correction work on round 1's annotated frames, carried to the candidates that look alike)")
     ap.add_argument("--seeds", type=int, default=5, help="round-2 trainings per arm, seeds 0..K-1 (default 5)")
     ap.add_argument("--no-control", action="store_true", help="skip the control arm (round 1's frames alone, trained "
                     "on for the same round-2 steps and seeds: the part of the gain that is the extra training, not the frames)")
@@ -93,7 +96,8 @@ def main() -> int:
     import numpy as np
     import torch
     from cvflow import sample
-    from cvflow.annotation_loop import (candidate_frames, choose_by_rank, compare_projects, empty_like, manifest_row,
+    from cvflow.annotation_loop import (MODEL_WEIGHT, annotation_targets, correction_work, known_error,
+                                        candidate_frames, choose_by_rank, compare_projects, empty_like, manifest_row,
                                         embedding_novelty, frame_embeddings, predict_frames, prelabel_project,
                                         percentile_ranks, rank_candidates, refine_predictions,
                                         simulate_corrections, truth_targets, PRELABEL_THRESHOLD)
@@ -112,6 +116,7 @@ def main() -> int:
     dataset_p, train_p = step_params(pl, "dataset"), dict(step_params(pl, "train"))
     a.r1_steps = a.r1_steps or int(train_p.get("max_steps", 700))
     a.refiner_passes = a.refiner_passes or REFINER_PASSES
+    a.model_weight = MODEL_WEIGHT if a.model_weight is None else a.model_weight
     n_held = a.heldout_images
     video = sample.ensure_sample(work / "raw", seconds=sample_p["seconds"], fps=sample_p["fps"], width=sample_p["width"],
                                  height=sample_p["height"], seed=sample_p["seed"], progress=False)
@@ -168,7 +173,15 @@ def main() -> int:
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
     emb = None if a.no_novelty else frame_embeddings(predictor, [cdir / n for n in names])
     novelty = None if emb is None else embedding_novelty(emb, emb[[n in done for n in names]])
-    arms = {"model-chosen": rank_candidates(cands, preds, mirrored, done, hashes, a.model_weight, novelty),
+    known = None
+    if not a.no_known_error:   # as `active_frames`: the round-1 model corrected into round 1's annotations, carried by image hash
+        r1_work = correction_work(preds, [cdir / n for n in r1_names], annotation_targets(work / "r1" / "via_annotated.json"),
+                                  predictor.classes)
+        known = known_error([c.hash for c in cands], hashes, [r1_work[frame_filename(c.video, c.frame_index)] for c in cands
+                                                              if frame_filename(c.video, c.frame_index) in done])
+        print(f"the round-1 model's known error: {np.mean(list(r1_work.values())):.1f} actions per frame on round 1's "
+              f"{len(r1_work)} annotated frames", flush=True)
+    arms = {"model-chosen": rank_candidates(cands, preds, mirrored, done, hashes, a.model_weight, novelty, known),
             "content-chosen": rank_candidates(cands, None, None, done, hashes)}
 
     # the model's true error on every candidate: the annotator's work to correct its own predictions (ground truth)
@@ -181,7 +194,7 @@ def main() -> int:
     true_work = np.asarray(true_work, float)
     todo = np.array([n not in done for n in names])
     rho = {k: spearmanr([getattr(r, k) for r, t in zip(arms["model-chosen"], todo) if t], true_work[todo])[0]
-           for k in ("margin", "flip", "tracks", "novelty", "content", "priority")}
+           for k in ("margin", "flip", "tracks", "novelty", "known_error", "content", "priority")}
     print(f"the round-1 model's true error on the {todo.sum()} candidates not annotated: {true_work[todo].mean():.1f} actions "
           f"per frame to correct; Spearman's rho of each ranking term against it: " +
           ", ".join(f"{k} {v:+.2f}" for k, v in rho.items()), flush=True)

@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from .annotation_formats import AnnotationError, json_number, list_frames, mask_polygons, rle_bytes, rle_json, read_annotations, shape_to_points, via_project_for_frames
 from .config import add_option_arguments, cli_path, options_from_arguments
 from .files import atomic_write_json, atomic_write_text, file_hash, frame_filename
-from .frames import Candidate, FrameOptions, choose_frames, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
+from .frames import Candidate, FrameOptions, choose_frames, dhash, manifest_row, expand_videos, hash_distance, save_frames, scan_video, write_manifest
 from .images import read_image
 from .mask_refinement import REFINER_PASSES, MaskRefiner, load_mask_refiner, refine_masks, save_mask_refiner, train_mask_refiner
 from .package import Predictor
@@ -34,15 +34,17 @@ from .batch_scoring import as_predictor
 
 # %% auto #0
 __all__ = ['PRELABEL_THRESHOLD', 'MAX_VERTICES', 'TOLERANCE', 'FIT_TOLERANCE', 'SCORE_ATTRIBUTE', 'DUPLICATE_IOU', 'MIN_PART',
-           'REGION_STATES', 'SAME_OBJECT_IOU', 'outline_distance', 'simplify_polygon', 'fit_polygon',
-           'mask_to_polygons', 'polygon_region', 'prediction_regions', 'add_score_attribute', 'prelabel_project',
-           'predict_frames', 'refine_predictions', 'mirror_instance', 'RegionChange', 'Corrections', 'project_regions',
-           'polygon_ious', 'new_vertices', 'compare_projects', 'annotator_polygon', 'correct_polygon',
-           'simulate_corrections', 'truth_targets', 'empty_like', 'score_margins', 'frame_embeddings',
-           'embedding_novelty', 'flip_instability', 'track_disagreement', 'percentile_ranks', 'FrameRank',
-           'rank_candidates', 'choose_by_rank', 'ActiveResult', 'annotated_images', 'annotated_files',
-           'candidate_frames', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner', 'main_corrections',
-           'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations', 'main_round']
+           'REGION_STATES', 'SAME_OBJECT_IOU', 'MODEL_WEIGHT', 'KNOWN_ERROR_NEIGHBOURS', 'outline_distance',
+           'simplify_polygon', 'fit_polygon', 'mask_to_polygons', 'polygon_region', 'prediction_regions',
+           'add_score_attribute', 'prelabel_project', 'predict_frames', 'refine_predictions', 'mirror_instance',
+           'RegionChange', 'Corrections', 'project_regions', 'polygon_ious', 'new_vertices', 'compare_projects',
+           'annotator_polygon', 'correct_polygon', 'simulate_corrections', 'truth_targets', 'empty_like',
+           'score_margins', 'frame_embeddings', 'embedding_novelty', 'flip_instability', 'track_disagreement',
+           'percentile_ranks', 'FrameRank', 'rank_candidates', 'choose_by_rank', 'annotation_targets',
+           'correction_work', 'image_hash', 'known_error', 'ActiveResult', 'annotated_images', 'annotated_files',
+           'candidate_frames', 'by_folder', 'write_ranking', 'active_frames', 'main_prelabel', 'main_refiner',
+           'main_corrections', 'main_frames', 'merge_frames', 'train_round', 'rounds_table', 'previous_annotations',
+           'main_round']
 
 # %% ../nbs/09b_annotation_loop.ipynb #0e8790bb
 PRELABEL_THRESHOLD = 0.3   # pre-annotation keeps detections down to this score: deleting a wrong region is one action, drawing a missed one is many
@@ -516,6 +518,9 @@ def percentile_ranks(x) -> np.ndarray:
     return rankdata(x, method="average") / x.size
 
 
+MODEL_WEIGHT = 0.85   # the model's term against 01's content score: content (sharpness, change) only keeps blurred frames out
+
+
 @dataclass
 class FrameRank:
     "One candidate frame's uncertainty terms and combined priority (higher: more worth annotating)."
@@ -528,6 +533,7 @@ class FrameRank:
     flip: float                 # `flip_instability`
     tracks: int                 # `track_disagreement`
     novelty: float              # `embedding_novelty` (0 without embeddings)
+    known_error: float          # `known_error`: actions to correct the model on the nearest annotated frames (0 without)
     annotated_distance: float   # hash distance to the nearest frame already annotated (1: none)
     priority: float = 0.0
     chosen: bool = False
@@ -535,12 +541,13 @@ class FrameRank:
 
 def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dict]] | None = None,
                     mirrored: dict[str, list[dict]] | None = None, annotated: set[str] = frozenset(),
-                    annotated_hashes: list[np.ndarray] = (), model_weight: float = 0.7,
-                    novelty: np.ndarray | None = None) -> list[FrameRank]:
+                    annotated_hashes: list[np.ndarray] = (), model_weight: float = MODEL_WEIGHT,
+                    novelty: np.ndarray | None = None, known: np.ndarray | None = None) -> list[FrameRank]:
     """Score every candidate (01's `Candidate`s, frames named as 01 names them) for annotation: the model's
     uncertainty — margins, flip instability, track disagreement and (given, (N,) per candidate) `embedding_novelty`,
-    each as a percentile rank among the candidates and averaged — weighted `model_weight` against 01's content score
-    (percentile rank, the rest). Without
+    each as a percentile rank among the candidates and averaged — and, given ((N,) per candidate), its `known_error`
+    (percentile rank, half the model's term), weighted `model_weight` against 01's content score (percentile rank, the
+    rest). Without
     `predictions` the priority is the content score alone. A candidate whose hash is within 0.25 of a frame already
     annotated (`annotated_hashes`) is scaled down in proportion; one in `annotated` (file names) gets priority −1 and
     is never chosen."""
@@ -557,6 +564,7 @@ def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dic
         parts = [percentile_ranks(margin), percentile_ranks(trk)] + ([percentile_ranks(flip)] if mirrored is not None else []) + \
                 ([percentile_ranks(novelty)] if novelty is not None else [])
         model = np.mean(parts, 0)
+        if known is not None: model = 0.5 * model + 0.5 * percentile_ranks(known)
     else:
         model, model_weight = np.zeros(len(candidates)), 0.0
     content = percentile_ranks([c.score for c in candidates])
@@ -567,9 +575,10 @@ def rank_candidates(candidates: list[Candidate], predictions: dict[str, list[dic
     else: near = np.ones(len(candidates))
     prio = prio * np.clip(near / 0.25, 0, 1)
     nov = np.zeros(len(candidates)) if novelty is None or predictions is None else np.asarray(novelty, float)
+    kn = np.zeros(len(candidates)) if known is None or predictions is None else np.asarray(known, float)
     return [FrameRank(n, c.video, c.frame_index, c.scene, float(c.score), round(float(m), 4), round(float(f), 4), int(t),
-                      round(float(v), 4), round(float(d), 4), -1.0 if n in annotated else round(float(p), 6))
-            for c, n, m, f, t, v, d, p in zip(candidates, names, margin, flip, trk, nov, near, prio)]
+                      round(float(v), 4), round(float(k), 3), round(float(d), 4), -1.0 if n in annotated else round(float(p), 6))
+            for c, n, m, f, t, v, k, d, p in zip(candidates, names, margin, flip, trk, nov, kn, near, prio)]
 
 
 def choose_by_rank(candidates: list[Candidate], ranks: list[FrameRank], budget: int) -> list[tuple[Candidate, str]]:
@@ -584,6 +593,58 @@ def choose_by_rank(candidates: list[Candidate], ranks: list[FrameRank], budget: 
     for r in ranks: r.chosen = (r.video, r.frame_index) in picked
     orig = {(candidates[i].video, candidates[i].frame_index): candidates[i] for i in keep}
     return [(orig[(c.video, c.frame_index)], t) for c, t in chosen]
+
+# %% ../nbs/09b_annotation_loop.ipynb #b4c1c83b
+KNOWN_ERROR_NEIGHBOURS = 3   # annotated frames, nearest by image hash, whose correction work a candidate's known error averages
+
+
+def annotation_targets(sources) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """The annotated outlines of annotation files (a path or paths, any format 02 reads: VIA 1/2/3/CSV, COCO,
+    labelme), file name → `[(points (K, 2) float in px, class)]`, one per polygon part (an instance with only an RLE
+    mask has none); an image without regions maps to `[]`. What `simulate_corrections` corrects a pre-annotation into."""
+    out: dict = {}
+    for s in [sources] if isinstance(sources, (str, Path)) else sources or []:
+        for im in read_annotations(s, images_dir=False).images:
+            out.setdefault(im.file_name, []).extend((np.asarray(p, float), inst.class_name)
+                                                    for inst in im.instances for p in inst.polygons)
+    return out
+
+
+def correction_work(predictions: dict[str, list[dict]], images, targets: dict, classes: list[str],
+                    threshold: float = PRELABEL_THRESHOLD) -> dict[str, int]:
+    """Per image (`images`: paths) with an entry in `targets` (file name → outlines, `annotation_targets`): the
+    annotator's actions (`Corrections.work`: vertices placed or moved, regions added or deleted) to correct the
+    pre-annotation of `predictions` (file name → instances; `threshold` as `prelabel_project`) into its annotation,
+    the model's error where people have drawn the truth. Images without targets are left out."""
+    out = {}
+    for p in map(Path, images):
+        if p.name not in targets: continue
+        pj = prelabel_project({p.name: predictions.get(p.name, [])}, [p], classes, None, threshold)
+        out[p.name] = compare_projects(pj, simulate_corrections(pj, {p.name: targets[p.name]})).work
+    return out
+
+
+def image_hash(path: str | Path, score_width: int = FrameOptions.score_width) -> np.ndarray:
+    """01's difference hash (`dhash`, packed uint8) of an image file, its grey picture subsampled to about
+    `score_width` px wide as 01 subsamples a video frame's luma; `ValueError` naming the file when it cannot be read."""
+    g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if g is None: raise ValueError(f"{path}: cannot read the image")
+    k = max(1, g.shape[1] // int(score_width))
+    return dhash(np.ascontiguousarray(g[::k, ::k]))
+
+
+def known_error(hashes, annotated_hashes, annotated_work, k: int = KNOWN_ERROR_NEIGHBOURS) -> np.ndarray:
+    """Per candidate (`hashes`: N image hashes), the mean of `annotated_work` (M actions, e.g. `correction_work`) over
+    the `k` annotated frames (`annotated_hashes`, M) nearest by hash distance: (N,) float, the model's error where
+    it is known, carried to the frames that look alike. `ValueError` when no annotated frame is given."""
+    A, w = list(annotated_hashes), np.asarray(annotated_work, float)
+    if not A: raise ValueError("no annotated frame's correction work to carry to the candidates")
+    if len(A) != len(w): raise ValueError(f"{len(A)} annotated hashes but {len(w)} work figures")
+    H = np.stack(A)
+    d = np.stack([hash_distance(h, H) for h in hashes]) if len(hashes) else np.zeros((0, len(A)))
+    near = np.argsort(d, axis=1, kind="stable")[:, :min(k, len(A))]
+    return w[near].mean(1) if len(near) else np.zeros(0)
+
 
 # %% ../nbs/09b_annotation_loop.ipynb #caf5f35b
 @dataclass
@@ -632,6 +693,13 @@ def candidate_frames(videos, out_dir: str | Path, options: FrameOptions | None =
     return cands
 
 
+def by_folder(paths) -> list[list[Path]]:
+    "`paths` grouped by folder (first-seen order): what `list_frames`, and so `predict_frames` and `frame_embeddings`, take at a time."
+    groups: dict = {}
+    for p in map(Path, paths): groups.setdefault(p.parent, []).append(p)
+    return list(groups.values())
+
+
 def write_ranking(ranks: list[FrameRank], path: str | Path) -> Path:
     "Every candidate's `FrameRank` as CSV (atomically), highest priority first."
     rows = sorted((asdict(r) for r in ranks), key=lambda r: -r["priority"])
@@ -641,12 +709,13 @@ def write_ranking(ranks: list[FrameRank], path: str | Path) -> Path:
 
 
 def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated=(), options: FrameOptions | None = None,
-                  model_weight: float = 0.7, flip: bool = True, progress: bool = True, annotated_image_files=None) -> ActiveResult:
+                  model_weight: float = MODEL_WEIGHT, flip: bool = True, progress: bool = True, annotated_image_files=None) -> ActiveResult:
     """Choose `budget` frames of `videos` where the model (a package path or predictor) is least sure: 01's candidates
     (`options`), each predicted (and mirrored, `flip`), ranked by `rank_candidates` and chosen by `choose_by_rank`;
-    frames of `annotated` (annotation files) are never proposed. Novelty is measured against the annotated frames'
-    images: `annotated_image_files` (paths), else those the annotation files point to (`annotated_images`), plus
-    candidates that are annotated frames; without any, it is left out of the ranking. Writes `out_dir/frames/`, `frames.csv`,
+    frames of `annotated` (annotation files) are never proposed. Novelty and the known error are measured on the
+    annotated frames' images: `annotated_image_files` (paths), else those the annotation files point to
+    (`annotated_images`), plus candidates that are annotated frames; without any, both are left out of the ranking.
+    The known error needs a detection or segmentation model and annotated frames with outlines. Writes `out_dir/frames/`, `frames.csv`,
     `frames.txt` (01's layout, so 02 and 04 read it as they read 01's) and `ranking.csv` (every candidate)."""
     out_dir = Path(out_dir)
     cdir = out_dir / "candidates"
@@ -659,17 +728,27 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
     preds, mirrored = pred if flip else (pred, None)
     done = annotated_files(annotated) if annotated else set()
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
+    files = annotated_image_files if annotated_image_files is not None else annotated_images(annotated) if annotated else []
+    extra = [p for p in map(Path, files) if p.name not in {n.name for n in names}]   # annotated images not among the candidates
     emb = frame_embeddings(predictor, names)
     novelty = None
     if emb is not None:
         seen = emb[[frame_filename(c.video, c.frame_index) in done for c in cands]]
-        files = annotated_image_files if annotated_image_files is not None else annotated_images(annotated) if annotated else []
-        extra = [Path(p) for p in files]
-        extra = [p for p in extra if p.name not in {n.name for n in names}]
-        ref = np.concatenate([seen] + ([frame_embeddings(predictor, extra)] if extra else []))
+        ref = np.concatenate([seen] + [frame_embeddings(predictor, g) for g in by_folder(extra)])
         if len(ref): novelty = embedding_novelty(emb, ref)
         elif progress: print("no annotated frame's image found: the model-feature novelty is left out of the ranking", flush=True)
-    ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty)
+    known = None
+    targets = annotation_targets(annotated) if annotated else {}
+    ann = [(n, c.hash) for n, c in zip(names, cands) if n.name in done and n.name in targets] + \
+          [(p, image_hash(p, (options or FrameOptions()).score_width)) for p in extra if p.name in targets]
+    if ann and any(targets[p.name] for p, _ in ann):   # outlines to correct the model into (a classifier's labels have none)
+        extra_preds = {k: v for g in by_folder([p for p in extra if p.name in targets]) for k, v in predict_frames(predictor, g).items()}
+        work = correction_work({**extra_preds, **preds}, [p for p, _ in ann], targets, predictor.classes)
+        known = known_error([c.hash for c in cands], [h for _, h in ann], [work[p.name] for p, _ in ann])
+        if progress: print(f"the model's known error: {np.mean(list(work.values())):.1f} actions per annotated frame "
+                           f"over {len(work)} annotated frames", flush=True)
+    elif progress and annotated: print("no annotated frame with outlines found: the known error is left out of the ranking", flush=True)
+    ranks = rank_candidates(cands, preds, mirrored, done, hashes, model_weight, novelty, known)
     chosen = choose_by_rank(cands, ranks, budget)
     if not chosen:   # refused before anything of this round is written (the candidates stay: a cache)
         raise ValueError(f"all {len(cands)} candidate frames of {', '.join(sorted({str(c.video) for c in cands}))} "
@@ -774,16 +853,19 @@ def main_frames(argv: list[str] | None = None) -> int:
     "`cvflow frames --model PACKAGE VIDEO... --out DIR [--budget N] [--annotated FILE...]`; 0 ok, 2 bad input."
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="cvflow frames --model", description="Pick the frames a model is least sure of "
-                                 "(score margins, mirror-image instability, disagreement with its own tracks), with content diversity.")
+                                 "(score margins, mirror-image instability, disagreement with its own tracks) or known to get "
+                                 "wrong (its correction work on the --annotated frames that look alike), with content diversity.")
     ap.add_argument("--model", required=True, help="model package folder (cvflow export)")
     ap.add_argument("videos", nargs="+", help="video files, or folders searched recursively for videos")
     ap.add_argument("--out", required=True, help="output folder: frames/, frames.csv, frames.txt, ranking.csv, candidates/")
     ap.add_argument("--budget", type=int, default=50, help="frames to choose (default 50)")
-    ap.add_argument("--annotated", nargs="*", default=[], help="annotation files (VIA, COCO, ...) whose frames are never proposed again")
+    ap.add_argument("--annotated", nargs="*", default=[], help="annotation files (VIA, COCO, ...) whose frames are never "
+                    "proposed again, and on whose frames (images found where each file says) the model's known error is measured")
     # the candidates' options are 01's, declared once in FrameOptions (budget is this command's own: frames to choose)
     add_option_arguments(ap, FrameOptions, only=[f for f in FrameOptions.__dataclass_fields__ if f not in ("budget", "timeline_points")],
                          flags={"jpeg_quality": "--quality"})
-    ap.add_argument("--model-weight", type=float, default=0.7, help="weight of the model's uncertainty against content (0-1, default 0.7)")
+    ap.add_argument("--model-weight", type=float, default=MODEL_WEIGHT,
+                    help=f"weight of the model's term (uncertainty, known error) against content (0-1, default {MODEL_WEIGHT})")
     ap.add_argument("--no-flip", action="store_true", help="skip the mirror-image check (half the model calls)")
     a = ap.parse_args(argv)
     if a.budget < 1 or not 0 <= a.model_weight <= 1:

@@ -726,10 +726,12 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
     if progress: print(f"scoring {len(names)} candidate frames{' and their mirror images' if flip else ''} with {predictor.name}", flush=True)
     pred = predict_frames(predictor, names, flip=flip, progress=progress)
     preds, mirrored = pred if flip else (pred, None)
-    done = annotated_files(annotated) if annotated else set()
+    targets = annotation_targets(annotated) if annotated else {}   # every annotated image, with or without regions
+    done = set(targets)
     hashes = [c.hash for c in cands if frame_filename(c.video, c.frame_index) in done]
     files = annotated_image_files if annotated_image_files is not None else annotated_images(annotated) if annotated else []
-    extra = [p for p in map(Path, files) if p.name not in {n.name for n in names}]   # annotated images not among the candidates
+    cand_names = {n.name for n in names}
+    extra = [p for p in map(Path, files) if p.name not in cand_names]   # annotated images not among the candidates
     emb = frame_embeddings(predictor, names)
     novelty = None
     if emb is not None:
@@ -738,7 +740,6 @@ def active_frames(predictor, videos, out_dir: str | Path, budget: int, annotated
         if len(ref): novelty = embedding_novelty(emb, ref)
         elif progress: print("no annotated frame's image found: the model-feature novelty is left out of the ranking", flush=True)
     known = None
-    targets = annotation_targets(annotated) if annotated else {}
     ann = [(n, c.hash) for n, c in zip(names, cands) if n.name in done and n.name in targets] + \
           [(p, image_hash(p, (options or FrameOptions()).score_width)) for p in extra if p.name in targets]
     if ann and any(targets[p.name] for p, _ in ann):   # outlines to correct the model into (a classifier's labels have none)

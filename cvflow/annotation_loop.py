@@ -641,9 +641,8 @@ def known_error(hashes, annotated_hashes, annotated_work, k: int = KNOWN_ERROR_N
     if not A: raise ValueError("no annotated frame's correction work to carry to the candidates")
     if len(A) != len(w): raise ValueError(f"{len(A)} annotated hashes but {len(w)} work figures")
     H = np.stack(A)
-    d = np.stack([hash_distance(h, H) for h in hashes]) if len(hashes) else np.zeros((0, len(A)))
-    near = np.argsort(d, axis=1, kind="stable")[:, :min(k, len(A))]
-    return w[near].mean(1) if len(near) else np.zeros(0)
+    d = np.array([hash_distance(h, H) for h in hashes]).reshape(len(hashes), len(A))
+    return w[np.argsort(d, axis=1, kind="stable")[:, :k]].mean(1)
 
 
 # %% ../nbs/09b_annotation_loop.ipynb #caf5f35b
